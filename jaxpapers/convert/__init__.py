@@ -1,0 +1,1 @@
+"""Converters from officially released checkpoints to this suite's parameter trees."""

@@ -1,0 +1,1 @@
+"""Evaluators shared by several papers (GAN metrics, robust accuracy, face verification)."""

@@ -1,0 +1,1 @@
+"""Network blocks used by two or more papers."""

@@ -1,0 +1,1 @@
+"""Algorithms shared by several papers (attacks, losses, ...)."""

@@ -1,0 +1,67 @@
+"""Cross-entropy training (optional label smoothing) with on-device crop/flip augmentation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxpapers import data, optim, rng, state
+from jaxpapers.evals import classification
+from jaxpapers.layers import resnet
+from jaxpapers.lib import augment
+
+
+def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
+    b = config.batch_size
+    return {
+        "image": jax.ShapeDtypeStruct((b, *config.data.image_shape), jnp.uint8),
+        "label": jax.ShapeDtypeStruct((b,), jnp.int32),
+    }
+
+
+def init_state(key, config) -> state.TrainState:
+    model = resnet.build(config.model)
+    k_init, k_state = jax.random.split(key)
+    dummy = jnp.zeros((1, *config.data.image_shape), jnp.float32)
+    variables = model.init(k_init, dummy, train=False)
+    return state.TrainState.create(
+        variables["params"], optim.make(config.optim), k_state, variables.get("batch_stats", {})
+    )
+
+
+def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
+    """Mean CE against one-hot labels smoothed as (1 - s) * onehot + s / K."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+    return jnp.mean(optax.softmax_cross_entropy(logits, targets))
+
+
+def train_step(st: state.TrainState, batch, *, config):
+    model = resnet.build(config.model)
+    x = augment.crop_flip(rng.step_key(st), augment.to_float(batch["image"]),
+                          config.data.crop_pad, config.data.flip)
+
+    def loss_fn(params):
+        logits, updates = model.apply({"params": params, "batch_stats": st.batch_stats}, x,
+                                      train=True, mutable=["batch_stats"])
+        loss = cross_entropy(logits, batch["label"], config.model.num_classes, config.label_smoothing)
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params)
+    st = st.apply_gradients(grads, optim.make(config.optim), batch_stats=stats)
+    acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    return st, {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads)}
+
+
+def evaluate(st: state.TrainState, config, workdir: str) -> dict[str, float]:
+    """Top-1 accuracy on the test split (``config.data.eval_split``)."""
+    test = data.load(config.data, config.data.eval_split)
+    model = resnet.build(config.model)
+    fn = classification.jit_logits(model, {"params": st.params, "batch_stats": st.batch_stats})
+    acc = classification.accuracy(fn, test["image"], test["label"], config.eval_batch_size)
+    return {"test_accuracy": acc, "test_examples": float(len(test["label"]))}
+
+
+def num_params(tree) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))

@@ -1,0 +1,92 @@
+"""Reusable checks for the tests of every method (the standard jit test of ARCHITECTURE.md §8)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpapers import methods, parallel, trainer
+
+
+def random_batch(spec: dict[str, jax.ShapeDtypeStruct], seed: int = 0, int_high: int = 2) -> dict:
+    """A host batch matching ``input_spec``: uint8 images, small non-negative ints, normal floats."""
+    r = np.random.default_rng(seed)
+    out = {}
+    for k, s in spec.items():
+        if s.dtype == jnp.uint8:
+            out[k] = r.integers(0, 256, s.shape, dtype=np.uint8)
+        elif jnp.issubdtype(s.dtype, jnp.integer):
+            out[k] = r.integers(0, int_high, s.shape).astype(s.dtype)
+        elif s.dtype == jnp.bool_:
+            out[k] = r.random(s.shape) < 0.5
+        else:
+            out[k] = r.normal(size=s.shape).astype(s.dtype)
+    return out
+
+
+def make_batches(method, config, steps: int):
+    """Real batches from the method's source when it has one, else random ones of the spec."""
+    spec = method.input_spec(config)
+    if hasattr(method, "make_source"):
+        src = method.make_source(config, "train")
+        n = len(next(iter(src.values())))
+        return [{k: np.asarray(v[(np.arange(config.batch_size) + i * config.batch_size) % n])
+                 for k, v in src.items()} for i in range(steps)]
+    return [random_batch(spec, seed=i) for i in range(steps)]
+
+
+def _run(method, config, batches, mesh):
+    state, shardings = trainer.init(method, config, mesh)
+    step_fn = trainer.compile_step(method, config, mesh, shardings)
+    structure0 = jax.tree.structure(state)
+    shapes0 = jax.tree.map(lambda x: (x.shape, x.dtype), state)
+    params0 = jax.device_get(state.params) if hasattr(state, "params") else jax.device_get(state)
+    metrics = []
+    for b in batches:
+        state, m = step_fn(state, parallel.global_batch(b, mesh))
+        metrics.append(jax.device_get(m))
+    return state, shardings, structure0, shapes0, params0, metrics, step_fn
+
+
+def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None):
+    """Two (or ``steps``) jitted steps on all (fake) devices, with the suite's invariants.
+
+    Asserts: finite loss; params change; state structure, shapes, dtypes and shardings unchanged;
+    exactly one compilation (no retrace); the same seed gives bit-identical metrics and state.
+    Returns the final state and the metrics of every step.
+    """
+    method = methods.get(method_name)
+    mesh = parallel.make_mesh()
+    assert mesh.devices.size == jax.device_count()
+    parallel.check_batch_size(config.batch_size, mesh)
+    batches = batches if batches is not None else make_batches(method, config, steps)
+    spec = method.input_spec(config)
+    for b in batches:
+        assert set(b) == set(spec), f"batch keys {set(b)} != input_spec keys {set(spec)}"
+        for k, s in spec.items():
+            assert b[k].shape == s.shape and b[k].dtype == s.dtype, (k, b[k].shape, s)
+    with jax.set_mesh(mesh):
+        state, shardings, structure0, shapes0, params0, metrics, step_fn = _run(method, config, batches, mesh)
+        for i, m in enumerate(metrics):
+            assert "loss" in m, f"step {i}: metrics lack 'loss': {sorted(m)}"
+            for k, v in m.items():
+                assert np.all(np.isfinite(v)), f"step {i}: metric {k} is not finite: {v}"
+        assert jax.tree.structure(state) == structure0, "state structure changed"
+        assert jax.tree.map(lambda x: (x.shape, x.dtype), state) == shapes0, "state shapes/dtypes changed"
+        flat_sh = jax.tree.leaves(jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim),
+                                               state, shardings))
+        assert all(flat_sh), "state shardings changed"
+        assert step_fn._cache_size() == 1, f"train_step compiled {step_fn._cache_size()} times"
+        params1 = jax.device_get(state.params) if hasattr(state, "params") else jax.device_get(state)
+        changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), params0, params1))
+        assert any(changed), "no parameter changed after the train steps"
+        assert int(jax.device_get(state.step)) == len(batches), "state.step must count the steps"
+        # Determinism: a second run from the same seed gives bit-identical results.
+        state2, _, _, _, _, metrics2, _ = _run(method, config, batches, mesh)
+        for m1, m2 in zip(metrics, metrics2):
+            for k in m1:
+                np.testing.assert_array_equal(m1[k], m2[k], err_msg=f"metric {k} not deterministic")
+        for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(state2))):
+            np.testing.assert_array_equal(a, b, err_msg="state not deterministic")
+    return state, metrics

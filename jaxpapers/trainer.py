@@ -1,0 +1,163 @@
+"""The one generic training loop: init/restore, one jitted step, log/eval/checkpoint cadence."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+
+from jaxpapers import checkpoint, data, methods, metrics, parallel
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def write_config(config, workdir: str) -> None:
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        tmp = os.path.join(workdir, f"config.json.tmp-{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+        os.replace(tmp, os.path.join(workdir, "config.json"))
+
+
+def state_shardings(method, state, mesh):
+    """Replicated by default; a method may shard parts of its state (e.g. class centres)."""
+    if hasattr(method, "state_shardings"):
+        return method.state_shardings(state, mesh)
+    return jax.tree.map(lambda _: parallel.replicated(mesh), state)
+
+
+def init(method, config, mesh):
+    """The initial state, created by one jitted call directly in its shardings."""
+    rng = jax.random.PRNGKey(config.seed)
+    abstract = jax.eval_shape(functools.partial(method.init_state, config=config), rng)
+    shardings = state_shardings(method, abstract, mesh)
+    init_fn = jax.jit(functools.partial(method.init_state, config=config), out_shardings=shardings)
+    return init_fn(rng), shardings
+
+
+def compile_step(method, config, mesh, shardings):
+    """The train step, jitted once: state donated, batch sharded over ``data``."""
+    return jax.jit(
+        functools.partial(method.train_step, config=config),
+        in_shardings=(shardings, parallel.data_sharding(mesh)),
+        out_shardings=(shardings, parallel.replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
+def restore_or_init(method, config, mesh, ckpt: checkpoint.Checkpointer):
+    """Restore order: this workdir's latest, then ``resume_from``, then ``init_from`` (params)."""
+    state, shardings = init(method, config, mesh)
+    if ckpt.latest_step() is not None:
+        print(f"Resuming from {ckpt.directory} step {ckpt.latest_step()}", flush=True)
+        return ckpt.restore(state), shardings
+    if config.resume_from:
+        print(f"Resuming from {config.resume_from}", flush=True)
+        return checkpoint.restore_dir(config.resume_from, state), shardings
+    if config.init_from:
+        if not hasattr(method, "load_init"):
+            raise ValueError(f"Method {config.method!r} has no load_init hook; init_from is unsupported.")
+        tree = checkpoint.restore_params(config.init_from)
+        state = method.load_init(state, tree, config)
+        state = jax.device_put(state, shardings)
+        print(f"Initialised params from {config.init_from}", flush=True)
+    return state, shardings
+
+
+def _check_finite(step: int, scalars: dict) -> None:
+    bad = {k: v for k, v in scalars.items() if not math.isfinite(float(v))}
+    if bad:
+        raise NonFiniteLossError(
+            f"Non-finite metrics at step {step}: {bad}. The run stops here; the last good "
+            "checkpoint is kept. Lower the learning rate or check the input data."
+        )
+
+
+def train_source(method, config, split="train"):
+    if hasattr(method, "make_source"):
+        return method.make_source(config, split)
+    return data.load(config.data, split)
+
+
+def train(config, workdir: str) -> dict:
+    """Trains ``config.method`` in ``workdir``; re-running the same call resumes."""
+    parallel.maybe_initialize_distributed()
+    method = methods.get(config.method)
+    mesh = parallel.make_mesh()
+    write_config(config, workdir)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_ckpts)
+    writer = metrics.MetricWriter(workdir)
+    stop = {"signal": None}
+    previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    loader = None
+    try:
+        with jax.set_mesh(mesh):
+            state, shardings = restore_or_init(method, config, mesh, ckpt)
+            start = int(jax.device_get(state.step))
+            step_fn = compile_step(method, config, mesh, shardings)
+            loader = data.Loader(train_source(method, config), config.batch_size, mesh,
+                                 seed=config.seed, start_step=start, prefetch=config.prefetch)
+            progress = metrics.Progress(config.num_train_steps, config.batch_size, start)
+            last: dict = {}
+            t_start = time.time()
+            for step in range(start, config.num_train_steps):
+                state, scalars = step_fn(state, next(loader))
+                done = step + 1
+                if done % config.log_every == 0 or done == config.num_train_steps:
+                    last = {k: float(v) for k, v in jax.device_get(scalars).items()}
+                    _check_finite(done, last)
+                    writer.write(done, last, "train/")
+                    progress.print(done, last)
+                if config.ckpt_every and done % config.ckpt_every == 0:
+                    ckpt.save(done, state)
+                if config.eval_every and done % config.eval_every == 0 and done < config.num_train_steps:
+                    _evaluate(method, state, config, workdir, writer, done)
+                if stop["signal"] is not None:
+                    ckpt.save(done, state, force=True)
+                    ckpt.wait()
+                    print(f"Stopped by signal {stop['signal']} at step {done}; checkpoint saved. "
+                          "Re-run the same command to resume.", flush=True)
+                    return {"stopped_at": done, **last}
+            final_step = int(jax.device_get(state.step))
+            if ckpt.latest_step() != final_step:
+                ckpt.save(final_step, state, force=True)
+            ckpt.wait()
+            result = dict(last)
+            result["train_seconds"] = time.time() - t_start
+            result.update(_evaluate(method, state, config, workdir, writer, final_step))
+            _write_final(workdir, result)
+            return result
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if loader is not None:
+            loader.close()
+        ckpt.close()
+        writer.close()
+
+
+def _evaluate(method, state, config, workdir, writer, step) -> dict:
+    if not hasattr(method, "evaluate"):
+        return {}
+    t0 = time.time()
+    result = {k: float(v) for k, v in method.evaluate(state, config, workdir).items()}
+    writer.write(step, result, "eval/")
+    if jax.process_index() == 0:
+        vals = " ".join(f"{k}={v:.4g}" for k, v in result.items())
+        print(f"eval step {step} ({time.time() - t0:.1f}s): {vals}", flush=True)
+    return {f"eval/{k}": v for k, v in result.items()}
+
+
+def _write_final(workdir: str, result: dict) -> None:
+    if jax.process_index() == 0:
+        clean = {k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in result.items()}
+        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+            json.dump(clean, f, indent=2)

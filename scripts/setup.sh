@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian machine (Python 3.11): offline data, venv, the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]] && command -v apt-get >/dev/null; then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+[[ -d .venv ]] || python3 -m venv .venv
+. .venv/bin/activate
+pip install -q -U pip
+pip install -q -e ".[test]"
