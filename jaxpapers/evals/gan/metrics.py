@@ -1,0 +1,227 @@
+"""GAN sample-quality metrics on feature vectors: FD/FID, KID, IS, precision/recall.
+
+All functions take features (or logits) as host arrays and are independent of the feature
+network; the network that produced the features must be named next to every number (see
+``evaluator.py``). The statistics follow the reference implementations:
+
+- Fréchet distance (Heusel et al. 2017): ``|mu1-mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2})`` in
+  float64. The trace of the matrix square root is computed from the symmetric PSD matrix
+  ``S1^{1/2} S2 S1^{1/2}`` (same eigenvalues as ``S1 S2``) with ``eigh``, which never returns
+  complex values, unlike ``scipy.linalg.sqrtm`` on the non-symmetric product (pytorch-fid adds
+  an ``eps*I`` retry and drops imaginary parts to cope with that).
+- KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
+  ``k(x, y) = (x.y / d + 1)^3`` averaged over random subsets, as in StyleGAN2-ADA's
+  ``kernel_inception_distance.py`` (100 subsets of at most 1000 samples).
+- Inception Score (Salimans et al. 2016): ``exp(E_x KL(p(y|x) || p(y)))`` over 10 splits.
+- Precision/recall (Kynkäänniemi et al. 2019): k-NN (k = 3) hyperspheres around each real
+  (resp. fake) feature; precision = fraction of fakes inside the union of real balls, recall =
+  fraction of reals inside the union of fake balls.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+import scipy.special
+
+
+def _check_features(name: str, feats: np.ndarray, min_rows: int = 2) -> np.ndarray:
+    feats = np.asarray(feats)
+    if feats.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (num_samples, dim); got shape {feats.shape}.")
+    if feats.shape[0] < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} samples; got {feats.shape[0]}.")
+    if not np.all(np.isfinite(feats)):
+        raise ValueError(f"{name} contains NaN or Inf values (a diverged generator?).")
+    return feats
+
+
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased, N-1) covariance of features in float64, as pytorch-fid computes."""
+    feats = _check_features("features", feats).astype(np.float64)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a PSD matrix; tiny negative eigenvalues (round-off) -> 0."""
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2.0)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((S1 S2)^{1/2}) for PSD S1, S2 via the eigenvalues of S1^{1/2} S2 S1^{1/2}.
+
+    S1 S2 is similar to the symmetric PSD matrix S1^{1/2} S2 S1^{1/2}, so both have the same
+    non-negative eigenvalues and the trace of the principal square root is the sum of their
+    square roots.
+    """
+    s1_half = _psd_sqrt(np.asarray(sigma1, np.float64))
+    m = s1_half @ np.asarray(sigma2, np.float64) @ s1_half
+    w = np.linalg.eigvalsh((m + m.T) / 2.0)
+    return float(np.sqrt(np.clip(w, 0.0, None)).sum())
+
+
+def frechet_distance(
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    method: str = "eigh",
+) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+    Args:
+      mu1, sigma1: mean (d,) and covariance (d, d) of the first set.
+      mu2, sigma2: same for the second set.
+      method: 'eigh' (default, symmetric eigen-decomposition) or 'sqrtm' (scipy's
+        ``linalg.sqrtm`` of S1 S2 with pytorch-fid's eps-retry; kept for cross-checks).
+
+    Returns:
+      The squared Fréchet (2-Wasserstein) distance as a Python float.
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1 = np.atleast_2d(sigma1).astype(np.float64)
+    sigma2 = np.atleast_2d(sigma2).astype(np.float64)
+    d = mu1.shape[0]
+    if mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise ValueError(
+            f"shape mismatch: mu1 {mu1.shape}, sigma1 {sigma1.shape}, mu2 {mu2.shape}, "
+            f"sigma2 {sigma2.shape}; expected (d,), (d, d) for both sets."
+        )
+    for name, arr in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or Inf values.")
+    diff = mu1 - mu2
+    if method == "eigh":
+        tr_covmean = trace_sqrt_product(sigma1, sigma2)
+    elif method == "sqrtm":
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.all(np.isfinite(covmean)):
+            offset = np.eye(d) * 1e-6
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        tr_covmean = float(np.real(np.trace(covmean)))
+    else:
+        raise ValueError(f"unknown method {method!r}; use 'eigh' or 'sqrtm'.")
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+def kernel_distance(
+    feats_real: np.ndarray,
+    feats_fake: np.ndarray,
+    num_subsets: int = 100,
+    max_subset_size: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """KID: unbiased MMD^2 with kernel (x.y/d + 1)^3, mean and std over random subsets.
+
+    Each subset draws m = min(n_real, n_fake, max_subset_size) samples without replacement
+    from each set; the unbiased estimator drops the kernel's diagonal terms (i == j) from the
+    within-set sums (Binkowski et al. 2018, eq. 3 with the polynomial kernel).
+
+    Returns:
+      (mean, std) of the per-subset MMD^2 estimates (std with ddof=0, as torch-fidelity).
+    """
+    x_all = _check_features("fake features", feats_fake).astype(np.float64)
+    y_all = _check_features("real features", feats_real).astype(np.float64)
+    if x_all.shape[1] != y_all.shape[1]:
+        raise ValueError(f"feature dims differ: real {y_all.shape[1]} vs fake {x_all.shape[1]}.")
+    n = x_all.shape[1]
+    m = min(x_all.shape[0], y_all.shape[0], max_subset_size)
+    rng = np.random.default_rng(seed)
+    values = np.empty(num_subsets, np.float64)
+    for i in range(num_subsets):
+        x = x_all[rng.choice(x_all.shape[0], m, replace=False)]
+        y = y_all[rng.choice(y_all.shape[0], m, replace=False)]
+        kxx = (x @ x.T / n + 1.0) ** 3
+        kyy = (y @ y.T / n + 1.0) ** 3
+        kxy = (x @ y.T / n + 1.0) ** 3
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        values[i] = within - 2.0 * kxy.sum() / (m * m)
+    return float(values.mean()), float(values.std())
+
+
+def inception_score(logits: np.ndarray, num_splits: int = 10) -> tuple[float, float]:
+    """Inception Score from classifier logits: mean and std of exp(E KL(p(y|x)||p(y))) per split.
+
+    Args:
+      logits: (N, num_classes) unnormalised log-probabilities (softmax is applied here, in
+        float64 with a log-sum-exp so that confident predictions do not underflow).
+      num_splits: the standard value is 10 (Salimans et al. 2016; StyleGAN2-ADA).
+    """
+    logits = _check_features("logits", logits, min_rows=num_splits).astype(np.float64)
+    logp = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
+    n = logp.shape[0]
+    scores = []
+    for k in range(num_splits):
+        part = logp[k * n // num_splits : (k + 1) * n // num_splits]
+        p = np.exp(part)
+        log_py = np.log(p.mean(axis=0) + 1e-300)
+        kl = (p * (part - log_py)).sum(axis=1).mean()
+        scores.append(np.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _kth_nn_radius_block(block: jax.Array, ref: jax.Array, k: int) -> jax.Array:
+    """Distance from each row of ``block`` to its (k+1)-th nearest row of ``ref`` (self = 0)."""
+    d2 = (
+        jnp.sum(block**2, axis=1, keepdims=True)
+        - 2.0 * block @ ref.T
+        + jnp.sum(ref**2, axis=1)[None, :]
+    )
+    neg_smallest, _ = jax.lax.top_k(-d2, k + 1)
+    return jnp.sqrt(jnp.maximum(-neg_smallest[:, -1], 0.0))
+
+
+@jax.jit
+def _inside_any_ball_block(block: jax.Array, centers: jax.Array, radii: jax.Array) -> jax.Array:
+    d2 = (
+        jnp.sum(block**2, axis=1, keepdims=True)
+        - 2.0 * block @ centers.T
+        + jnp.sum(centers**2, axis=1)[None, :]
+    )
+    dist = jnp.sqrt(jnp.maximum(d2, 0.0))
+    return jnp.any(dist <= radii[None, :], axis=1)
+
+
+def _blocks(x: np.ndarray, size: int):
+    for start in range(0, x.shape[0], size):
+        yield x[start : start + size]
+
+
+def knn_radii(feats: np.ndarray, k: int = 3, block: int = 1024) -> np.ndarray:
+    """Radius of the k-NN hypersphere of every sample (distance to its k-th other neighbour)."""
+    feats = _check_features("features", feats, min_rows=k + 1).astype(np.float32)
+    ref = jnp.asarray(feats)
+    return np.concatenate(
+        [np.asarray(_kth_nn_radius_block(jnp.asarray(b), ref, k)) for b in _blocks(feats, block)]
+    )
+
+
+def _coverage(queries: np.ndarray, centers: np.ndarray, radii: np.ndarray, block: int) -> float:
+    c, r = jnp.asarray(centers), jnp.asarray(radii)
+    hits = [
+        np.asarray(_inside_any_ball_block(jnp.asarray(b), c, r)) for b in _blocks(queries, block)
+    ]
+    return float(np.concatenate(hits).mean())
+
+
+def precision_recall(
+    feats_real: np.ndarray, feats_fake: np.ndarray, k: int = 3, block: int = 1024
+) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii.
+
+    Distances are Euclidean in float32, blocked over rows so memory is O(block * N).
+    A point on a ball's boundary counts as inside (``<=``), as in the reference code.
+    """
+    real = _check_features("real features", feats_real, min_rows=k + 1).astype(np.float32)
+    fake = _check_features("fake features", feats_fake, min_rows=k + 1).astype(np.float32)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"feature dims differ: real {real.shape[1]} vs fake {fake.shape[1]}.")
+    precision = _coverage(fake, real, knn_radii(real, k, block), block)
+    recall = _coverage(real, fake, knn_radii(fake, k, block), block)
+    return precision, recall
