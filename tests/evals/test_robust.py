@@ -1,0 +1,88 @@
+"""The robustness evaluator: cascade semantics, per-attack accounting, table and pictures."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpapers.evals import robust
+
+
+@pytest.fixture(scope="module")
+def linear_problem():
+    """A linear 4-class model on 6×6×1 images where the L∞ worst case is known per point."""
+    w = jax.random.normal(jax.random.key(0), (4, 36))
+    f = lambda x: x.reshape(x.shape[0], -1) @ w.T  # noqa: E731
+    x = np.asarray(jax.random.uniform(jax.random.key(1), (40, 6, 6, 1), minval=0.2, maxval=0.8))
+    y = np.asarray(jnp.argmax(f(jnp.asarray(x)), -1)).astype(np.int32)
+    y[:5] = (y[:5] + 1) % 4  # five points misclassified from the start
+    return f, w, x, y
+
+
+def _flippable(f, w, x, y, eps):
+    """Analytic L∞ robustness of a linear model (box inactive): min_j margin_j − ε‖w_y − w_j‖₁."""
+    z = np.asarray(f(jnp.asarray(x)))
+    wn = np.asarray(w)
+    gap = z[np.arange(len(y)), y][:, None] - z
+    reach = eps * np.abs(wn[y][:, None, :] - wn[None]).sum(-1)
+    reach[np.arange(len(y)), y] = -np.inf
+    return (gap < reach).any(-1) | (np.argmax(z, -1) != y)
+
+
+def test_cascade_counts_robust_only_if_every_attack_fails(linear_problem, tmp_path):
+    f, w, x, y = linear_problem
+    eps = 0.03
+    res = robust.evaluate(
+        f,
+        x,
+        y,
+        jax.random.key(0),
+        eps=eps,
+        attacks_to_run=("fgsm", "aa_standard"),
+        cascade=True,
+        batch_size=16,
+        apgd_steps=10,
+        square_queries=20,
+    )
+    assert res["clean"] == pytest.approx(35 / 40)
+    assert res["missing"] == ["fab-t"]
+    # Cascade: robust accuracy never increases along the sequence, worst case = the last one.
+    seq = [res["clean"], res["fgsm"], res["apgd-ce"], res["apgd-t"], res["square"]]
+    assert all(a >= b for a, b in zip(seq, seq[1:], strict=False))
+    assert res["worst_case"] == seq[-1]
+    # Against the analytic answer: APGD finds every flippable point of a linear model, and no
+    # attack can beat the analytic worst case.
+    expected = 1.0 - _flippable(f, w, x, y, eps).mean()
+    assert res["worst_case"] == pytest.approx(expected)
+    adv = res["x_adv"]
+    assert np.abs(adv - x).max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    wrong = np.argmax(np.asarray(f(jnp.asarray(adv))), -1) != y
+    assert wrong.mean() == pytest.approx(1 - res["worst_case"])
+    robust.save(res, str(tmp_path), x, eps, num_pictures=4)
+    with open(os.path.join(tmp_path, "robust.json")) as fh:
+        table = json.load(fh)
+    assert table["worst_case"] == res["worst_case"] and "x_adv" not in table
+    assert os.path.getsize(os.path.join(tmp_path, "robust_examples.png")) > 0
+    assert "not run (not implemented): fab-t" in robust.format_table(res)
+
+
+def test_attacks_alone_and_worst_case_is_the_intersection(linear_problem):
+    f, w, x, y = linear_problem
+    res = robust.evaluate(
+        f,
+        x,
+        y,
+        jax.random.key(0),
+        eps=0.03,
+        attacks_to_run=("fgsm", "pgd"),
+        cascade=False,
+        batch_size=64,
+        pgd_steps=10,
+    )
+    assert res["worst_case"] <= min(res["fgsm"], res["pgd"])
+    assert res["pgd"] <= res["fgsm"]  # PGD-10 contains the FGSM direction on a linear model
+    with pytest.raises(ValueError, match="unknown attack"):
+        robust.evaluate(f, x, y, jax.random.key(0), eps=0.03, attacks_to_run=("deepfool",))
