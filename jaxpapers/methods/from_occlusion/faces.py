@@ -1,0 +1,77 @@
+"""Face data for FROM: identity folders split into training and held-out identities, LFW pairs.
+
+CPU preset: the ORL faces (`/work/shared/data/faces/att_orl_faces`, 40 identities x 10 grey images,
+92x112) resized to config.data.image_size; the first `n_train_ids` identities (sorted folder names)
+train the classifier, the rest form the verification pairs, so verification is on unseen people
+as in LFW.  Paper preset: CASIA-WebFace 112x96 through the suite's image_folder builder (not held
+in memory) and LFW pairs from an LFW-format pairs.txt.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from jaxpapers import data
+from jaxpapers.data import builders
+from jaxpapers.evals import face_verification as fv
+
+
+@functools.lru_cache(maxsize=4)
+def load_identity_folder(path: str, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """All images of root/<identity>/<img> as uint8 (N, H, W, 3) RGB (grey replicated) + labels."""
+    _, files = builders.list_image_folder(path)
+    images = np.stack([builders.read_image(p, image_size, 3) for p, _ in files])
+    labels = np.asarray([lab for _, lab in files], np.int32)
+    return images, labels
+
+
+def _folder_split(config, split: str) -> dict[str, np.ndarray]:
+    images, labels = load_identity_folder(config.data.path, tuple(config.data.image_size))
+    n_ids = int(labels.max()) + 1
+    n_train = int(config.data.n_train_ids)
+    if not 0 < n_train < n_ids:
+        raise ValueError(
+            f"data.n_train_ids={n_train} must be in (0, {n_ids}) for {config.data.path}."
+        )
+    keep = labels < n_train if split == "train" else labels >= n_train
+    return {"image": images[keep], "label": labels[keep] - (0 if split == "train" else n_train)}
+
+
+def make_source(config, split: str):
+    """Training arrays (held in memory) or, with data.in_memory=False, a random-access source."""
+    if config.data.name != "image_folder":
+        raise ValueError(f"from_occlusion reads identity folders (data.name='image_folder'), got "
+                         f"{config.data.name!r}.")
+    if not os.path.isdir(config.data.path):
+        raise FileNotFoundError(
+            f"Face folder {config.data.path!r} not found; set --config.data.path=<root/id/img>.")
+    if not config.data.in_memory:
+        return data.open_source(config.data, split)
+    src = _folder_split(config, split)
+    if split == "train" and int(src["label"].max()) + 1 != config.model.num_classes:
+        raise ValueError(f"model.num_classes={config.model.num_classes} but the training split has "
+                         f"{int(src['label'].max()) + 1} identities.")
+    return src
+
+
+def eval_pairs(config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images (M,H,W,3) uint8, labels (M,), pairs (P, 3) = (i, j, same)) for verification.
+
+    With eval.pairs_file set: LFW-format pairs over eval.lfw_dir (labels = -1); otherwise balanced
+    deterministic pairs over the held-out identities of data.path.
+    """
+    e = config.eval
+    size = tuple(config.data.image_size)
+    if e.pairs_file:
+        pairs = fv.read_pairs(e.pairs_file, e.pairs_ext)
+        paths = sorted({p for a, b, _ in pairs for p in (a, b)})
+        index = {p: i for i, p in enumerate(paths)}
+        images = np.stack([builders.read_image(os.path.join(e.lfw_dir, p), size, 3) for p in paths])
+        arr = np.asarray([(index[a], index[b], int(s)) for a, b, s in pairs], np.int64)
+        return images, -np.ones(len(paths), np.int32), arr
+    src = _folder_split(config, "test")
+    pairs = fv.make_pairs(src["label"], int(e.num_pairs), int(e.pairs_seed))
+    return src["image"], src["label"], pairs
