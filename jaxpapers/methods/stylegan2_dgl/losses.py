@@ -1,0 +1,71 @@
+"""StyleGAN2 losses and regularizers, plus the DGL-GAN teacher-discriminator term.
+
+Official references: NVlabs/stylegan2 ``training/loss.py`` (``G_logistic_ns_pathreg``,
+``D_logistic_r1``), NVlabs/stylegan2-ada-pytorch ``training/loss.py`` (same maths, phase
+layout), yuesongtian/DGL-GAN ``stylegan2_dgl/training/loss.py`` (``G_dg_pathreg``):
+
+* G (non-saturating logistic): E_z softplus(-D(G(z)))
+* DGL:  L_G = E softplus(-D_S(G_S(z))) + alpha * E softplus(-D_T(G_S(z))), D_T frozen.
+* D: E softplus(D(G(z))) + E softplus(-D(x))
+* R1: (gamma/2) * ||grad_x D(x)||^2 on reals (lazy, scaled by the interval).
+* Path length: a = || J_w^T y ||, y ~ N(0, I)/sqrt(HW); penalty (a - a_bar)^2 with a running mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def g_nonsaturating(fake_logits: jax.Array) -> jax.Array:
+    """Non-saturating generator loss, mean over the batch."""
+    return jnp.mean(jax.nn.softplus(-fake_logits))
+
+
+def dgl_generator_loss(
+    fake_logits: jax.Array, teacher_logits: jax.Array | None, alpha: float | jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """DGL student G loss; returns (total, teacher term). With alpha = 0 it is the vanilla loss.
+
+    ``teacher_logits`` are D_T(G_S(z)) for the same fakes the student D scores; D_T's params must
+    be held fixed by the caller (they are not differentiated: only G's params are).
+    """
+    vanilla = g_nonsaturating(fake_logits)
+    if teacher_logits is None:
+        return vanilla, jnp.zeros((), vanilla.dtype)
+    term = jnp.mean(jax.nn.softplus(-teacher_logits))
+    return vanilla + alpha * term, term
+
+
+def d_logistic(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Logistic D loss, mean over the batch (the sum of the two official terms)."""
+    return jnp.mean(jax.nn.softplus(fake_logits)) + jnp.mean(jax.nn.softplus(-real_logits))
+
+
+def r1_penalty(d_fn: Callable[[jax.Array], jax.Array], reals: jax.Array) -> jax.Array:
+    """Per-sample ||grad_x D(x)||^2 (the sum over the batch is differentiated, as officially)."""
+    grads = jax.grad(lambda x: jnp.sum(d_fn(x)))(reals)
+    return jnp.sum(
+        jnp.square(grads.astype(jnp.promote_types(grads.dtype, jnp.float32))), axis=(1, 2, 3)
+    )
+
+
+def path_lengths(
+    synth_fn: Callable[[jax.Array], jax.Array], ws: jax.Array, key: jax.Array, img_shape
+) -> jax.Array:
+    """Per-sample ||J_w^T y||: sqrt(mean over layers of sum over w dims of g^2), y ~ N/sqrt(HW)."""
+    n, h, w, c = img_shape
+    y = jax.random.normal(key, (n, h, w, c)) / jnp.sqrt(float(h * w))
+    g = jax.grad(lambda v: jnp.sum(synth_fn(v).astype(jnp.float32) * y))(ws)
+    return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(g), axis=2), axis=1))
+
+
+def path_length_penalty(
+    lengths: jax.Array, pl_mean: jax.Array, decay: float
+) -> tuple[jax.Array, jax.Array]:
+    """(per-sample penalty, new running mean). As officially, the penalty uses the updated mean
+    and the gradient also flows through it."""
+    new_mean = pl_mean + decay * (jnp.mean(lengths) - pl_mean)
+    return jnp.square(lengths - new_mean), jax.lax.stop_gradient(new_mean)

@@ -1,0 +1,322 @@
+"""One jitted train step for the whole DGL-GAN job: teacher -> student stage 1 -> stage 2.
+
+The phase is a function of ``state.step`` (boundaries from the config), selected with
+``lax.cond`` inside the step, so the job compiles once and every stage resumes from a checkpoint:
+
+* phase 0, ``step < teacher.steps``: train the teacher StyleGAN2 (G_T, D_T).
+* phase 1, next ``student.stage1_steps``: train the narrow student (G_S, D_S) with alpha = 0.
+* phase 2, until ``num_train_steps``: the same student with ``alpha * softplus(-D_T(G_S(z)))``
+  added to its G loss; D_T is read, never written (its params pass through unchanged).
+
+One GAN update follows the official iteration (NVlabs/stylegan2 training_loop: G main, G reg,
+D main, D reg, then the G EMA): lazy path-length every ``g_reg_interval`` and lazy R1 every
+``d_reg_interval`` local steps as separate optimizer updates sharing the Adam moments (as in
+stylegan2-ada-pytorch, whose phases share one optimizer), chosen with ``lax.cond``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxpapers import optim, rng
+from jaxpapers.methods.stylegan2_dgl import losses
+from jaxpapers.methods.stylegan2_dgl import model as M
+
+
+@flax.struct.dataclass
+class GanState:
+    """One StyleGAN2: params, EMA generator, Adam states and the tracked statistics."""
+
+    g: Any
+    d: Any
+    g_ema: Any
+    g_opt: Any
+    d_opt: Any
+    w_avg: jax.Array  # Tracked mean of w (decay w_avg_beta), shared by G and its EMA.
+    pl_mean: jax.Array  # Running mean of path lengths.
+    r1_last: jax.Array  # Last R1 penalty (logging only; R1 runs every d_reg_interval steps).
+    pl_last: jax.Array  # Last path-length penalty (logging only).
+
+
+@flax.struct.dataclass
+class DGLState:
+    step: jax.Array
+    rng: jax.Array
+    teacher: GanState
+    student: GanState
+
+
+def make_nets(config: ml_collections.ConfigDict, role: str) -> tuple[M.Generator, M.Discriminator]:
+    """Teacher or student networks from the config (student widths divided by its divisors)."""
+    m = config.model
+    if role not in ("teacher", "student"):
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
+    gdiv = 1 if role == "teacher" else config.student.g_divisor
+    ddiv = 1 if role == "teacher" else config.student.d_divisor
+    f = tuple(m.resample_filter)
+    g = M.Generator(
+        m.resolution,
+        m.img_channels,
+        m.z_dim,
+        m.w_dim,
+        m.mapping_layers,
+        m.fmap_base,
+        m.fmap_max,
+        gdiv,
+        f,
+    )
+    d = M.Discriminator(
+        m.resolution, m.fmap_base, m.fmap_max, ddiv, m.mbstd_group_size, m.mbstd_num_features, f
+    )
+    return g, d
+
+
+def phase_bounds(config) -> tuple[int, int]:
+    """(first student step, first stage-2 step)."""
+    t = int(config.teacher.steps)
+    return t, t + int(config.student.stage1_steps)
+
+
+def init_gan(key: jax.Array, config, role: str) -> GanState:
+    g_net, d_net = make_nets(config, role)
+    m = config.model
+    kg, kd, kn = jax.random.split(key, 3)
+    z = jnp.zeros((1, m.z_dim))
+    g = g_net.init({"params": kg, "noise": kn}, z)["params"]
+    img = jnp.zeros((max(1, m.mbstd_group_size), m.resolution, m.resolution, m.img_channels))
+    d = d_net.init(kd, img)["params"]
+    return GanState(
+        g=g,
+        d=d,
+        g_ema=jax.tree.map(jnp.copy, g),
+        g_opt=optim.make(config.optim.g).init(g),
+        d_opt=optim.make(config.optim.d).init(d),
+        w_avg=jnp.zeros((m.w_dim,)),
+        pl_mean=jnp.zeros(()),
+        r1_last=jnp.zeros(()),
+        pl_last=jnp.zeros(()),
+    )
+
+
+def init_state(key: jax.Array, config) -> DGLState:
+    kt, ks, kr = jax.random.split(key, 3)
+    return DGLState(
+        step=jnp.zeros((), jnp.int32),
+        rng=kr,
+        teacher=init_gan(kt, config, "teacher"),
+        student=init_gan(ks, config, "student"),
+    )
+
+
+def run_mapping(g_net: M.Generator, params, z: jax.Array, key: jax.Array, mixing_prob: float):
+    """ws for a batch of z with official style mixing (one crossover layer for the batch)."""
+    ws = g_net.apply({"params": params}, z, method=g_net.mapping)
+    if mixing_prob > 0:
+        k1, k2, k3 = jax.random.split(key, 3)
+        n_ws = ws.shape[1]
+        cutoff = jax.random.randint(k1, (), 1, n_ws)
+        cutoff = jnp.where(jax.random.uniform(k2) < mixing_prob, cutoff, n_ws)
+        ws2 = g_net.apply({"params": params}, jax.random.normal(k3, z.shape), method=g_net.mapping)
+        ws = jnp.where((jnp.arange(n_ws) < cutoff)[None, :, None], ws, ws2)
+    return ws
+
+
+def synth(g_net: M.Generator, params, ws: jax.Array, key: jax.Array) -> jax.Array:
+    return g_net.apply({"params": params}, ws, rngs={"noise": key}, method=g_net.synthesis)
+
+
+def preprocess(images: jax.Array, key: jax.Array, mirror: bool) -> jax.Array:
+    """uint8 NHWC -> float in [-1, 1], with random horizontal flips (mirror augment)."""
+    x = images.astype(jnp.float32) / 127.5 - 1.0
+    if mirror:
+        flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+        x = jnp.where(flip, x[:, :, ::-1, :], x)
+    return x
+
+
+def ema_beta(config, local_step: jax.Array) -> jax.Array:
+    """G EMA decay from the half-life ``ema.kimg`` with the optional ramp-up (ADA)."""
+    batch = float(config.batch_size)
+    ema_nimg = jnp.asarray(config.ema.kimg * 1000.0)
+    if config.ema.rampup > 0:
+        cur_nimg = local_step.astype(jnp.float32) * batch
+        ema_nimg = jnp.minimum(ema_nimg, cur_nimg * config.ema.rampup)
+    return jnp.power(0.5, batch / jnp.maximum(ema_nimg, 1e-8))
+
+
+def gan_update(
+    gs: GanState,
+    reals: jax.Array,
+    key: jax.Array,
+    local_step: jax.Array,
+    config,
+    role: str,
+    d_teacher=None,
+    alpha=0.0,
+    teacher_on=None,
+):
+    """One official StyleGAN2 iteration of one GAN; returns (new GanState, metrics)."""
+    g_net, d_net = make_nets(config, role)
+    L = config.loss
+    n = reals.shape[0]
+    tx_g, tx_d = optim.make(config.optim.g), optim.make(config.optim.d)
+    keys = jax.random.split(key, 12)
+    z = jax.random.normal(keys[0], (n, config.model.z_dim))
+    t_net = make_nets(config, "teacher")[1] if d_teacher is not None else None
+
+    # ---- G main: non-saturating loss (+ DGL teacher term in phase 2).
+    def g_loss_fn(g_params):
+        ws = run_mapping(g_net, g_params, z, keys[1], L.style_mixing_prob)
+        fake = synth(g_net, g_params, ws, keys[2])
+        logits = d_net.apply({"params": gs.d}, fake)
+        t_logits = None
+        if t_net is not None:
+            # Only evaluated in stage 2 (cond), so stage 1 does not pay for D_T.
+            t_logits = jax.lax.cond(
+                teacher_on,
+                lambda f: t_net.apply({"params": d_teacher}, f),
+                lambda f: jnp.zeros((f.shape[0],), f.dtype),
+                fake,
+            )
+        total, term = losses.dgl_generator_loss(logits, t_logits, alpha)
+        w_mean = jnp.mean(ws[:, 0], axis=0)
+        return total, (losses.g_nonsaturating(logits), term, w_mean)
+
+    (g_total, (g_main, t_term, w_mean)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(gs.g)
+    if teacher_on is not None:
+        t_term = jnp.where(teacher_on, t_term, 0.0)  # D_T is not evaluated in stage 1.
+    upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
+    g = optax.apply_updates(gs.g, upd)
+    w_avg = w_mean + config.model.w_avg_beta * (gs.w_avg - w_mean)  # lerp(w_mean, w_avg, beta)
+
+    # ---- G reg: lazy path-length regularization on batch // pl_batch_shrink.
+    def pl_step(args):
+        g, g_opt, pl_mean = args
+        m = max(1, n // L.pl_batch_shrink)
+        zp = jax.random.normal(keys[3], (m, config.model.z_dim))
+        shape = (m, config.model.resolution, config.model.resolution, config.model.img_channels)
+
+        def pl_loss(g_params):
+            ws = run_mapping(g_net, g_params, zp, keys[4], L.style_mixing_prob)
+            lengths = losses.path_lengths(
+                lambda v: synth(g_net, g_params, v, keys[5]), ws, keys[6], shape
+            )
+            pen, new_mean = losses.path_length_penalty(lengths, pl_mean, L.pl_decay)
+            return jnp.mean(pen) * L.pl_weight * L.g_reg_interval, (jnp.mean(pen), new_mean)
+
+        (_, (pen, new_mean)), gr = jax.value_and_grad(pl_loss, has_aux=True)(g)
+        u, g_opt = tx_g.update(gr, g_opt, g)
+        return optax.apply_updates(g, u), g_opt, new_mean, pen
+
+    if L.pl_weight > 0:
+        g, g_opt, pl_mean, pl_last = jax.lax.cond(
+            local_step % L.g_reg_interval == 0,
+            pl_step,
+            lambda a: (a[0], a[1], a[2], gs.pl_last),
+            (g, g_opt, gs.pl_mean),
+        )
+    else:
+        pl_mean, pl_last = gs.pl_mean, gs.pl_last
+
+    # ---- D main: logistic loss on fresh fakes from the updated G.
+    ws_d = run_mapping(g_net, g, jax.random.normal(keys[7], z.shape), keys[8], L.style_mixing_prob)
+    fake_d = jax.lax.stop_gradient(synth(g_net, g, ws_d, keys[9]))
+
+    def d_loss_fn(d_params):
+        real_logits = d_net.apply({"params": d_params}, reals)
+        fake_logits = d_net.apply({"params": d_params}, fake_d)
+        return losses.d_logistic(real_logits, fake_logits), (real_logits, fake_logits)
+
+    (d_loss, (real_logits, fake_logits)), dgrads = jax.value_and_grad(d_loss_fn, has_aux=True)(gs.d)
+    upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
+    d = optax.apply_updates(gs.d, upd)
+
+    # ---- D reg: lazy R1 on reals.
+    def r1_step(args):
+        d, d_opt = args
+
+        def r1_loss(d_params):
+            pen = losses.r1_penalty(lambda x: d_net.apply({"params": d_params}, x), reals)
+            return jnp.mean(pen) * (L.r1_gamma / 2) * L.d_reg_interval, jnp.mean(pen)
+
+        (_, pen), gr = jax.value_and_grad(r1_loss, has_aux=True)(d)
+        u, d_opt = tx_d.update(gr, d_opt, d)
+        return optax.apply_updates(d, u), d_opt, pen
+
+    if L.r1_gamma > 0:
+        d, d_opt, r1_last = jax.lax.cond(
+            local_step % L.d_reg_interval == 0,
+            r1_step,
+            lambda a: (a[0], a[1], gs.r1_last),
+            (d, d_opt),
+        )
+    else:
+        r1_last = gs.r1_last
+
+    g_ema = optim.ema_update(gs.g_ema, g, ema_beta(config, local_step))
+    new = GanState(
+        g=g,
+        d=d,
+        g_ema=g_ema,
+        g_opt=g_opt,
+        d_opt=d_opt,
+        w_avg=w_avg,
+        pl_mean=pl_mean,
+        r1_last=r1_last,
+        pl_last=pl_last,
+    )
+    metrics = {
+        "loss": g_total + d_loss,
+        "g_loss": g_main,
+        "d_loss": d_loss,
+        "teacher_term": t_term,
+        "d_real": jnp.mean(real_logits),
+        "d_fake": jnp.mean(fake_logits),
+        "r1": r1_last,
+        "pl": pl_last,
+        "pl_mean": pl_mean,
+    }
+    return new, metrics
+
+
+def train_step(state: DGLState, batch: dict, *, config) -> tuple[DGLState, dict]:
+    """The job's single train step; the phase comes from ``state.step`` (see module doc)."""
+    key = rng.step_key(state)
+    k_aug, k_gan = jax.random.split(key)
+    reals = preprocess(batch["image"], k_aug, config.aug.mirror)
+    s1, s2 = phase_bounds(config)
+    step = state.step
+    phase = jnp.where(step < s1, 0, jnp.where(step < s2, 1, 2)).astype(jnp.int32)
+
+    def teacher_branch(st: DGLState):
+        t, m = gan_update(st.teacher, reals, k_gan, st.step, config, "teacher")
+        return st.replace(teacher=t), m
+
+    def student_branch(st: DGLState):
+        on = st.step >= s2
+        alpha = jnp.where(on, config.student.alpha, 0.0)
+        s, m = gan_update(
+            st.student,
+            reals,
+            k_gan,
+            st.step - s1,
+            config,
+            "student",
+            d_teacher=st.teacher.d,
+            alpha=alpha,
+            teacher_on=on,
+        )
+        return st.replace(student=s), m
+
+    if s1 > 0:
+        state, metrics = jax.lax.cond(phase == 0, teacher_branch, student_branch, state)
+    else:  # Teacher loaded from init_from: no teacher branch is traced at all.
+        state, metrics = student_branch(state)
+    metrics = dict(metrics, phase=phase)
+    return state.replace(step=state.step + 1), metrics

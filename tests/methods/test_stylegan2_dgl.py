@@ -1,0 +1,105 @@
+"""Jit, phase schedule, frozen teacher, load_init and evaluate of stylegan2_dgl (smoke preset)."""
+
+import os
+
+import flax.serialization
+import jax
+import numpy as np
+import pytest
+
+from jaxpapers import config_lib, methods, parallel, testing, trainer
+
+CFG = "configs/stylegan2_dgl.py"
+
+
+def test_stylegan2_dgl_train_step_jit():
+    # Student only (teacher from init_from): step 0 is stage 1, step 1 stage 2 (D_T term on).
+    cfg = config_lib.load_config_file(CFG, "smoke,teacher.steps=0,num_train_steps=2")
+    _, metrics = testing.check_train_step_jit("stylegan2_dgl", cfg, steps=2)
+    assert [int(m["phase"]) for m in metrics] == [1, 2]
+    assert float(metrics[0]["teacher_term"]) == 0.0 and float(metrics[1]["teacher_term"]) > 0.0
+
+
+@pytest.fixture(scope="module")
+def job():
+    """The whole smoke job (teacher, stage 1, stage 2, stage 2) with ONE compiled step."""
+    cfg = config_lib.load_config_file(CFG, "smoke")
+    method = methods.get("stylegan2_dgl")
+    mesh = parallel.make_mesh()
+    batches = testing.make_batches(method, cfg, cfg.num_train_steps)
+    with jax.set_mesh(mesh):
+        state, shardings = trainer.init(method, cfg, mesh)
+        step_fn = trainer.compile_step(method, cfg, mesh, shardings)
+        states, metrics = [jax.device_get(state)], []
+        for b in batches:
+            state, m = step_fn(state, parallel.global_batch(b, mesh))
+            states.append(jax.device_get(state))
+            metrics.append(jax.device_get(m))
+        assert step_fn._cache_size() == 1, "the phase switch must not retrace"
+    return cfg, method, state, states, metrics
+
+
+def _equal(a, b) -> bool:
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return all(np.array_equal(x, y) for x, y in pairs)
+
+
+def test_phases_follow_the_step_and_teacher_stays_frozen(job):
+    cfg, _, _, states, metrics = job
+    assert [int(m["phase"]) for m in metrics] == [0, 1, 2, 2]
+    for m in metrics:
+        assert all(np.isfinite(v) for v in m.values())
+    # Phase 0 trains the teacher only.
+    assert not _equal(states[0].teacher.g, states[1].teacher.g)
+    assert not _equal(states[0].teacher.d, states[1].teacher.d)
+    assert _equal(states[0].student, states[1].student)
+    # Student phases: every teacher array (params, EMA, Adam moments, stats) bit-identical.
+    for s in states[2:]:
+        assert _equal(states[1].teacher, s.teacher)
+    for a, b in zip(states[1:], states[2:], strict=False):
+        assert not _equal(a.student.g, b.student.g) and not _equal(a.student.d, b.student.d)
+    # The D_T term is only on in stage 2.
+    assert float(metrics[1]["teacher_term"]) == 0.0
+    assert float(metrics[2]["teacher_term"]) > 0.0
+
+
+def test_load_init_puts_a_teacher_checkpoint_into_the_state(job):
+    cfg, method, _, states, _ = job
+    tree = {"teacher": flax.serialization.to_state_dict(states[1].teacher)}
+    cfg0 = config_lib.load_config_file(CFG, "smoke,teacher.steps=0")
+    fresh = jax.jit(lambda k: method.init_state(k, cfg0))(jax.random.key(5))
+    loaded = method.load_init(fresh, tree, cfg0)
+    for name in ("g", "d", "g_ema", "w_avg"):
+        assert _equal(getattr(loaded.teacher, name), getattr(states[1].teacher, name))
+    with pytest.raises(ValueError, match="teacher.steps=0"):
+        method.load_init(fresh, tree, cfg)
+    bad = {"teacher": dict(tree["teacher"], d={"b4_out": tree["teacher"]["d"]["b4_out"]})}
+    with pytest.raises(ValueError, match="does not match"):
+        method.load_init(fresh, bad, cfg0)
+
+
+def test_evaluate_writes_grids_and_counts(job, tmp_path):
+    cfg, method, state, _, _ = job
+    out = method.evaluate(state, cfg, str(tmp_path))
+    files = os.listdir(tmp_path)
+    step = int(jax.device_get(state.step))
+    for name in (
+        f"samples_teacher_step{step}.png",
+        f"samples_student_step{step}.png",
+        f"teacher_vs_student_step{step}.png",
+        "param_mac_counts.json",
+    ):
+        assert name in files, (name, files)
+    assert 0 < out["g_param_ratio"] < 1  # smoke student is half width
+    assert out["student_d_params"] == out["teacher_d_params"]
+
+
+def test_every_preset_parses():
+    mod_presets = ("default", "uncompressed", "ffhq256", "ffhq1024", "smoke")
+    for p in mod_presets:
+        c = config_lib.load_config_file(CFG, p)
+        assert c.method == "stylegan2_dgl"
+        assert c.optim.g.lr_multipliers == (("mapping/.*", 0.01),)
+    assert config_lib.load_config_file(CFG, "uncompressed").student.g_divisor == 1
+    with pytest.raises(ValueError, match="Unknown preset"):
+        config_lib.load_config_file(CFG, "nope")
