@@ -1,0 +1,54 @@
+"""Evaluation: top-1 accuracy (classification) or Market-1501 CMC/mAP (re-ID), plus a picture
+of the per-head pooling maps pi_g of the last StRA block (the paper's 'heads find parts' claim)."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from jaxpapers import data, viz
+from jaxpapers.evals.classification import predict_all
+from jaxpapers.methods.stra import reid
+from jaxpapers.methods.stra.steps import REID_DATA, jit_forward, make_source
+
+
+def evaluate(st, config, workdir: str) -> dict[str, float]:
+    bs = config.eval_batch_size
+    fwd = jit_forward(st, config)
+    if config.data.name in REID_DATA:
+        q, g = make_source(config, "query"), make_source(config, "gallery")
+        feat = lambda imgs: predict_all(lambda x: fwd(x)[1], imgs, bs)
+        dist = reid.euclidean_distances(feat(q["image"]), feat(g["image"]))
+        cmc, mean_ap = reid.cmc_map(dist, q["pid"], g["pid"], q["camid"], g["camid"])
+        out = {"rank1": cmc[0], "rank5": cmc[4], "rank10": cmc[9], "mAP": mean_ap}
+        pics = q["image"]
+    else:
+        test = data.load(config.data, config.data.eval_split)
+        logits = predict_all(lambda x: fwd(x)[0], test["image"], bs)
+        out = {"test_accuracy": float(np.mean(np.argmax(logits, -1) == test["label"]))}
+        pics = test["image"]
+    if config.model.block == "stra" and config.num_pool_map_images and workdir:
+        save_pool_maps(st, config, pics[: config.num_pool_map_images],
+                       os.path.join(workdir, "pool_maps.png"))
+    return {k: float(v) for k, v in out.items()}
+
+
+def save_pool_maps(st, config, images: np.ndarray, path: str) -> str:
+    """One row per image: the image, then the G pooling maps pi_g (upsampled, max-normalised)."""
+    _, maps = jit_forward(st, config, keep_maps=True)(images)
+    maps = np.asarray(jax.device_get(maps))  # (N, h, w, G)
+    n, h, w, c = images.shape
+    rows = []
+    for i in range(n):
+        img = images[i].astype(np.float32) / 255.0
+        img = np.repeat(img, 3, -1) if c == 1 else img
+        rows.append(img)
+        for gi in range(maps.shape[-1]):
+            m = maps[i, :, :, gi]
+            m = m / max(m.max(), 1e-12)
+            up = np.kron(m, np.ones((-(-h // m.shape[0]), -(-w // m.shape[1]))))[:h, :w]
+            heat = np.stack([up, 0.2 * np.ones_like(up), 1.0 - up], -1)  # red = high weight
+            rows.append(0.5 * heat + 0.5 * img.mean(-1, keepdims=True))
+    return viz.save_image_grid(path, np.stack(rows), nrow=1 + maps.shape[-1], scale=2)
