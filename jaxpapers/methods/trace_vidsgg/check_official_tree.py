@@ -1,0 +1,168 @@
+"""Compares our HRTree with the official tree construction, run outside the project.
+
+The official code is NOT part of this project. Point this script at the user's copy of
+MCG-NJU/TRACE ``lib/combine_tree/cluster_tree.py``; it extracts the NumPy-only methods of
+``cluster_tree2D`` (node_cluster, cluster_algorithm, get_cluster, get_distance,
+get_new_bbox_feat, get_A_and_link) with ``ast`` (no torch needed), runs them on random box
+sets and compares layers, node boxes and link matrices with ``hrtree.build_layers_np`` and the
+jitted ``hrtree.build_tree``.
+
+    python -m jaxpapers.methods.trace_vidsgg.check_official_tree \
+        --cluster_tree=/path/to/TRACE/lib/combine_tree/cluster_tree.py --trials=300
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import types
+
+import numpy as np
+
+from jaxpapers.methods.trace_vidsgg import hrtree
+
+_METHODS = (
+    "node_cluster",
+    "cluster_algorithm",
+    "get_cluster",
+    "get_distance",
+    "get_new_bbox_feat",
+    "get_A_and_link",
+)
+
+
+def load_official(path: str, stable_argsort: bool = False) -> types.SimpleNamespace:
+    """An object carrying the official tree methods, bound to max height 7 and partition 2."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "cluster_tree2D")
+    funcs = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name in _METHODS]
+    missing = set(_METHODS) - {f.name for f in funcs}
+    if missing:
+        raise ValueError(f"{path} lacks cluster_tree2D methods {sorted(missing)}.")
+    # The official file targets old NumPy (np.int); give it a namespace where that still works.
+    np_shim = types.SimpleNamespace(
+        **{k: getattr(np, k) for k in dir(np) if not k.startswith("__")}
+    )
+    np_shim.int = int
+    if stable_argsort:
+        np_shim.argsort = lambda a, *args, **kw: np.argsort(a, kind="stable")
+    namespace = {"np": np_shim, "math": math}
+    exec(compile(ast.Module(body=funcs, type_ignores=[]), path, "exec"), namespace)
+    obj = types.SimpleNamespace(max_tree_height=7, cluster_num_partition=2)
+    for name in _METHODS:
+        setattr(obj, name, types.MethodType(namespace[name], obj))
+    return obj
+
+
+def official_tree(obj, boxes: np.ndarray):
+    """Runs the official node_cluster + get_A_and_link on one frame's (n, 4) float32 boxes."""
+    n = len(boxes)
+    roi = np.concatenate([np.zeros((n, 1), np.float32), boxes], 1)
+    layers, feat = obj.node_cluster(roi[:, 1:5], 1, [n], [0, n], add_batch_bbox_feat=None)
+    _, _, link = obj.get_A_and_link(1, [len(feat)], layers, None)
+    return layers[0], feat[:, 1:].astype(np.float32), link[0]
+
+
+def random_boxes(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    if kind == "pixels":  # detector-like boxes: all density scores tie at -1
+        xy, wh = rng.uniform(0, 600, (n, 2)), rng.uniform(10, 200, (n, 2))
+    elif kind == "near_duplicates":  # some boxes within a few pixels of another: partial ties
+        xy, wh = rng.uniform(0, 600, (n, 2)), rng.uniform(10, 200, (n, 2))
+        k = n // 3
+        src = rng.integers(0, n, k)
+        xy[:k], wh[:k] = xy[src] + rng.uniform(-1, 1, (k, 2)), wh[src]
+    else:  # "unit": coordinates of order 1, every score distinct
+        xy, wh = rng.uniform(0, 3, (n, 2)), rng.uniform(0.1, 2, (n, 2))
+    return np.concatenate([xy, xy + wh], 1).astype(np.float32)
+
+
+def compare(path: str, trials: int, n_max: int, seed: int = 0) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    build = jax.jit(hrtree.build_tree)
+    results = {}
+    for stable in (False, True):
+        obj = load_official(path, stable_argsort=stable)
+        for kind in ("pixels", "near_duplicates", "unit"):
+            rng = np.random.default_rng(seed)
+            same_ref = same_jax = 0
+            for _ in range(trials):
+                n = int(rng.integers(1, n_max + 1))
+                boxes = random_boxes(rng, n, kind)
+                layers, feat, link = official_tree(obj, boxes)
+                ref_layers, ref_feat = hrtree.build_layers_np(boxes)
+                ok = [
+                    {k: list(map(int, v)) for k, v in lay.items()} for lay in layers
+                ] == ref_layers and np.array_equal(feat, ref_feat)
+                same_ref += ok
+                pad = np.zeros((n_max, 4), np.float32)
+                pad[:n] = boxes
+                t = build(jnp.asarray(pad), n)
+                total, levels = int(t.num_nodes), int(t.num_levels)
+                same_jax += bool(
+                    total == len(feat)
+                    and np.array_equal(np.asarray(t.link)[:total, : levels + 1], link)
+                    and np.array_equal(np.asarray(t.boxes)[:total], feat)
+                )
+            key = f"{kind}/{'stable_argsort' if stable else 'numpy_default_argsort'}"
+            results[key] = {"trials": trials, "ours_np_equal": same_ref, "ours_jax_equal": same_jax}
+    return results
+
+
+def write_fixture(path: str, out: str, seed: int = 1) -> None:
+    """Official layers/boxes/link of 24 small box sets (all three kinds) as JSON test fixture.
+
+    Near-duplicate sets have partially tied density scores, where NumPy's default (SIMD)
+    argsort order is machine-dependent; those cases are recorded with the official code run
+    with a stable argsort (field ``argsort``).
+    """
+    objs = {"default": load_official(path), "stable": load_official(path, stable_argsort=True)}
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(24):
+        kind = ("pixels", "near_duplicates", "unit")[i % 3]
+        boxes = random_boxes(rng, int(rng.integers(1, 19)), kind)
+        sort = "stable" if kind == "near_duplicates" else "default"
+        layers, feat, link = official_tree(objs[sort], boxes)
+        cases.append(
+            {
+                "kind": kind,
+                "argsort": sort,
+                "boxes": boxes.tolist(),
+                "layers": [{str(k): list(map(int, v)) for k, v in lay.items()} for lay in layers],
+                "node_boxes": feat.tolist(),
+                "link": link.tolist(),
+            }
+        )
+    with open(out, "w") as f:
+        json.dump(
+            {
+                "source": "MCG-NJU/TRACE@23e7c89 lib/combine_tree/cluster_tree.py",
+                "numpy": np.__version__,
+                "cases": cases,
+            },
+            f,
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--cluster_tree", required=True, help="official lib/combine_tree/cluster_tree.py"
+    )
+    p.add_argument("--trials", type=int, default=300)
+    p.add_argument("--n_max", type=int, default=40)
+    p.add_argument("--write_fixture", default="", help="also save official trees of 24 box sets")
+    args = p.parse_args()
+    if args.write_fixture:
+        write_fixture(args.cluster_tree, args.write_fixture)
+    print(json.dumps(compare(args.cluster_tree, args.trials, args.n_max), indent=1))
+    print("numpy", np.__version__)
+
+
+if __name__ == "__main__":
+    main()

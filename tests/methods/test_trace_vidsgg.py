@@ -1,0 +1,62 @@
+"""TRACE method: the standard jit test, the loss sampler, and the model's masking."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpapers import config_lib, testing
+from jaxpapers.methods.trace_vidsgg import steps
+
+
+def smoke():
+    return config_lib.load_config_file("configs/trace_vidsgg.py", "smoke")
+
+
+def test_trace_vidsgg_train_step_jit():
+    _, metrics = testing.check_train_step_jit("trace_vidsgg", smoke())
+    assert 0.0 <= float(metrics[-1]["obj_acc"]) <= 1.0
+    assert float(metrics[-1]["entries"]) > 0
+
+
+def test_sampler_keeps_all_positives_and_fills_with_negatives():
+    labels = jnp.zeros((2, 3, 3, 4), jnp.uint8).at[0, 0, 1, 2].set(1).at[1, 2, 0, :].set(1)
+    valid = jnp.ones((2, 3, 3, 1), bool).at[:, jnp.arange(3), jnp.arange(3)].set(False)
+    keep = steps.sample_entries(jax.random.PRNGKey(0), labels, valid, fg_max=3, total=6)
+    keep = np.asarray(keep)
+    assert keep[0, 0, 1, 2] and keep[0].sum() == 6  # the one positive + 5 negatives
+    assert keep[1, 2, 0].sum() == 3 and keep[1].sum() == 6  # 4 positives capped at 3, + 3 negatives
+    assert not keep[:, np.arange(3), np.arange(3)].any()  # never the diagonal (invalid pairs)
+
+
+@pytest.mark.slow
+def test_padding_boxes_do_not_change_valid_outputs():
+    cfg = smoke()
+    st = steps.init_state(jax.random.PRNGKey(0), cfg)
+    src = steps.make_source(cfg, "train")
+    i = int(np.argmin(src["num_boxes"]))
+    batch = {k: v[i : i + 1] for k, v in src.items()}
+    n = int(batch["num_boxes"][0])
+    assert n < cfg.model.n_max
+    other = dict(batch)
+    other["boxes"] = batch["boxes"].copy()
+    other["boxes"][0, n:] = [[1, 2, 20, 25]]  # garbage in the padding slots
+    other["labels"] = batch["labels"].copy()
+    other["labels"][0, n:] = 3
+    model = steps.build_model(cfg)
+    f = jax.jit(lambda b: model.apply({"params": st.params}, b, train=False))
+    a, b = f(batch), f(other)
+    np.testing.assert_allclose(a["rel_logits"][0, :n, :n], b["rel_logits"][0, :n, :n], atol=1e-5)
+    np.testing.assert_allclose(a["obj_logits"][0, :n], b["obj_logits"][0, :n], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_runs_on_smoke(tmp_path):
+    cfg = config_lib.load_config_file(
+        "configs/trace_vidsgg.py", "smoke,save_pictures=True,model.mode=sgcls"
+    )
+    st = steps.init_state(jax.random.PRNGKey(0), cfg)
+    res = steps.evaluate(st, cfg, str(tmp_path))
+    for key in ("with_R@5", "with_R@10", "no_R@10", "no_mR@10"):
+        assert 0.0 <= res[key] <= 100.0
+    assert list(tmp_path.glob("scene_graph_*.png"))
