@@ -1,0 +1,235 @@
+"""One jitted train step for the BigGAN DGL-GAN job: teacher -> student stage 1 -> stage 2.
+
+The phase is a function of ``state.step`` (as in the StyleGAN2 half), chosen with ``lax.cond``:
+
+* phase 0, ``step < teacher.steps``: train the teacher BigGAN (G_T, D_T).
+* phase 1, next ``student.stage1_steps``: the student (G at ``g_ch / g_divisor``) with lam = 0.
+* phase 2, until ``num_train_steps``: the student G loss gains ``-lam * E D_T(G_S(z, y), y)``
+  (``loss_hinge_genDual``); D_T's params are never written. Its spectral-norm ``u`` vectors keep
+  iterating when ``student.teacher_sn_update`` (the official code leaves D_bar in train mode).
+
+One iteration follows BigGAN-PyTorch ``train_fns.GAN_training_function``: ``num_d_steps`` D
+steps (a ``lax.scan``; each on its own slice of the real batch, fresh z and uniform fake labels,
+G run in train mode so its BN stats and SN vectors update, D run once on [fake; real]), then one
+G step, then the G EMA (decay 0 before ``gan.ema_start``, over params and buffers as
+``utils.ema`` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxpapers import optim, rng
+from jaxpapers.methods.biggan_dgl import losses
+from jaxpapers.methods.biggan_dgl import model as M
+
+G_COLS = ("batch_stats", "spectral")
+D_COLS = ("spectral",)
+
+
+@flax.struct.dataclass
+class GanState:
+    """One BigGAN: params, mutable collections (BN stats, SN vectors), EMA G, Adam states."""
+
+    g: Any
+    g_vars: Any  # {'batch_stats': ..., 'spectral': ...}
+    d: Any
+    d_vars: Any  # {'spectral': ...}
+    g_ema: Any
+    g_ema_vars: Any
+    g_opt: Any
+    d_opt: Any
+
+
+@flax.struct.dataclass
+class DGLState:
+    step: jax.Array
+    rng: jax.Array
+    teacher: GanState
+    student: GanState
+
+
+def make_nets(config, role: str) -> tuple[M.Generator, M.Discriminator]:
+    """Teacher or student networks (student widths = teacher widths // divisors)."""
+    if role not in ("teacher", "student"):
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
+    m = config.model
+    gdiv = 1 if role == "teacher" else int(config.student.g_divisor)
+    ddiv = 1 if role == "teacher" else int(config.student.d_divisor)
+    if m.g_ch % gdiv or m.d_ch % ddiv:
+        raise ValueError(f"g_ch={m.g_ch}/d_ch={m.d_ch} not divisible by the student divisors.")
+    g = M.Generator(m.resolution, m.g_ch // gdiv, m.dim_z, m.shared_dim, m.hier, m.num_classes,
+                    m.img_channels, m.g_attn, 4, m.sn_eps, m.bn_eps, m.g_init)
+    d = M.Discriminator(m.resolution, m.d_ch // ddiv, m.num_classes, m.d_attn, m.sn_eps, m.d_init)
+    return g, d
+
+
+def phase_bounds(config) -> tuple[int, int]:
+    """(first student step, first stage-2 step)."""
+    t = int(config.teacher.steps)
+    return t, t + int(config.student.stage1_steps)
+
+
+def d_batch(config) -> int:
+    """Real images per D step: the step's batch is split over the ``num_d_steps`` D steps."""
+    n = int(config.gan.num_d_steps)
+    if n < 1 or config.batch_size % n:
+        raise ValueError(f"batch_size={config.batch_size} must be a multiple of "
+                         f"gan.num_d_steps={n} (each D step takes its own slice of reals).")
+    return config.batch_size // n
+
+
+def g_batch(config) -> int:
+    return int(config.gan.g_batch_size) or d_batch(config)
+
+
+def init_gan(key: jax.Array, config, role: str) -> GanState:
+    g_net, d_net = make_nets(config, role)
+    m = config.model
+    kg, kd = jax.random.split(key)
+    y = jnp.zeros((2,), jnp.int32)
+    gv = g_net.init(kg, jnp.zeros((2, m.dim_z)), y, train=True)
+    x = jnp.zeros((2, m.resolution, m.resolution, m.img_channels))
+    dv = d_net.init(kd, x, y, train=True)
+    g, g_vars = gv["params"], {c: gv[c] for c in G_COLS}
+    d, d_vars = dv["params"], {c: dv[c] for c in D_COLS}
+    return GanState(
+        g=g, g_vars=g_vars, d=d, d_vars=d_vars,
+        g_ema=jax.tree.map(jnp.copy, g), g_ema_vars=jax.tree.map(jnp.copy, g_vars),
+        g_opt=optim.make(config.optim.g).init(g), d_opt=optim.make(config.optim.d).init(d),
+    )
+
+
+def init_state(key: jax.Array, config) -> DGLState:
+    kt, ks, kr = jax.random.split(key, 3)
+    return DGLState(step=jnp.zeros((), jnp.int32), rng=kr, teacher=init_gan(kt, config, "teacher"),
+                    student=init_gan(ks, config, "student"))
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+    """uint8 NHWC -> float32 in [-1, 1] (BigGAN-PyTorch normalises with mean 0.5, std 0.5)."""
+    return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def sample_zy(key: jax.Array, n: int, config) -> tuple[jax.Array, jax.Array]:
+    """z ~ N(0, I) and uniform class labels (``utils.prepare_z_y``)."""
+    kz, ky = jax.random.split(key)
+    z = jax.random.normal(kz, (n, config.model.dim_z))
+    return z, jax.random.randint(ky, (n,), 0, config.model.num_classes)
+
+
+def gan_update(gs: GanState, reals, labels, key, itr, config, role, teacher=None, lam=0.0,
+               teacher_on=None):
+    """One BigGAN iteration of one GAN. Returns (GanState, teacher d_vars or None, metrics)."""
+    g_net, d_net = make_nets(config, role)
+    tx_g, tx_d = optim.make(config.optim.g), optim.make(config.optim.d)
+    n_d, per = int(config.gan.num_d_steps), d_batch(config)
+    k_d, k_g = jax.random.split(key)
+    xs = (reals.reshape(n_d, per, *reals.shape[1:]), labels.reshape(n_d, per),
+          jax.random.split(k_d, n_d))
+
+    def d_step(carry, inp):
+        g_vars, d, d_vars, d_opt = carry
+        x, y_real, k = inp
+        z, y_fake = sample_zy(k, per, config)
+        fake, g_vars = g_net.apply({"params": gs.g, **g_vars}, z, y_fake, train=True,
+                                   mutable=list(G_COLS))
+        fake = jax.lax.stop_gradient(fake)
+
+        def loss_fn(dp):
+            out, new_dv = d_net.apply({"params": dp, **d_vars}, jnp.concatenate([fake, x]),
+                                      jnp.concatenate([y_fake, y_real]), train=True,
+                                      mutable=list(D_COLS))
+            d_fake, d_real = out[:per], out[per:]
+            l_real, l_fake = losses.hinge_d(d_real, d_fake)
+            total = l_real + l_fake
+            if config.gan.d_ortho > 0:
+                total = total + losses.ortho_penalty(dp, config.gan.d_ortho, exclude=())
+            return total, (new_dv, l_real, l_fake)
+
+        (_, (d_vars, l_real, l_fake)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d)
+        upd, d_opt = tx_d.update(grads, d_opt, d)
+        return (g_vars, optax.apply_updates(d, upd), d_vars, d_opt), (l_real, l_fake)
+
+    carry = (gs.g_vars, gs.d, gs.d_vars, gs.d_opt)
+    (g_vars, d, d_vars, d_opt), (l_real, l_fake) = jax.lax.scan(d_step, carry, xs)
+
+    z, y = sample_zy(k_g, g_batch(config), config)
+    t_net = make_nets(config, "teacher")[1] if teacher is not None else None
+    t_update = bool(config.student.teacher_sn_update)
+
+    def g_loss_fn(gp):
+        fake, new_gv = g_net.apply({"params": gp, **g_vars}, z, y, train=True,
+                                   mutable=list(G_COLS))
+        logits, new_dv = d_net.apply({"params": d, **d_vars}, fake, y, train=True,
+                                     mutable=list(D_COLS))
+        t_vars = None
+        if t_net is not None:
+            def run_teacher(f):
+                out, tv = t_net.apply({"params": teacher.d, **teacher.d_vars}, f, y,
+                                      train=t_update, mutable=list(D_COLS))
+                return out, tv
+
+            # Only evaluated in stage 2, so stage 1 does not pay for D_T.
+            t_logits, t_vars = jax.lax.cond(
+                teacher_on, run_teacher,
+                lambda f: (jnp.zeros((f.shape[0],), f.dtype), teacher.d_vars), fake)
+            total, term = losses.dgl_hinge_g(logits, t_logits, lam)
+        else:
+            total, term = losses.hinge_g(logits), jnp.zeros(())
+        g_main = losses.hinge_g(logits)
+        if config.gan.g_ortho > 0:
+            total = total + losses.ortho_penalty(gp, config.gan.g_ortho)
+        return total, (new_gv, new_dv, t_vars, g_main, term)
+
+    (g_total, (g_vars, d_vars, t_vars, g_main, term)), grads = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(gs.g)
+    upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
+    g = optax.apply_updates(gs.g, upd)
+
+    # utils.ema: decay 0 (a copy) before ema_start, over params and buffers alike.
+    decay = jnp.where(itr < config.gan.ema_start, 0.0, config.gan.ema_decay)
+    g_ema = optim.ema_update(gs.g_ema, g, decay)
+    g_ema_vars = optim.ema_update(gs.g_ema_vars, g_vars, decay)
+    new = GanState(g=g, g_vars=g_vars, d=d, d_vars=d_vars, g_ema=g_ema, g_ema_vars=g_ema_vars,
+                   g_opt=g_opt, d_opt=d_opt)
+    d_loss = jnp.mean(l_real + l_fake)
+    metrics = {
+        "loss": g_total + d_loss,
+        "g_loss": g_main,
+        "d_loss": d_loss,
+        "d_loss_real": jnp.mean(l_real),
+        "d_loss_fake": jnp.mean(l_fake),
+        "teacher_term": term if teacher_on is None else jnp.where(teacher_on, term, 0.0),
+    }
+    return new, t_vars, metrics
+
+
+def train_step(state: DGLState, batch: dict, *, config) -> tuple[DGLState, dict]:
+    """The job's single train step; the phase comes from ``state.step`` (module doc)."""
+    key = rng.step_key(state)
+    reals, labels = preprocess(batch["image"]), batch["label"].astype(jnp.int32)
+    s1, s2 = phase_bounds(config)
+    phase = jnp.where(state.step < s1, 0, jnp.where(state.step < s2, 1, 2)).astype(jnp.int32)
+
+    def teacher_branch(st: DGLState):
+        t, _, m = gan_update(st.teacher, reals, labels, key, st.step + 1, config, "teacher")
+        return st.replace(teacher=t), m
+
+    def student_branch(st: DGLState):
+        on = st.step >= s2
+        lam = jnp.where(on, config.student.lam, 0.0)
+        s, t_vars, m = gan_update(st.student, reals, labels, key, st.step - s1 + 1, config,
+                                  "student", teacher=st.teacher, lam=lam, teacher_on=on)
+        return st.replace(student=s, teacher=st.teacher.replace(d_vars=t_vars)), m
+
+    if s1 > 0:
+        state, metrics = jax.lax.cond(phase == 0, teacher_branch, student_branch, state)
+    else:  # Teacher from init_from: no teacher branch is traced.
+        state, metrics = student_branch(state)
+    return state.replace(step=state.step + 1), dict(metrics, phase=phase)
