@@ -7,6 +7,18 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
+
+# XLA compile time dominates the suite on CPU, and the standard jit test builds the same programs
+# twice (determinism check); a persistent compilation cache shared by the test session (and its
+# subprocesses through the environment) compiles each program once.
+_CACHE = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "jaxpapers_test_xla_cache")
+)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 assert jax.device_count() == 8, "conftest must run before anything initialises JAX"
