@@ -53,16 +53,25 @@ def benchmark(config, steps: int, aot_only: bool) -> dict:
         shardings = trainer.state_shardings(method, abstract, mesh)
         step_fn = trainer.compile_step(method, config, mesh, shardings)
         spec = method.input_spec(config)
-        batch_abs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.data_sharding(mesh))
-                     for k, v in spec.items()}
-        state_abs = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                 abstract, shardings)
+        batch_abs = {
+            k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.data_sharding(mesh))
+            for k, v in spec.items()
+        }
+        state_abs = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+        )
         t0 = time.perf_counter()
         compiled = step_fn.lower(state_abs, batch_abs).compile()
-        result = {"method": config.method, "preset": config.get("preset", ""),
-                  "backend": jax.default_backend(), "devices": jax.device_count(),
-                  "device_kind": jax.devices()[0].device_kind, "batch_size": config.batch_size,
-                  "compile_seconds": time.perf_counter() - t0, "flops_per_step": _flops(compiled)}
+        result = {
+            "method": config.method,
+            "preset": config.get("preset", ""),
+            "backend": jax.default_backend(),
+            "devices": jax.device_count(),
+            "device_kind": jax.devices()[0].device_kind,
+            "batch_size": config.batch_size,
+            "compile_seconds": time.perf_counter() - t0,
+            "flops_per_step": _flops(compiled),
+        }
         if aot_only:
             return result
         state, _ = trainer.init(method, config, mesh)
@@ -74,10 +83,13 @@ def benchmark(config, steps: int, aot_only: bool) -> dict:
             state, m = compiled(state, batch)
         jax.block_until_ready(m)
         dt = (time.perf_counter() - t0) / steps
-    result.update(steps_per_second=1 / dt, examples_per_second=config.batch_size / dt,
-                  gflops_per_second=result["flops_per_step"] / dt / 1e9,
-                  peak_memory_bytes=_peak_memory_bytes(),
-                  final_loss=float(np.asarray(jax.device_get(m["loss"]))))
+    result.update(
+        steps_per_second=1 / dt,
+        examples_per_second=config.batch_size / dt,
+        gflops_per_second=result["flops_per_step"] / dt / 1e9,
+        peak_memory_bytes=_peak_memory_bytes(),
+        final_loss=float(np.asarray(jax.device_get(m["loss"]))),
+    )
     return result
 
 

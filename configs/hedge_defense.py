@@ -28,19 +28,31 @@ def get_config(arg=None):
     c.preset = preset
     c.pictures = True
     # The protected model: an existing run, or a SAT model trained here with the rat method.
-    c.base = config_lib.ConfigDict(dict(run_dir="", rat_preset="quick", variant="sat", train_steps=0))
+    c.base = config_lib.ConfigDict(
+        dict(run_dir="", rat_preset="quick", variant="sat", train_steps=0)
+    )
     # The defense (official defaults: 20 steps, step 0.007, eps 0.031, random start, path sum).
-    c.hedge = config_lib.ConfigDict(dict(eps=0.031, step_size=0.007, num_steps=20, random_init=True,
-                                         predict="path_logit_sum"))
+    c.hedge = config_lib.ConfigDict(
+        dict(eps=0.031, step_size=0.007, num_steps=20, random_init=True, predict="path_logit_sum")
+    )
     # Attacks on the bare model (non-adaptive protocol).
-    c.eval = config_lib.ConfigDict(dict(eps=0.031, num_examples=1000, batch_size=250,
-                                        attacks=("pgd", "cw", "apgd-ce", "apgd-t", "square"),
-                                        pgd_steps=20, pgd_step_size=0.007, apgd_steps=100,
-                                        square_queries=5000))
+    c.eval = config_lib.ConfigDict(
+        dict(
+            eps=0.031,
+            num_examples=1000,
+            batch_size=250,
+            attacks=("pgd", "cw", "apgd-ce", "apgd-t", "square"),
+            pgd_steps=20,
+            pgd_step_size=0.007,
+            apgd_steps=100,
+            square_queries=5000,
+        )
+    )
     # Croce et al. 2022: APGD (targeted DLR) through a 5-step hedge with EOT 3, then the pointwise
     # worst case over all point sets against the full defense repeated `defense_runs` times.
-    c.adaptive = config_lib.ConfigDict(dict(enabled=True, loss="dlr-t", apgd_steps=50, eot=3,
-                                            hedge_steps=5, defense_runs=2))
+    c.adaptive = config_lib.ConfigDict(
+        dict(enabled=True, loss="dlr-t", apgd_steps=50, eot=3, hedge_steps=5, defense_runs=2)
+    )
     c.data.eval_split = "test"
     if preset == "default":
         c.eval.eps = 0.1

@@ -83,7 +83,9 @@ def set_dotted(config: ConfigDict, key: str, value: Any) -> None:
     parts = key.split(".")
     for i, p in enumerate(parts[:-1]):
         if p not in node:
-            raise KeyError(f"Unknown config key {'.'.join(parts[: i + 1])!r} (in override {key!r}).")
+            raise KeyError(
+                f"Unknown config key {'.'.join(parts[: i + 1])!r} (in override {key!r})."
+            )
         node = node[p]
     leaf = parts[-1]
     if leaf not in node:

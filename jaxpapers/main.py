@@ -13,8 +13,12 @@ from ml_collections import config_flags
 
 from jaxpapers import methods, trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<method>.py[:preset,k=v]", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<method>_<preset>).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "configs/<method>.py[:preset,k=v]", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output directory (default runs/<method>_<preset>)."
+)
 
 
 def default_workdir(config) -> str:
@@ -25,8 +29,10 @@ def run(config, workdir: str | None = None) -> dict:
     """Dispatches on ``config.method``: train methods go through the trainer, analyses run."""
     method = methods.get(config.method)
     workdir = workdir or default_workdir(config)
-    print(f"method={config.method} preset={config.get('preset', '')} workdir={os.path.abspath(workdir)}",
-          flush=True)
+    print(
+        f"method={config.method} preset={config.get('preset', '')} workdir={os.path.abspath(workdir)}",
+        flush=True,
+    )
     if method.kind == "analysis":
         trainer.write_config(config, workdir)
         return method.run(config, workdir)

@@ -26,7 +26,9 @@ class MetricWriter:
                     from clu import metric_writers
 
                     self._tb = metric_writers.SummaryWriter(os.path.join(workdir, "tb"))
-                except Exception:  # TensorBoard writing is optional (needs tensorflow/tensorboardX).
+                except (
+                    Exception
+                ):  # TensorBoard writing is optional (needs tensorflow/tensorboardX).
                     self._tb = None
 
     def write(self, step: int, scalars: dict, prefix: str = "") -> None:
@@ -62,8 +64,10 @@ class Progress:
         eta = (self.total - step) / rate if rate > 0 else math.inf
         eta_s = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
         vals = " ".join(f"{k}={float(np.asarray(v)):.4g}" for k, v in scalars.items())
-        return (f"step {step}/{self.total} | {rate:.2f} it/s | {rate * self.batch:.1f} ex/s | "
-                f"ETA {eta_s} | {vals}")
+        return (
+            f"step {step}/{self.total} | {rate:.2f} it/s | {rate * self.batch:.1f} ex/s | "
+            f"ETA {eta_s} | {vals}"
+        )
 
     def print(self, step: int, scalars: dict) -> None:
         if jax.process_index() == 0:

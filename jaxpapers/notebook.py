@@ -44,7 +44,9 @@ def run(config, workdir: str | None = None) -> dict:
 
 def pictures(workdir: str) -> list[str]:
     """The PNG files a run wrote (newest last)."""
-    return sorted(glob.glob(os.path.join(workdir, "**", "*.png"), recursive=True), key=os.path.getmtime)
+    return sorted(
+        glob.glob(os.path.join(workdir, "**", "*.png"), recursive=True), key=os.path.getmtime
+    )
 
 
 def show(result: dict, max_pictures: int = 4) -> None:

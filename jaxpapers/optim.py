@@ -59,7 +59,9 @@ def schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
     elif cfg.schedule == "cosine":
         total = int(cfg.total_steps)
         if total <= warm:
-            raise ValueError(f"Cosine schedule needs total_steps ({total}) > warmup_steps ({warm}).")
+            raise ValueError(
+                f"Cosine schedule needs total_steps ({total}) > warmup_steps ({warm})."
+            )
         main = optax.cosine_decay_schedule(lr, total - warm)
     else:
         bounds = {int(m) - warm: float(cfg.decay_factor) for m in cfg.milestones}

@@ -31,8 +31,13 @@ def make_batches(method, config, steps: int):
     if hasattr(method, "make_source"):
         src = method.make_source(config, "train")
         n = len(next(iter(src.values())))
-        return [{k: np.asarray(v[(np.arange(config.batch_size) + i * config.batch_size) % n])
-                 for k, v in src.items()} for i in range(steps)]
+        return [
+            {
+                k: np.asarray(v[(np.arange(config.batch_size) + i * config.batch_size) % n])
+                for k, v in src.items()
+            }
+            for i in range(steps)
+        ]
     return [random_batch(spec, seed=i) for i in range(steps)]
 
 
@@ -67,19 +72,28 @@ def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None)
         for k, s in spec.items():
             assert b[k].shape == s.shape and b[k].dtype == s.dtype, (k, b[k].shape, s)
     with jax.set_mesh(mesh):
-        state, shardings, structure0, shapes0, params0, metrics, step_fn = _run(method, config, batches, mesh)
+        state, shardings, structure0, shapes0, params0, metrics, step_fn = _run(
+            method, config, batches, mesh
+        )
         for i, m in enumerate(metrics):
             assert "loss" in m, f"step {i}: metrics lack 'loss': {sorted(m)}"
             for k, v in m.items():
                 assert np.all(np.isfinite(v)), f"step {i}: metric {k} is not finite: {v}"
         assert jax.tree.structure(state) == structure0, "state structure changed"
-        assert jax.tree.map(lambda x: (x.shape, x.dtype), state) == shapes0, "state shapes/dtypes changed"
-        flat_sh = jax.tree.leaves(jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim),
-                                               state, shardings))
+        assert jax.tree.map(lambda x: (x.shape, x.dtype), state) == shapes0, (
+            "state shapes/dtypes changed"
+        )
+        flat_sh = jax.tree.leaves(
+            jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim), state, shardings)
+        )
         assert all(flat_sh), "state shardings changed"
         assert step_fn._cache_size() == 1, f"train_step compiled {step_fn._cache_size()} times"
-        params1 = jax.device_get(state.params) if hasattr(state, "params") else jax.device_get(state)
-        changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), params0, params1))
+        params1 = (
+            jax.device_get(state.params) if hasattr(state, "params") else jax.device_get(state)
+        )
+        changed = jax.tree.leaves(
+            jax.tree.map(lambda a, b: not np.array_equal(a, b), params0, params1)
+        )
         assert any(changed), "no parameter changed after the train steps"
         assert int(jax.device_get(state.step)) == len(batches), "state.step must count the steps"
         # Determinism: a second run from the same seed gives bit-identical results.
@@ -87,6 +101,8 @@ def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None)
         for m1, m2 in zip(metrics, metrics2):
             for k in m1:
                 np.testing.assert_array_equal(m1[k], m2[k], err_msg=f"metric {k} not deterministic")
-        for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(state2))):
+        for a, b in zip(
+            jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(state2))
+        ):
             np.testing.assert_array_equal(a, b, err_msg="state not deterministic")
     return state, metrics

@@ -65,7 +65,9 @@ def restore_or_init(method, config, mesh, ckpt: checkpoint.Checkpointer):
         return checkpoint.restore_dir(config.resume_from, state), shardings
     if config.init_from:
         if not hasattr(method, "load_init"):
-            raise ValueError(f"Method {config.method!r} has no load_init hook; init_from is unsupported.")
+            raise ValueError(
+                f"Method {config.method!r} has no load_init hook; init_from is unsupported."
+            )
         tree = checkpoint.restore_params(config.init_from)
         state = method.load_init(state, tree, config)
         state = jax.device_put(state, shardings)
@@ -104,8 +106,14 @@ def train(config, workdir: str) -> dict:
             state, shardings = restore_or_init(method, config, mesh, ckpt)
             start = int(jax.device_get(state.step))
             step_fn = compile_step(method, config, mesh, shardings)
-            loader = data.Loader(train_source(method, config), config.batch_size, mesh,
-                                 seed=config.seed, start_step=start, prefetch=config.prefetch)
+            loader = data.Loader(
+                train_source(method, config),
+                config.batch_size,
+                mesh,
+                seed=config.seed,
+                start_step=start,
+                prefetch=config.prefetch,
+            )
             progress = metrics.Progress(config.num_train_steps, config.batch_size, start)
             last: dict = {}
             t_start = time.time()
@@ -119,13 +127,20 @@ def train(config, workdir: str) -> dict:
                     progress.print(done, last)
                 if config.ckpt_every and done % config.ckpt_every == 0:
                     ckpt.save(done, state)
-                if config.eval_every and done % config.eval_every == 0 and done < config.num_train_steps:
+                if (
+                    config.eval_every
+                    and done % config.eval_every == 0
+                    and done < config.num_train_steps
+                ):
                     _evaluate(method, state, config, workdir, writer, done)
                 if stop["signal"] is not None:
                     ckpt.save(done, state, force=True)
                     ckpt.wait()
-                    print(f"Stopped by signal {stop['signal']} at step {done}; checkpoint saved. "
-                          "Re-run the same command to resume.", flush=True)
+                    print(
+                        f"Stopped by signal {stop['signal']} at step {done}; checkpoint saved. "
+                        "Re-run the same command to resume.",
+                        flush=True,
+                    )
                     return {"stopped_at": done, **last}
             final_step = int(jax.device_get(state.step))
             if ckpt.latest_step() != final_step:
@@ -158,6 +173,9 @@ def _evaluate(method, state, config, workdir, writer, step) -> dict:
 
 def _write_final(workdir: str, result: dict) -> None:
     if jax.process_index() == 0:
-        clean = {k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in result.items()}
+        clean = {
+            k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
+            for k, v in result.items()
+        }
         with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
             json.dump(clean, f, indent=2)

@@ -33,7 +33,10 @@ def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.
     grid = np.full((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
     for i in range(n):
         r, q = divmod(i, nrow)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
+        grid[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + q * (w + pad) : pad + q * (w + pad) + w,
+        ] = images[i]
     return grid
 
 
@@ -73,7 +76,9 @@ def save_plot(
     d.rectangle([left, top, w - right, h - bottom], outline="black")
     for t in np.linspace(0, 1, 5):
         d.text((left - 65, py(y0 + t * (y1 - y0)) - 5), f"{y0 + t * (y1 - y0):.3g}", fill="black")
-        d.text((px(x0 + t * (x1 - x0)) - 15, h - bottom + 5), f"{x0 + t * (x1 - x0):.3g}", fill="black")
+        d.text(
+            (px(x0 + t * (x1 - x0)) - 15, h - bottom + 5), f"{x0 + t * (x1 - x0):.3g}", fill="black"
+        )
     for i, (name, (x, y)) in enumerate(series.items()):
         col = colors[i % len(colors)]
         pts = [(px(a), py(b)) for a, b in zip(x, y) if np.isfinite(a) and np.isfinite(b)]

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from jaxpapers import methods  # noqa: E402
 
-INSTALL = '''```python
+INSTALL = """```python
 # Installs the suite on a fresh Colab runtime (TPU, GPU or CPU); does nothing in a checkout.
 import importlib.util, os, subprocess, sys
 if importlib.util.find_spec("jaxpapers") is None:
@@ -28,7 +28,7 @@ if importlib.util.find_spec("jaxpapers") is None:
     sys.path.insert(0, os.path.abspath("jaxpapers"))
 import jax
 print(jax.devices())
-```'''
+```"""
 
 HEADER = """---
 jupyter:

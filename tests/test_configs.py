@@ -45,7 +45,9 @@ def test_unknown_preset_and_key_fail_clearly():
 
 
 def test_overrides_are_typed():
-    c = config_lib.load_config_file("configs/classifier.py", "smoke,optim.lr=1,data.flip=true,seed=3")
+    c = config_lib.load_config_file(
+        "configs/classifier.py", "smoke,optim.lr=1,data.flip=true,seed=3"
+    )
     assert c.optim.lr == 1.0 and isinstance(c.optim.lr, float)
     assert c.data.flip is True and c.seed == 3
 

@@ -1,7 +1,6 @@
 """Data builders on small files the tests write; the deterministic, resumable batch order."""
 
 import gzip
-import os
 
 import jax
 import ml_collections
@@ -56,7 +55,9 @@ def test_image_folder_builder_and_corrupt_file(tmp_path):
         (root / c).mkdir(parents=True)
         for i in range(5):
             Image.fromarray(np.full((10, 8), 40 * i, np.uint8)).save(root / c / f"{i}.pgm")
-    cfg = _cfg(tmp_path, name="image_folder", path=str(root), image_size=(6, 4), channels=1, test_every=5)
+    cfg = _cfg(
+        tmp_path, name="image_folder", path=str(root), image_size=(6, 4), channels=1, test_every=5
+    )
     train = data.load(cfg, "train")
     test = data.load(cfg, "test")
     assert train["image"].shape == (8, 6, 4, 1) and len(test["label"]) == 2

@@ -20,11 +20,22 @@ def test_two_processes_end_with_identical_params():
     procs = []
     for pid in range(2):
         env = dict(os.environ)
-        env.update(JAXPAPERS_COORDINATOR=f"127.0.0.1:{port}", JAXPAPERS_NUM_PROCESSES="2",
-                   JAXPAPERS_PROCESS_ID=str(pid), XLA_FLAGS="--xla_force_host_platform_device_count=2")
-        procs.append(subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "tests", "helpers", "distributed_worker.py")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
+        env.update(
+            JAXPAPERS_COORDINATOR=f"127.0.0.1:{port}",
+            JAXPAPERS_NUM_PROCESSES="2",
+            JAXPAPERS_PROCESS_ID=str(pid),
+            XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "tests", "helpers", "distributed_worker.py")],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outs = []
     for p in procs:
         try:

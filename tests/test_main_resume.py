@@ -10,8 +10,11 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ["--config=configs/classifier.py:smoke,num_train_steps=80,ckpt_every=1000,log_every=1",
-        "--config.model.width=16", "--config.batch_size=64"]
+ARGS = [
+    "--config=configs/classifier.py:smoke,num_train_steps=80,ckpt_every=1000,log_every=1",
+    "--config.model.width=16",
+    "--config.batch_size=64",
+]
 
 
 def _env():
@@ -40,9 +43,17 @@ def _rows(workdir):
 
 def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-    ref = subprocess.Popen(_main(full), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    proc = subprocess.Popen(_main(killed), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    ref = subprocess.Popen(
+        _main(full), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    proc = subprocess.Popen(
+        _main(killed),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and max(_rows(killed), default=0) < 3:
         assert proc.poll() is None, proc.stdout.read()
@@ -54,7 +65,9 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     if not stopped:
         pytest.fail(f"the run finished before SIGTERM landed; output tail: {out[-2000:]}")
     assert os.path.isdir(os.path.join(killed, "checkpoints"))
-    resumed = subprocess.run(_main(killed), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(
+        _main(killed), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stdout
     assert ref.wait(timeout=240) == 0
@@ -62,24 +75,44 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     assert max(a) == max(b) == 80
     for step in (80, 40, 10):
         assert a[step]["train/loss"] == b[step]["train/loss"], (step, a[step], b[step])
-    with open(os.path.join(full, "final_metrics.json")) as f1, open(os.path.join(killed, "final_metrics.json")) as f2:
+    with (
+        open(os.path.join(full, "final_metrics.json")) as f1,
+        open(os.path.join(killed, "final_metrics.json")) as f2,
+    ):
         m1, m2 = json.load(f1), json.load(f2)
     assert m1["eval/test_accuracy"] == m2["eval/test_accuracy"]
 
 
 def test_corrupt_checkpoint_gives_clear_error_and_is_kept(tmp_path):
     work = str(tmp_path / "w")
-    ok = subprocess.run(_main(work, ["--config.num_train_steps=2"]), cwd=ROOT, env=_env(),
-                        capture_output=True, text=True, timeout=240)
+    ok = subprocess.run(
+        _main(work, ["--config.num_train_steps=2"]),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
     ckdir = os.path.join(work, "checkpoints", "2")
-    victims = [os.path.join(d, f) for d, _, fs in os.walk(ckdir) for f in fs if "ocdbt" in d or f.startswith("d")]
+    victims = [
+        os.path.join(d, f)
+        for d, _, fs in os.walk(ckdir)
+        for f in fs
+        if "ocdbt" in d or f.startswith("d")
+    ]
     assert victims
     for v in victims:
         with open(v, "r+b") as f:
             f.truncate(max(0, os.path.getsize(v) // 3))
-    bad = subprocess.run(_main(work, ["--config.num_train_steps=4"]), cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=240)
+    bad = subprocess.run(
+        _main(work, ["--config.num_train_steps=4"]),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert bad.returncode != 0
     assert "cannot be restored" in bad.stderr + bad.stdout
     assert os.path.isdir(ckdir), "the corrupt checkpoint must not be deleted or overwritten"

@@ -11,8 +11,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWINS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.md")))
 # The overview runs every method's smoke preset; per-method notebooks are the same calls for one
 # method, so they are 'slow' (over a minute each) and the overview stands for them in CI.
-PARAMS = [pytest.param(p, marks=() if os.path.basename(p) == "overview.md" else pytest.mark.slow,
-                       id=os.path.basename(p)) for p in TWINS]
+PARAMS = [
+    pytest.param(
+        p,
+        marks=() if os.path.basename(p) == "overview.md" else pytest.mark.slow,
+        id=os.path.basename(p),
+    )
+    for p in TWINS
+]
 
 
 @pytest.mark.parametrize("twin", PARAMS)
@@ -23,7 +29,12 @@ def test_notebook_twin_executes(twin, tmp_path, monkeypatch):
     ipynb = twin[:-3] + ".ipynb"
     assert os.path.exists(ipynb), f"{ipynb} missing: run python notebooks/make_notebooks.py"
     paired = jupytext.read(ipynb)
-    assert [c.source for c in paired.cells] == [c.source for c in nb.cells], "ipynb and md twin differ"
-    assert all(not c.get("outputs") for c in paired.cells if c.cell_type == "code"), "outputs not stripped"
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert [c.source for c in paired.cells] == [c.source for c in nb.cells], (
+        "ipynb and md twin differ"
+    )
+    assert all(not c.get("outputs") for c in paired.cells if c.cell_type == "code"), (
+        "outputs not stripped"
+    )
+    nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()

@@ -10,11 +10,20 @@ from jaxpapers import optim
 
 
 def test_piecewise_schedule_with_warmup():
-    cfg = optim.config(name="sgd", lr=0.1, schedule="piecewise", milestones=(100, 150),
-                       decay_factor=0.1, warmup_steps=10)
+    cfg = optim.config(
+        name="sgd",
+        lr=0.1,
+        schedule="piecewise",
+        milestones=(100, 150),
+        decay_factor=0.1,
+        warmup_steps=10,
+    )
     s = optim.schedule(cfg)
-    np.testing.assert_allclose([s(0), s(5), s(10), s(99), s(100), s(149), s(150)],
-                               [0.0, 0.05, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-5)
+    np.testing.assert_allclose(
+        [s(0), s(5), s(10), s(99), s(100), s(149), s(150)],
+        [0.0, 0.05, 0.1, 0.1, 0.01, 0.01, 0.001],
+        rtol=1e-5,
+    )
 
 
 def test_cosine_schedule_endpoints():
@@ -23,7 +32,10 @@ def test_cosine_schedule_endpoints():
 
 
 def test_default_decay_mask_skips_biases_and_scales():
-    params = {"conv": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones(2)}, "bn": {"scale": jnp.ones(2)}}
+    params = {
+        "conv": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones(2)},
+        "bn": {"scale": jnp.ones(2)},
+    }
     tx = optim.make(optim.config(name="sgd", lr=1.0, weight_decay=0.5))
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zeros, tx.init(params), params)
@@ -33,7 +45,10 @@ def test_default_decay_mask_skips_biases_and_scales():
 
 
 def test_lr_multipliers_scale_a_subtree():
-    params = {"mapping": {"Dense_0": {"kernel": jnp.ones((2, 2))}}, "synthesis": {"kernel": jnp.ones((2, 2))}}
+    params = {
+        "mapping": {"Dense_0": {"kernel": jnp.ones((2, 2))}},
+        "synthesis": {"kernel": jnp.ones((2, 2))},
+    }
     tx = optim.make(optim.config(name="sgd", lr=1.0, lr_multipliers=(("mapping/.*", 0.01),)))
     grads = jax.tree.map(jnp.ones_like, params)
     updates, _ = tx.update(grads, tx.init(params), params)

@@ -33,13 +33,17 @@ def _read_idx(path: str) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     arr = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: expected {np.prod(shape)} values, found {arr.size}.")
+        raise ValueError(
+            f"{path} is truncated: expected {np.prod(shape)} values, found {arr.size}."
+        )
     return arr.reshape(shape)
 
 
 def find_fashion_mnist(path: str = "", download: bool = True) -> str:
     """The directory holding the four Fashion-MNIST files; downloads them only when online."""
-    candidates = [p for p in (path, os.environ.get("FASHION_MNIST_DIR", ""), FMNIST_DEBIAN_DIR) if p]
+    candidates = [
+        p for p in (path, os.environ.get("FASHION_MNIST_DIR", ""), FMNIST_DEBIAN_DIR) if p
+    ]
     names = [n for pair in FMNIST_FILES.values() for n in pair]
     for c in candidates:
         if all(os.path.isfile(os.path.join(c, n)) for n in names):
@@ -143,14 +147,18 @@ def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
         raise FileNotFoundError(f"Image folder {root!r} does not exist.")
     classes = sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
     if not classes:
-        raise ValueError(f"Image folder {root!r} has no class sub-folders (expected root/<class>/img).")
+        raise ValueError(
+            f"Image folder {root!r} has no class sub-folders (expected root/<class>/img)."
+        )
     files = []
     for label, c in enumerate(classes):
         for name in sorted(os.listdir(os.path.join(root, c))):
             if name.lower().endswith(IMAGE_SUFFIXES):
                 files.append((os.path.join(root, c, name), label))
     if not files:
-        raise ValueError(f"Image folder {root!r} has class folders but no image files {IMAGE_SUFFIXES}.")
+        raise ValueError(
+            f"Image folder {root!r} has class folders but no image files {IMAGE_SUFFIXES}."
+        )
     return classes, files
 
 
@@ -193,7 +201,9 @@ class JaxpapersImageFolder(tfds.core.GeneratorBasedBuilder):
             builder=self,
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Tensor(shape=(*self._size, self._channels), dtype=np.uint8),
+                    "image": tfds.features.Tensor(
+                        shape=(*self._size, self._channels), dtype=np.uint8
+                    ),
                     "label": tfds.features.ClassLabel(names=self._classes),
                 }
             ),

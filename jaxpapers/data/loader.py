@@ -26,7 +26,9 @@ LOCAL = ("fashion_mnist", "digits", "image_folder")
 
 
 def data_dir(cfg: ml_collections.ConfigDict | None = None) -> str:
-    explicit = (cfg.get("tfds_dir", "") if cfg is not None else "") or os.environ.get("TFDS_DATA_DIR")
+    explicit = (cfg.get("tfds_dir", "") if cfg is not None else "") or os.environ.get(
+        "TFDS_DATA_DIR"
+    )
     return explicit or os.path.join(os.path.expanduser("~"), ".cache", "jaxpapers", "tfds")
 
 
@@ -59,7 +61,9 @@ def open_source(cfg: ml_collections.ConfigDict, split: str):
     if builder is not None:
         builder.download_and_prepare(file_format="array_record")
         if split not in builder.info.splits:
-            raise ValueError(f"Data set {cfg.name!r} has no split {split!r}; it has {list(builder.info.splits)}.")
+            raise ValueError(
+                f"Data set {cfg.name!r} has no split {split!r}; it has {list(builder.info.splits)}."
+            )
         return builder.as_data_source(split=split)
     try:
         return tfds.data_source(cfg.name, split=split, data_dir=data_dir(cfg), download=False)
@@ -96,7 +100,9 @@ def num_examples(source) -> int:
     if isinstance(source, dict):
         lengths = {len(v) for v in source.values()}
         if len(lengths) != 1:
-            raise ValueError(f"Source arrays differ in length: { {k: len(v) for k, v in source.items()} }.")
+            raise ValueError(
+                f"Source arrays differ in length: { {k: len(v) for k, v in source.items()} }."
+            )
         return lengths.pop()
     return len(source)
 
@@ -107,13 +113,24 @@ class Loader:
     A background thread reads and places ``prefetch`` batches ahead of the training loop.
     """
 
-    def __init__(self, source, global_batch: int, mesh, *, seed: int = 0, start_step: int = 0,
-                 prefetch: int = 2, shuffle: bool = True):
+    def __init__(
+        self,
+        source,
+        global_batch: int,
+        mesh,
+        *,
+        seed: int = 0,
+        start_step: int = 0,
+        prefetch: int = 2,
+        shuffle: bool = True,
+    ):
         self.source, self.mesh, self.seed, self.shuffle = source, mesh, seed, shuffle
         self.n = num_examples(source)
         self.global_batch = global_batch
         if self.n < global_batch:
-            raise ValueError(f"The data set has {self.n} examples, fewer than one batch ({global_batch}).")
+            raise ValueError(
+                f"The data set has {self.n} examples, fewer than one batch ({global_batch})."
+            )
         parallel.check_batch_size(global_batch, mesh)
         self.steps_per_epoch = self.n // global_batch
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
@@ -127,8 +144,11 @@ class Loader:
     def indices(self, step: int) -> np.ndarray:
         """The global example indices of a step (before per-process slicing)."""
         epoch, k = divmod(step, self.steps_per_epoch)
-        order = (np.random.default_rng([self.seed, epoch]).permutation(self.n)
-                 if self.shuffle else np.arange(self.n))
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
         return order[k * self.global_batch : (k + 1) * self.global_batch]
 
     def host_batch(self, step: int) -> dict[str, np.ndarray]:

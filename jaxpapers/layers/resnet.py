@@ -13,7 +13,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 # PyTorch's default BatchNorm: momentum 0.1 (flax: 0.9), eps 1e-5.
-BatchNorm = lambda train, **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, **kw)
+BatchNorm = lambda train, **kw: nn.BatchNorm(
+    use_running_average=not train, momentum=0.9, epsilon=1e-5, **kw
+)
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # Kaiming (fan_out, relu).
 
 
@@ -26,9 +28,12 @@ class PreActBlock(nn.Module):
         out = nn.relu(BatchNorm(train)(x))
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = nn.Conv(self.features, (1, 1), self.stride, use_bias=False,
-                               kernel_init=conv_init)(out)
-        out = nn.Conv(self.features, (3, 3), self.stride, padding=1, use_bias=False, kernel_init=conv_init)(out)
+            shortcut = nn.Conv(
+                self.features, (1, 1), self.stride, use_bias=False, kernel_init=conv_init
+            )(out)
+        out = nn.Conv(
+            self.features, (3, 3), self.stride, padding=1, use_bias=False, kernel_init=conv_init
+        )(out)
         out = nn.relu(BatchNorm(train)(out))
         out = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, kernel_init=conv_init)(out)
         return out + shortcut
@@ -62,12 +67,16 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.Conv(self.features, (3, 3), self.stride, padding=1, use_bias=False, kernel_init=conv_init)(x)
+        y = nn.Conv(
+            self.features, (3, 3), self.stride, padding=1, use_bias=False, kernel_init=conv_init
+        )(x)
         y = nn.relu(BatchNorm(train)(y))
         y = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, kernel_init=conv_init)(y)
         y = BatchNorm(train, scale_init=nn.initializers.zeros)(y)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = nn.Conv(self.features, (1, 1), self.stride, use_bias=False, kernel_init=conv_init)(x)
+            x = nn.Conv(self.features, (1, 1), self.stride, use_bias=False, kernel_init=conv_init)(
+                x
+            )
             x = BatchNorm(train)(x)
         return nn.relu(x + y)
 
@@ -96,4 +105,6 @@ def build(cfg) -> nn.Module:
         return PreActResNet18(cfg.num_classes, cfg.width)
     if cfg.arch == "resnet":
         return ResNet(cfg.num_classes, cfg.width, tuple(cfg.stage_sizes))
-    raise ValueError(f"Unknown classifier arch {cfg.arch!r}; expected 'preact_resnet18' or 'resnet'.")
+    raise ValueError(
+        f"Unknown classifier arch {cfg.arch!r}; expected 'preact_resnet18' or 'resnet'."
+    )

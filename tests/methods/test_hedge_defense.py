@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxpapers import config_lib, parallel
 from jaxpapers.methods.hedge_defense import defense
@@ -30,8 +31,9 @@ def test_objective_is_sum_of_class_ce_and_k_times_kl_to_uniform():
 def test_iterates_stay_in_the_eps_ball_of_the_input_and_in_unit_range(steps):
     x = jnp.asarray(rng.uniform(size=(6, 3, 4, 1)).astype(np.float32))
     x = x.at[0].set(0.0).at[1].set(1.0)  # on the box corners the clip matters
-    _, xt = defense.hedge(linear, x, jax.random.PRNGKey(1), eps=0.05, step_size=0.03,
-                          num_steps=steps, predict="final")
+    _, xt = defense.hedge(
+        linear, x, jax.random.PRNGKey(1), eps=0.05, step_size=0.03, num_steps=steps, predict="final"
+    )
     assert float(jnp.max(jnp.abs(xt - x))) <= 0.05 + 1e-6
     assert float(xt.min()) >= 0.0 and float(xt.max()) <= 1.0
 
@@ -44,10 +46,14 @@ def test_path_logit_sum_uses_exactly_iterates_1_to_T_minus_1():
     xa = np.asarray(x + jax.random.uniform(key, x.shape, x.dtype, -eps, eps))
     ref = np.zeros((3, 4), np.float32)
     for k in range(T):
-        g = np.asarray(jax.grad(lambda a: jnp.sum(defense.all_class_objective(linear(a))))(jnp.asarray(xa)))
+        g = np.asarray(
+            jax.grad(lambda a: jnp.sum(defense.all_class_objective(linear(a))))(jnp.asarray(xa))
+        )
         if k > 0:
             ref += np.asarray(linear(jnp.asarray(xa)))
-        xa = np.clip(np.asarray(x) + np.clip(xa + step * np.sign(g) - np.asarray(x), -eps, eps), 0, 1)
+        xa = np.clip(
+            np.asarray(x) + np.clip(xa + step * np.sign(g) - np.asarray(x), -eps, eps), 0, 1
+        )
     np.testing.assert_allclose(acc, ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(xt, xa, atol=1e-6)
     final, _ = defense.hedge(linear, x, key, eps=eps, step_size=step, num_steps=T, predict="final")
@@ -58,8 +64,16 @@ def test_linear_model_step_follows_the_first_order_analysis():
     """One step on f(x) = Wx + b moves every logit by Δz_c = η·w_c·sign(Σ_j (K p_j − 1) w_j)."""
     x = jnp.full((1, 3, 4, 1), 0.5)
     eta = 0.01
-    _, x1 = defense.hedge(linear, x, jax.random.PRNGKey(0), eps=0.1, step_size=eta, num_steps=1,
-                          random_init=False, predict="final")
+    _, x1 = defense.hedge(
+        linear,
+        x,
+        jax.random.PRNGKey(0),
+        eps=0.1,
+        step_size=eta,
+        num_steps=1,
+        random_init=False,
+        predict="final",
+    )
     p = jax.nn.softmax(linear(x))[0]
     direction = jnp.sign(W @ (4 * p - 1))
     np.testing.assert_allclose(x1.reshape(-1) - 0.5, eta * direction, atol=1e-6)
@@ -77,8 +91,10 @@ def test_bad_mode_is_rejected():
 def test_hedge_defense_jit():
     """The defense jitted over the 8-device data mesh: one compile, deterministic, sharded."""
     mesh = parallel.make_mesh()
-    x = jax.device_put(jnp.asarray(rng.uniform(size=(16, 3, 4, 1)).astype(np.float32)),
-                       NamedSharding(mesh, P("data")))
+    x = jax.device_put(
+        jnp.asarray(rng.uniform(size=(16, 3, 4, 1)).astype(np.float32)),
+        NamedSharding(mesh, P("data")),
+    )
     fn = jax.jit(lambda a, k: defense.hedge(linear, a, k, num_steps=5))
     with jax.set_mesh(mesh):
         a1, x1 = fn(x, jax.random.PRNGKey(0))

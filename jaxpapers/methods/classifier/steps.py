@@ -39,13 +39,20 @@ def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
 
 def train_step(st: state.TrainState, batch, *, config):
     model = resnet.build(config.model)
-    x = augment.crop_flip(rng.step_key(st), augment.to_float(batch["image"]),
-                          config.data.crop_pad, config.data.flip)
+    x = augment.crop_flip(
+        rng.step_key(st), augment.to_float(batch["image"]), config.data.crop_pad, config.data.flip
+    )
 
     def loss_fn(params):
-        logits, updates = model.apply({"params": params, "batch_stats": st.batch_stats}, x,
-                                      train=True, mutable=["batch_stats"])
-        loss = cross_entropy(logits, batch["label"], config.model.num_classes, config.label_smoothing)
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": st.batch_stats},
+            x,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        loss = cross_entropy(
+            logits, batch["label"], config.model.num_classes, config.label_smoothing
+        )
         return loss, (logits, updates["batch_stats"])
 
     (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params)

@@ -44,7 +44,9 @@ def hedge(
     One ``lax.scan`` over the steps, so the whole defense jits into one program.
     """
     if predict not in PREDICT_MODES:
-        raise ValueError(f"Unknown hedge predict mode {predict!r}; expected one of {PREDICT_MODES}.")
+        raise ValueError(
+            f"Unknown hedge predict mode {predict!r}; expected one of {PREDICT_MODES}."
+        )
     if num_steps < 2 and predict == "path_logit_sum":
         raise ValueError("path_logit_sum needs num_steps >= 2 (it sums the iterates 1..T-1).")
     x = jax.lax.stop_gradient(x)

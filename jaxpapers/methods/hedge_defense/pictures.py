@@ -13,15 +13,22 @@ from jaxpapers import viz
 from jaxpapers.methods.hedge_defense import defense
 
 
-def flip_examples(path: str, logits_fn, x_adv: np.ndarray, y: np.ndarray, key, hcfg, k: int = 6) -> int:
+def flip_examples(
+    path: str, logits_fn, x_adv: np.ndarray, y: np.ndarray, key, hcfg, k: int = 6
+) -> int:
     """Adversarial inputs misclassified by the bare model but fixed by the hedge.
 
     Each row: the adversarial input, the hedged point, and bar charts of the class probabilities
     before (bare model) and after (hedge prediction; softmax of the summed logits). Returns the
     number of such points among ``x_adv``.
     """
-    hedge_kw = dict(eps=hcfg.eps, step_size=hcfg.step_size, num_steps=hcfg.num_steps,
-                    random_init=hcfg.random_init, predict=hcfg.predict)
+    hedge_kw = dict(
+        eps=hcfg.eps,
+        step_size=hcfg.step_size,
+        num_steps=hcfg.num_steps,
+        random_init=hcfg.random_init,
+        predict=hcfg.predict,
+    )
     x = jnp.asarray(x_adv[:256])
     before = jax.nn.softmax(logits_fn(x))
     after_logits, x_t = jax.jit(lambda a, kk: defense.hedge(logits_fn, a, kk, **hedge_kw))(x, key)
@@ -32,7 +39,9 @@ def flip_examples(path: str, logits_fn, x_adv: np.ndarray, y: np.ndarray, key, h
     flipped = np.nonzero((np.argmax(before, -1) != yy) & (np.argmax(after, -1) == yy))[0]
     rows = []
     for i in flipped[:k]:
-        img = viz.to_uint8(np.concatenate([np.asarray(x[i]), np.asarray(x_t[i])], axis=1), (0.0, 1.0))
+        img = viz.to_uint8(
+            np.concatenate([np.asarray(x[i]), np.asarray(x_t[i])], axis=1), (0.0, 1.0)
+        )
         img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img
         pic = Image.fromarray(img).resize((img.shape[1] * 3, img.shape[0] * 3), Image.NEAREST)
         rows.append(_with_bars(pic, np.asarray(before[i]), np.asarray(after[i]), int(yy[i])))
@@ -48,7 +57,9 @@ def flip_examples(path: str, logits_fn, x_adv: np.ndarray, y: np.ndarray, key, h
     return len(flipped)
 
 
-def _with_bars(pic: Image.Image, p_before: np.ndarray, p_after: np.ndarray, label: int) -> Image.Image:
+def _with_bars(
+    pic: Image.Image, p_before: np.ndarray, p_after: np.ndarray, label: int
+) -> Image.Image:
     bar_w, h = 12, pic.height
     k = len(p_before)
     out = Image.new("RGB", (pic.width + 2 * (k * bar_w + 20), h + 14), "white")
@@ -66,7 +77,9 @@ def _with_bars(pic: Image.Image, p_before: np.ndarray, p_after: np.ndarray, labe
 
 def gradient_norm_histogram(path: str, logits_fn, x: np.ndarray, y: np.ndarray) -> dict:
     """Histogram of ‖∇_x CE(f(x), c)‖₁ for the true class vs the wrong classes (paper §3)."""
-    norms = np.asarray(jax.jit(lambda a: defense.local_gradient_norms(logits_fn, a))(jnp.asarray(x[:256])))
+    norms = np.asarray(
+        jax.jit(lambda a: defense.local_gradient_norms(logits_fn, a))(jnp.asarray(x[:256]))
+    )
     yy = y[: len(norms)]
     true = norms[np.arange(len(norms)), yy]
     wrong = norms[~np.eye(norms.shape[1], dtype=bool)[yy]]
@@ -75,6 +88,14 @@ def gradient_norm_histogram(path: str, logits_fn, x: np.ndarray, y: np.ndarray) 
     ht, _ = np.histogram(true, bins, density=True)
     hw, _ = np.histogram(wrong, bins, density=True)
     centers = 0.5 * (bins[1:] + bins[:-1])
-    viz.save_plot(path, {"true class": (centers, ht), "wrong classes": (centers, hw)},
-                  title="local gradient norm of CE per class", xlabel="||grad_x CE||_1", ylabel="density")
-    return {"grad_norm_true_median": float(np.median(true)), "grad_norm_wrong_median": float(np.median(wrong))}
+    viz.save_plot(
+        path,
+        {"true class": (centers, ht), "wrong classes": (centers, hw)},
+        title="local gradient norm of CE per class",
+        xlabel="||grad_x CE||_1",
+        ylabel="density",
+    )
+    return {
+        "grad_norm_true_median": float(np.median(true)),
+        "grad_norm_wrong_median": float(np.median(wrong)),
+    }

@@ -32,12 +32,21 @@ def _batched_predict(fn, x: np.ndarray, key, batch_size: int) -> np.ndarray:
 
 def classifiers(logits_fn, hcfg) -> dict:
     """The three jitted classifiers of the table: ``name -> fn(x, key) -> predicted labels``."""
-    hedge_kw = dict(eps=hcfg.eps, step_size=hcfg.step_size, num_steps=hcfg.num_steps,
-                    random_init=hcfg.random_init, predict=hcfg.predict)
+    hedge_kw = dict(
+        eps=hcfg.eps,
+        step_size=hcfg.step_size,
+        num_steps=hcfg.num_steps,
+        random_init=hcfg.random_init,
+        predict=hcfg.predict,
+    )
     return {
         "none": jax.jit(lambda x, k: jnp.argmax(logits_fn(x), -1)),
-        "noise": jax.jit(lambda x, k: jnp.argmax(logits_fn(defense.random_noise(x, k, hcfg.eps)), -1)),
-        "hedge": jax.jit(lambda x, k: jnp.argmax(defense.hedge(logits_fn, x, k, **hedge_kw)[0], -1)),
+        "noise": jax.jit(
+            lambda x, k: jnp.argmax(logits_fn(defense.random_noise(x, k, hcfg.eps)), -1)
+        ),
+        "hedge": jax.jit(
+            lambda x, k: jnp.argmax(defense.hedge(logits_fn, x, k, **hedge_kw)[0], -1)
+        ),
     }
 
 
@@ -53,19 +62,35 @@ def non_adaptive(logits_fn, x: np.ndarray, y: np.ndarray, key, config, log=print
         if name == "clean":
             xa = x
         else:
-            fn = jax.jit(robust.make_attack(name, logits_fn, eps=ecfg.eps, pgd_steps=ecfg.pgd_steps,
-                                            pgd_step_size=ecfg.pgd_step_size,
-                                            apgd_steps=ecfg.apgd_steps,
-                                            square_queries=ecfg.square_queries))
+            fn = jax.jit(
+                robust.make_attack(
+                    name,
+                    logits_fn,
+                    eps=ecfg.eps,
+                    pgd_steps=ecfg.pgd_steps,
+                    pgd_step_size=ecfg.pgd_step_size,
+                    apgd_steps=ecfg.apgd_steps,
+                    square_queries=ecfg.square_queries,
+                )
+            )
             xa = robust._batched(fn, x, y, jax.random.fold_in(key, i), ecfg.batch_size)
             adv_points[name] = xa
         row = {}
         for j, (col, clf) in enumerate(clfs.items()):
-            ok = _batched_predict(clf, xa, jax.random.fold_in(key, 1000 + 10 * i + j), ecfg.batch_size) == y
+            ok = (
+                _batched_predict(
+                    clf, xa, jax.random.fold_in(key, 1000 + 10 * i + j), ecfg.batch_size
+                )
+                == y
+            )
             row[col] = float(ok.mean())
             correct_all[col] &= ok
         table[name] = row
-        log(f"  {name:<8} " + "  ".join(f"{c}={v:.4f}" for c, v in row.items()) + f"  ({time.time() - t0:.1f}s)")
+        log(
+            f"  {name:<8} "
+            + "  ".join(f"{c}={v:.4f}" for c, v in row.items())
+            + f"  ({time.time() - t0:.1f}s)"
+        )
     if len(rows) > 1:
         table["worst"] = {c: float(v.mean()) for c, v in correct_all.items()}
     return {"table": table, "adv_points": adv_points}
@@ -75,16 +100,28 @@ def adaptive(logits_fn, x: np.ndarray, y: np.ndarray, key, config, base_points: 
     """Defended accuracy under APGD through the defense, worst case with the base-model points."""
     acfg, hcfg, ecfg = config.adaptive, config.hedge, config.eval
     attack_logits = defense.bpda_defended_logits(
-        logits_fn, jax.random.fold_in(key, 7), eot=acfg.eot, eps=hcfg.eps,
-        step_size=hcfg.step_size, num_steps=acfg.hedge_steps, random_init=hcfg.random_init)
+        logits_fn,
+        jax.random.fold_in(key, 7),
+        eot=acfg.eot,
+        eps=hcfg.eps,
+        step_size=hcfg.step_size,
+        num_steps=acfg.hedge_steps,
+        random_init=hcfg.random_init,
+    )
     loss = acfg.loss
     if loss == "dlr-t":
         n_cls = int(jax.eval_shape(logits_fn, jnp.asarray(x[:1])).shape[-1])
-        attack = functools.partial(attacks.apgd_targeted, attack_logits, eps=ecfg.eps,
-                                   num_steps=acfg.apgd_steps, num_target_classes=min(9, n_cls - 1))
+        attack = functools.partial(
+            attacks.apgd_targeted,
+            attack_logits,
+            eps=ecfg.eps,
+            num_steps=acfg.apgd_steps,
+            num_target_classes=min(9, n_cls - 1),
+        )
     else:
-        attack = functools.partial(attacks.apgd, attack_logits, eps=ecfg.eps,
-                                   num_steps=acfg.apgd_steps, loss=loss)
+        attack = functools.partial(
+            attacks.apgd, attack_logits, eps=ecfg.eps, num_steps=acfg.apgd_steps, loss=loss
+        )
     fn = jax.jit(lambda xb, yb, k: attack(xb, yb, k))
     x_adaptive = robust._batched(fn, x, y, jax.random.fold_in(key, 1), ecfg.batch_size)
     hedge_clf = classifiers(logits_fn, hcfg)["hedge"]
@@ -93,12 +130,19 @@ def adaptive(logits_fn, x: np.ndarray, y: np.ndarray, key, config, base_points: 
     for j, (name, pts) in enumerate({"adaptive_apgd": x_adaptive, **base_points}.items()):
         ok = np.ones(len(x), bool)
         for r in range(acfg.defense_runs):  # the random defense: every run must be correct
-            ok &= _batched_predict(hedge_clf, pts, jax.random.fold_in(key, 5000 + 100 * j + r),
-                                   ecfg.batch_size) == y
+            ok &= (
+                _batched_predict(
+                    hedge_clf, pts, jax.random.fold_in(key, 5000 + 100 * j + r), ecfg.batch_size
+                )
+                == y
+            )
         per_set[name] = float(ok.mean())
         survived &= ok
-    return {"hedge_vs_adaptive_apgd": per_set["adaptive_apgd"],
-            "hedge_worst_case_adaptive": float(survived.mean()), "per_set": per_set}
+    return {
+        "hedge_vs_adaptive_apgd": per_set["adaptive_apgd"],
+        "hedge_worst_case_adaptive": float(survived.mean()),
+        "per_set": per_set,
+    }
 
 
 def markdown(table: dict, adaptive_result: dict | None, header: str) -> str:
@@ -106,8 +150,11 @@ def markdown(table: dict, adaptive_result: dict | None, header: str) -> str:
     for name, row in table.items():
         lines.append(f"| {name} | {row['none']:.4f} | {row['noise']:.4f} | {row['hedge']:.4f} |")
     if adaptive_result:
-        lines += ["", f"Adaptive (APGD through the defense, BPDA + EOT): hedge accuracy "
-                  f"{adaptive_result['hedge_vs_adaptive_apgd']:.4f} on the adaptive points; "
-                  f"worst case over adaptive and all non-adaptive points "
-                  f"{adaptive_result['hedge_worst_case_adaptive']:.4f}."]
+        lines += [
+            "",
+            f"Adaptive (APGD through the defense, BPDA + EOT): hedge accuracy "
+            f"{adaptive_result['hedge_vs_adaptive_apgd']:.4f} on the adaptive points; "
+            f"worst case over adaptive and all non-adaptive points "
+            f"{adaptive_result['hedge_worst_case_adaptive']:.4f}.",
+        ]
     return "\n".join(lines) + "\n"

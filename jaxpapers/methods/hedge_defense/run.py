@@ -29,31 +29,55 @@ def run(config, workdir: str) -> dict:
     logits_fn, run_cfg = base_model.load(run_dir)
     x, y = _test_points(config, run_cfg)
     key = jax.random.PRNGKey(config.seed)
-    print(f"hedge_defense: base model {run_dir} ({run_cfg.method}), {len(x)} test points, "
-          f"attack eps {config.eval.eps}, hedge eps {config.hedge.eps} x {config.hedge.num_steps} "
-          f"steps ({config.hedge.predict})", flush=True)
+    print(
+        f"hedge_defense: base model {run_dir} ({run_cfg.method}), {len(x)} test points, "
+        f"attack eps {config.eval.eps}, hedge eps {config.hedge.eps} x {config.hedge.num_steps} "
+        f"steps ({config.hedge.predict})",
+        flush=True,
+    )
     na = protocol.non_adaptive(logits_fn, x, y, jax.random.fold_in(key, 0), config)
     adaptive = None
     if config.adaptive.enabled:
         print("  adaptive APGD through the defense ...", flush=True)
-        adaptive = protocol.adaptive(logits_fn, x, y, jax.random.fold_in(key, 1), config, na["adv_points"])
-        print(f"  adaptive: hedge {adaptive['hedge_vs_adaptive_apgd']:.4f}, worst case "
-              f"{adaptive['hedge_worst_case_adaptive']:.4f}", flush=True)
+        adaptive = protocol.adaptive(
+            logits_fn, x, y, jax.random.fold_in(key, 1), config, na["adv_points"]
+        )
+        print(
+            f"  adaptive: hedge {adaptive['hedge_vs_adaptive_apgd']:.4f}, worst case "
+            f"{adaptive['hedge_worst_case_adaptive']:.4f}",
+            flush=True,
+        )
     extra = {}
     if config.pictures and na["adv_points"]:
         first = next(iter(na["adv_points"]))
         extra["flipped_points_of_256"] = pictures.flip_examples(
-            os.path.join(workdir, "hedge_flips.png"), logits_fn, na["adv_points"][first], y,
-            jax.random.fold_in(key, 2), config.hedge)
-        extra.update(pictures.gradient_norm_histogram(
-            os.path.join(workdir, "gradient_norms.png"), logits_fn, x, y))
-    header = (f"Base model `{run_dir}` ({run_cfg.method}, {run_cfg.get('method_variant', '')}); "
-              f"{len(x)} test points; attacks on the bare model at eps={config.eval.eps}; hedge "
-              f"eps={config.hedge.eps}, step={config.hedge.step_size}, {config.hedge.num_steps} steps, "
-              f"predict={config.hedge.predict}; seed {config.seed}.")
+            os.path.join(workdir, "hedge_flips.png"),
+            logits_fn,
+            na["adv_points"][first],
+            y,
+            jax.random.fold_in(key, 2),
+            config.hedge,
+        )
+        extra.update(
+            pictures.gradient_norm_histogram(
+                os.path.join(workdir, "gradient_norms.png"), logits_fn, x, y
+            )
+        )
+    header = (
+        f"Base model `{run_dir}` ({run_cfg.method}, {run_cfg.get('method_variant', '')}); "
+        f"{len(x)} test points; attacks on the bare model at eps={config.eval.eps}; hedge "
+        f"eps={config.hedge.eps}, step={config.hedge.step_size}, {config.hedge.num_steps} steps, "
+        f"predict={config.hedge.predict}; seed {config.seed}."
+    )
     md = protocol.markdown(na["table"], adaptive, header)
-    result = {"table": na["table"], "adaptive": adaptive, "base_run": run_dir, "n": len(x),
-              "seconds": time.time() - t0, **extra}
+    result = {
+        "table": na["table"],
+        "adaptive": adaptive,
+        "base_run": run_dir,
+        "n": len(x),
+        "seconds": time.time() - t0,
+        **extra,
+    }
     with open(os.path.join(workdir, "hedge_table.json"), "w") as f:
         json.dump(result, f, indent=2)
     with open(os.path.join(workdir, "hedge_table.md"), "w") as f:
