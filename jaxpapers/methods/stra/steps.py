@@ -155,7 +155,7 @@ def train_step(st: state.TrainState, batch, *, config):
                     opt_state=opt_state, batch_stats=stats)
     acc = jnp.mean(jnp.argmax(logits, -1) == labels)
     return st, {"loss": loss, "ce": ce, "diversity": div, "triplet": trip, "accuracy": acc,
-                "grad_norm": optax.global_norm(grads)}
+                "grad_norm": optax.tree.norm(grads)}
 
 
 def jit_forward(st: state.TrainState, config, keep_maps: bool = False):
