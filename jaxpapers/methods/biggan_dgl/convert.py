@@ -1,10 +1,8 @@
 """BigGAN-PyTorch state dicts (``G.pth``, ``G_ema.pth``, ``D.pth``) -> our Flax variable trees.
 
-Reads the ``torch.save`` zip format **without torch and without executing code from the file**:
-``data.pkl`` is unpickled with a restricted unpickler that resolves only ``OrderedDict``,
-``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` and the ``torch.*Storage`` type
-tags (mapped to numpy); any other global (e.g. ``os.system``) raises ``UnsafeCheckpointError``.
-Storages are read from ``<archive>/data/<key>`` as little-endian arrays.
+Reads ``torch.save`` files **without torch and without executing code from the file**
+(``jaxpapers.convert.torch_pickle``: any global beyond tensors and dicts, e.g. ``os.system``,
+raises ``UnsafeCheckpointError``).
 
 Name mapping (BigGAN-PyTorch ``BigGAN.py`` module tree -> ours): ``blocks.{i}.0.X`` ->
 ``block{i}/X``, ``blocks.{i}.1.X`` -> ``attn{i}/X`` (attention sits in the same ModuleList),
@@ -16,86 +14,19 @@ Name mapping (BigGAN-PyTorch ``BigGAN.py`` module tree -> ours): ``blocks.{i}.0.
 
 from __future__ import annotations
 
-import collections
-import io
-import pickle
 import re
-import zipfile
 from typing import Any
 
 import numpy as np
 
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-}
+from jaxpapers.convert import torch_pickle
 
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The checkpoint's pickle references something other than tensors and dicts."""
-
-
-class _StorageType:
-    def __init__(self, name: str):
-        self.dtype = np.dtype(_STORAGE_DTYPES[name]).newbyteorder("<")
-
-
-def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, *_):
-    itemsize = storage.dtype.itemsize
-    if not size:
-        return np.array(storage[offset])
-    view = np.lib.stride_tricks.as_strided(storage[offset:], tuple(size),
-                                           tuple(s * itemsize for s in stride))
-    return np.array(view, dtype=storage.dtype.newbyteorder("="))
-
-
-def _rebuild_parameter(data, requires_grad=False, hooks=None, *_):
-    return data
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str):
-        super().__init__(io.BytesIO(data))
-        self._zip, self._prefix = archive, prefix
-
-    def find_class(self, module: str, name: str):
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor_v2
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        raise UnsafeCheckpointError(
-            f"Refusing to load {module}.{name}: the checkpoint would run code beyond plain "
-            "tensors/dicts. Only BigGAN-PyTorch state dicts (torch.save of state_dict()) load.")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise UnsafeCheckpointError(f"Unexpected persistent id {pid!r}.")
-        storage_type, key = pid[1], pid[2]
-        if not isinstance(storage_type, _StorageType):
-            raise UnsafeCheckpointError(f"Unknown storage type {storage_type!r}.")
-        raw = self._zip.read(f"{self._prefix}/data/{key}")
-        return np.frombuffer(raw, dtype=storage_type.dtype)
+UnsafeCheckpointError = torch_pickle.UnsafeCheckpointError
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
-    """A ``torch.save``d state dict (zip format) as ``{name: numpy array}``."""
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path!r} is not a torch zip checkpoint (legacy non-zip torch.save "
-                         "files are not supported; re-save with torch >= 1.6).")
-    with zipfile.ZipFile(path) as zf:
-        pkls = [n for n in zf.namelist() if n.endswith("/data.pkl")]
-        if len(pkls) != 1:
-            raise ValueError(f"{path!r}: expected one */data.pkl, found {pkls}.")
-        prefix = pkls[0][: -len("/data.pkl")]
-        obj = _Unpickler(zf.read(pkls[0]), zf, prefix).load()
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path!r} holds a {type(obj).__name__}, expected a state dict.")
-    return {k: np.asarray(v) for k, v in obj.items() if isinstance(v, np.ndarray)}
+    """A ``torch.save``d state dict as ``{name: numpy array}`` (``torch_pickle``, no torch)."""
+    return torch_pickle.read_state_dict(path)
 
 
 def _our_path(key: str) -> tuple[str, tuple[str, ...]]:

@@ -1,9 +1,8 @@
 """Converter: official FROM PyTorch checkpoint (`LResNet50E_IR_Occ`, the 3d variant) -> our params.
 
-Reading never executes code from the file: PyTorch's zip format (`archive/data.pkl` + raw storages)
-is unpickled with an allow-list (OrderedDict, torch._utils._rebuild_tensor_v2/_rebuild_parameter,
-the typed storage classes); any other global (e.g. `os.system`, `builtins.eval`) raises
-`UnsafeCheckpointError`. torch is not needed.  Legacy (pre-1.6, non-zip) files are refused.
+Reading never executes code from the file (`jaxpapers.convert.torch_pickle`: any global beyond
+tensors and dicts, e.g. `os.system`, raises `UnsafeCheckpointError`); torch is not needed. Legacy
+(pre-1.6, non-zip) files are refused.
 
 Layout changes: conv (O, I, kh, kw) -> (kh, kw, I, O); Linear (out, in) -> (in, out); vectors and
 Linear rows over a flattened NCHW map (fc.0, fc.2, regress.0, regress.2) are permuted from (C,H,W)
@@ -15,83 +14,22 @@ Usage:
 
 from __future__ import annotations
 
-import pickle
 import zipfile
-from collections import OrderedDict
 
 import numpy as np
 
+from jaxpapers.convert import torch_pickle
 from jaxpapers.layers.face_backbones import feature_hw
 
-_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-           "LongStorage": np.int64, "IntStorage": np.int32, "ByteStorage": np.uint8,
-           "BoolStorage": np.bool_}
-
-
-class UnsafeCheckpointError(ValueError):
-    """The checkpoint references code outside the allow-list."""
-
-
-def _rebuild_tensor_v2(storage, offset, size, stride, *unused):
-    del unused
-    item = storage.itemsize
-    flat = storage[offset:]
-    if not size:
-        return flat[:1].reshape(()).copy()
-    strides = tuple(s * item for s in stride)
-    return np.lib.stride_tricks.as_strided(flat, tuple(size), strides).copy()
-
-
-def _rebuild_parameter(data, *unused):
-    del unused
-    return data
-
-
-class _StorageType:
-    def __init__(self, name: str):
-        self.dtype = _DTYPES[name]
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def __init__(self, fh, archive: zipfile.ZipFile, prefix: str):
-        super().__init__(fh)
-        self.archive, self.prefix = archive, prefix
-
-    def find_class(self, module: str, name: str):
-        if (module, name) == ("collections", "OrderedDict"):
-            return OrderedDict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor_v2
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _DTYPES:
-            return _StorageType(name)
-        raise UnsafeCheckpointError(
-            f"Checkpoint references {module}.{name}, which is not a tensor/state-dict type; "
-            "refusing to load it (it could execute code).")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise UnsafeCheckpointError(f"Unexpected persistent id {pid!r}.")
-        storage_type, key = pid[1], pid[2]
-        if not isinstance(storage_type, _StorageType):
-            raise UnsafeCheckpointError(f"Unknown storage type {storage_type!r}.")
-        raw = self.archive.read(f"{self.prefix}/data/{key}")
-        return np.frombuffer(raw, dtype=storage_type.dtype)
+UnsafeCheckpointError = torch_pickle.UnsafeCheckpointError
 
 
 def read_torch_zip(path: str) -> dict:
-    """Reads a PyTorch zip checkpoint into nested dicts of NumPy arrays, executing no code."""
+    """Reads a PyTorch checkpoint into nested dicts of NumPy arrays, executing no code."""
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a PyTorch zip checkpoint (torch >= 1.6 format); re-save "
                          "it with torch.save(..., _use_new_zipfile_serialization=True).")
-    with zipfile.ZipFile(path) as archive:
-        pkl = [n for n in archive.namelist() if n.endswith("/data.pkl")]
-        if len(pkl) != 1:
-            raise ValueError(f"{path}: expected one */data.pkl entry, found {pkl}.")
-        prefix = pkl[0][: -len("/data.pkl")]
-        with archive.open(pkl[0]) as fh:
-            return _SafeUnpickler(fh, archive, prefix).load()
+    return torch_pickle.load(path)
 
 
 def _conv(w):
