@@ -72,9 +72,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )
     )
     # teacher.steps = 0 when init_from gives the teacher.
-    c.teacher = ml_collections.ConfigDict(dict(steps=1000))
+    c.teacher = ml_collections.ConfigDict(dict(steps=600))
     c.student = ml_collections.ConfigDict(
-        dict(g_divisor=2, d_divisor=1, alpha=0.1, stage1_steps=500)
+        dict(g_divisor=2, d_divisor=1, alpha=0.1, stage1_steps=200)
     )
     c.loss = ml_collections.ConfigDict(
         dict(
@@ -102,9 +102,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )
     )
     c.batch_size = 16
-    c.num_train_steps = 2000
+    c.num_train_steps = 1000
     c.log_every = 50
-    c.eval_every = 0
+    c.eval_every = 500
     c.ckpt_every = 250
     lr = 0.0025
     if preset == "uncompressed":

@@ -155,3 +155,24 @@ def test_stats_cache_roundtrip_and_key_check(tmp_path):
     assert back["mu"].dtype == np.float64
     assert stats_cache.load(dict(key, count=51), str(tmp_path)) is None
     assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []
+
+
+def test_method_sampler_crops_padded_fashion_mnist_fakes(fmnist, tmp_path):
+    """A GAN method generating 32x32 (28x28 padded by 2) scores like the 28x28 images."""
+    pool = jnp.asarray(fmnist[0][:1000].astype(np.float32) / 127.5 - 1.0)
+    padded = jnp.pad(pool, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-1.0)
+    cfg = _cfg(tmp_path)
+
+    def pick(images):
+        return lambda key, n: images[jax.random.choice(key, images.shape[0], (n,), replace=False)]
+
+    method_cfg = ml_collections.ConfigDict(
+        dict(
+            data=dict(name="fashion_mnist", path="", pad_to=32),
+            eval=dict(cfg.to_dict(), seed=123, grid_size=16),
+        )
+    )
+    got = evaluator.evaluate_method_sampler(pick(padded), method_cfg, str(tmp_path), "student")
+    want = evaluator.evaluate_generator(pick(pool), cfg, str(tmp_path / "ref"))
+    assert got == {f"student_{k}": v for k, v in want.items()}
+    assert os.path.exists(tmp_path / "eval_student" / "gan_metrics_fmnist.json")

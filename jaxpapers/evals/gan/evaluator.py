@@ -245,3 +245,35 @@ def evaluate_images(
     results = score_features(net, real, feats, logits, cfg)
     _write_report(workdir, net, results, key, cfg, len(feats), time.time() - start)
     return results
+
+
+def evaluate_method_sampler(
+    sample_fn: Callable[[jax.Array, int], np.ndarray], config, workdir: str, tag: str
+) -> dict[str, float]:
+    """Scores a GAN method's sampler with its ``config.eval`` against ``config.data``'s test split.
+
+    The one place the GAN methods (stylegan2_dgl, biggan_dgl, ...) turn their configs into an
+    evaluator config. Fashion-MNIST reals are 28x28 while the models generate the padded
+    ``config.data.pad_to`` size, so fakes are center-cropped back to 28x28 before scoring.
+    Returns ``{f"{tag}_{metric}": value}`` and writes the report under ``workdir/eval_{tag}``.
+    """
+    ev = config.eval
+    crop = 0
+    if config.data.name == "fashion_mnist" and config.data.get("pad_to", 0):
+        crop = (int(config.data.pad_to) - 28) // 2
+
+    def cropped(key: jax.Array, n: int) -> np.ndarray:
+        img = np.asarray(sample_fn(key, n))
+        return img[:, crop : img.shape[1] - crop, crop : img.shape[2] - crop] if crop else img
+
+    cfg = default_eval_config()
+    # Every evaluator option the method's eval config also names (feature_net, num_samples,
+    # batch_size, inception_weights, stats_dir, ...) is taken from it; its ``seed`` is the
+    # method's grid seed, not the evaluator's sampling seed.
+    for k in cfg.keys():
+        if k != "seed" and k in ev:
+            cfg[k] = type(cfg[k])(ev[k])
+    cfg.real_dataset = config.data.name
+    cfg.real_data_path = config.data.path
+    out = evaluate_generator(cropped, cfg, os.path.join(workdir, f"eval_{tag}"))
+    return {f"{tag}_{k}": float(v) for k, v in out.items()}

@@ -94,29 +94,16 @@ def counts(config) -> dict[str, float]:
 
 def _metrics(config, sample, workdir: str, tag: str) -> dict[str, float]:
     """FD / IS-like scores through ``jaxpapers.evals.gan.evaluator`` against the test split."""
-    try:
-        from jaxpapers.evals.gan import evaluator
-    except ImportError as e:  # The evaluator belongs to another module; grids still work.
-        print(f"[biggan_dgl] GAN evaluator unavailable ({e}); metrics skipped.", flush=True)
-        return {}
-    ev, m = config.eval, config.model
-    crop = (int(config.data.pad_to) - 28) // 2 if config.data.name == "fashion_mnist" else 0
+    from jaxpapers.evals.gan import evaluator
+
+    m = config.model
 
     def sample_fn(key: jax.Array, n: int) -> np.ndarray:
         kz, ky = jax.random.split(key)
-        z = sample_z(kz, n, m.dim_z, float(ev.truncation))
-        y = jax.random.randint(ky, (n,), 0, m.num_classes)
-        img = np.asarray(sample(z, y))
-        return img[:, crop: img.shape[1] - crop, crop: img.shape[2] - crop] if crop > 0 else img
+        z = sample_z(kz, n, m.dim_z, float(config.eval.truncation))
+        return np.asarray(sample(z, jax.random.randint(ky, (n,), 0, m.num_classes)))
 
-    cfg = evaluator.default_eval_config()
-    cfg.feature_net = ev.feature_net
-    cfg.num_samples = int(ev.num_samples)
-    cfg.batch_size = int(ev.batch_size)
-    cfg.real_dataset = config.data.name
-    cfg.real_data_path = config.data.path
-    res = evaluator.evaluate_generator(sample_fn, cfg, os.path.join(workdir, f"eval_{tag}"))
-    return {f"{tag}_{k}": float(v) for k, v in res.items()}
+    return evaluator.evaluate_method_sampler(sample_fn, config, workdir, tag)
 
 
 def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:

@@ -33,29 +33,13 @@ def fixed_latents(config, n: int) -> jax.Array:
 
 def _fd(config, sample, workdir: str, tag: str) -> dict[str, float]:
     """FD/KID/PR through the suite's GAN evaluator, against the real test split."""
-    try:
-        from jaxpapers.evals.gan import evaluator
-    except ImportError as e:
-        print(f"[stylegan2_dgl] GAN evaluator unavailable ({e}); FD skipped.", flush=True)
-        return {}
-    ev = config.eval
-    crop = 0
-    if config.data.name == "fashion_mnist" and config.data.pad_to:
-        crop = (int(config.data.pad_to) - 28) // 2  # Undo the 28 -> 32 padding of the reals.
+    from jaxpapers.evals.gan import evaluator
 
     def sample_fn(key: jax.Array, n: int) -> np.ndarray:
         z = jax.random.normal(key, (n, config.model.z_dim))
-        img = np.asarray(sample(z, jax.random.fold_in(key, 1)))
-        return img[:, crop : img.shape[1] - crop, crop : img.shape[2] - crop] if crop else img
+        return np.asarray(sample(z, jax.random.fold_in(key, 1)))
 
-    eval_cfg = evaluator.default_eval_config()
-    eval_cfg.feature_net = ev.feature_net
-    eval_cfg.num_samples = int(ev.num_samples)
-    eval_cfg.batch_size = int(ev.batch_size)
-    eval_cfg.real_dataset = config.data.name
-    eval_cfg.real_data_path = config.data.path
-    out = evaluator.evaluate_generator(sample_fn, eval_cfg, os.path.join(workdir, f"eval_{tag}"))
-    return {f"{tag}_{k}": float(v) for k, v in out.items()}
+    return evaluator.evaluate_method_sampler(sample_fn, config, workdir, tag)
 
 
 def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
