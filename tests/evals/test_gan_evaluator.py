@@ -176,3 +176,27 @@ def test_method_sampler_crops_padded_fashion_mnist_fakes(fmnist, tmp_path):
     want = evaluator.evaluate_generator(pick(pool), cfg, str(tmp_path / "ref"))
     assert got == {f"student_{k}": v for k, v in want.items()}
     assert os.path.exists(tmp_path / "eval_student" / "gan_metrics_fmnist.json")
+
+
+def test_score_cli_images_and_gan_checkpoint(fmnist, tmp_path):
+    """``python -m jaxpapers.evals.gan_metrics`` on an .npz, and on a stylegan2_dgl run."""
+    from jaxpapers import config_lib, trainer
+    from jaxpapers.evals.gan import score
+
+    np.savez(tmp_path / "fakes.npz", images=fmnist[0][:300])
+    common = ["--num_samples=200", "--real_num_samples=400", f"--stats_dir={tmp_path / 's'}"]
+    res = score.main(
+        ["--images", str(tmp_path / "fakes.npz"), "--workdir", str(tmp_path / "a")] + common
+    )
+    assert res["precision"] > 0.5 and np.isfinite(res["fd"])
+
+    cfg_path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "stylegan2_dgl.py")
+    run = str(tmp_path / "run")
+    trainer.train(config_lib.load_config_file(cfg_path, "smoke"), run)
+    args = ["--checkpoint", run, "--config", f"{cfg_path}:smoke", "--workdir", str(tmp_path / "b")]
+    res = score.main(args + common + ["--role", "student"])
+    assert set(res) >= {"student_fd", "student_kid_mean", "student_precision"}
+    assert res["student_fd"] > 0 and np.isfinite(res["student_fd"])
+    assert os.path.exists(tmp_path / "b" / "eval_student" / "gan_metrics_fmnist.json")
+    with pytest.raises(ValueError, match="--config"):
+        score.main(["--checkpoint", run, "--workdir", str(tmp_path / "c")])

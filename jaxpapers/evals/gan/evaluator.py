@@ -258,12 +258,12 @@ def evaluate_method_sampler(
     Returns ``{f"{tag}_{metric}": value}`` and writes the report under ``workdir/eval_{tag}``.
     """
     ev = config.eval
-    crop = 0
-    if config.data.name == "fashion_mnist" and config.data.get("pad_to", 0):
-        crop = (int(config.data.pad_to) - 28) // 2
+    pad = int(config.data.get("pad_to", 0)) if config.data.name == "fashion_mnist" else 0
 
     def cropped(key: jax.Array, n: int) -> np.ndarray:
         img = np.asarray(sample_fn(key, n))
+        # The 28 -> pad_to border, at the generator's resolution (smaller in smoke configs).
+        crop = img.shape[1] * (pad - 28) // (2 * pad) if pad > 28 else 0
         return img[:, crop : img.shape[1] - crop, crop : img.shape[2] - crop] if crop else img
 
     cfg = default_eval_config()

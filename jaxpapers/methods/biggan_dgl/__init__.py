@@ -14,18 +14,28 @@ import numpy as np
 
 from jaxpapers import data
 from jaxpapers.methods.biggan_dgl import steps
-from jaxpapers.methods.biggan_dgl.evaluation import evaluate
+from jaxpapers.methods.biggan_dgl.evaluation import evaluate, gan_sampler
 from jaxpapers.methods.biggan_dgl.steps import init_state, train_step
 
 kind = "train"
-__all__ = ["kind", "input_spec", "init_state", "train_step", "make_source", "evaluate",
-           "load_init"]
+__all__ = [
+    "kind",
+    "input_spec",
+    "init_state",
+    "train_step",
+    "make_source",
+    "evaluate",
+    "gan_sampler",
+    "load_init",
+]
 
 
 def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
     r, c, n = config.model.resolution, config.model.img_channels, config.batch_size
-    return {"image": jax.ShapeDtypeStruct((n, r, r, c), jnp.uint8),
-            "label": jax.ShapeDtypeStruct((n,), jnp.int32)}
+    return {
+        "image": jax.ShapeDtypeStruct((n, r, r, c), jnp.uint8),
+        "label": jax.ShapeDtypeStruct((n,), jnp.int32),
+    }
 
 
 def pad_images(images: np.ndarray, pad_to: int) -> np.ndarray:
@@ -43,14 +53,18 @@ def make_source(config, split: str) -> dict[str, np.ndarray]:
     """Images and class labels (class-conditional GAN), padded on the host once."""
     arrays = data.load(config.data, split)
     if "label" not in arrays:
-        raise ValueError(f"Dataset {config.data.name!r} has no 'label' array; BigGAN is "
-                         "class-conditional and needs labels.")
+        raise ValueError(
+            f"Dataset {config.data.name!r} has no 'label' array; BigGAN is "
+            "class-conditional and needs labels."
+        )
     images = pad_images(arrays["image"], int(config.data.pad_to))
     m = config.model
     if images.shape[1:] != (m.resolution, m.resolution, m.img_channels):
-        raise ValueError(f"Images {images.shape[1:]} do not match the model "
-                         f"({m.resolution}, {m.resolution}, {m.img_channels}); set data.pad_to "
-                         "or model.resolution / model.img_channels.")
+        raise ValueError(
+            f"Images {images.shape[1:]} do not match the model "
+            f"({m.resolution}, {m.resolution}, {m.img_channels}); set data.pad_to "
+            "or model.resolution / model.img_channels."
+        )
     labels = arrays["label"].astype(np.int32)
     if labels.max() >= m.num_classes:
         raise ValueError(f"Label {labels.max()} >= model.num_classes={m.num_classes}.")
@@ -73,7 +87,9 @@ def load_init(state: steps.DGLState, tree, config) -> steps.DGLState:
             raise ValueError(f"init_from teacher lacks {name!r}.")
         ref = getattr(t, name)
         if jax.tree.structure(ref) != jax.tree.structure(src[name]):
-            raise ValueError(f"init_from teacher {name!r} does not match this config's teacher "
-                             "architecture (model.* must equal the teacher run's).")
+            raise ValueError(
+                f"init_from teacher {name!r} does not match this config's teacher "
+                "architecture (model.* must equal the teacher run's)."
+            )
         new[name] = jax.tree.map(lambda a, b: jnp.asarray(b, a.dtype), ref, src[name])
     return state.replace(teacher=t.replace(**new))

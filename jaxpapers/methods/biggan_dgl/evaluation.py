@@ -92,18 +92,19 @@ def counts(config) -> dict[str, float]:
     return out
 
 
-def _metrics(config, sample, workdir: str, tag: str) -> dict[str, float]:
-    """FD / IS-like scores through ``jaxpapers.evals.gan.evaluator`` against the test split."""
-    from jaxpapers.evals.gan import evaluator
-
-    m = config.model
+def gan_sampler(state: steps.DGLState, config, role: str = "student"):
+    """``(key, n) -> n images in [-1, 1]`` of the EMA generator of ``role`` with random classes;
+    what the GAN metrics score (in-training evals and ``jaxpapers.evals.gan_metrics``)."""
+    if role not in ("teacher", "student"):
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
+    sample, m = make_sampler(config, role, getattr(state, role)), config.model
 
     def sample_fn(key: jax.Array, n: int) -> np.ndarray:
         kz, ky = jax.random.split(key)
         z = sample_z(kz, n, m.dim_z, float(config.eval.truncation))
         return np.asarray(sample(z, jax.random.randint(ky, (n,), 0, m.num_classes)))
 
-    return evaluator.evaluate_method_sampler(sample_fn, config, workdir, tag)
+    return sample_fn
 
 
 def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
@@ -126,7 +127,10 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
         viz.save_image_grid(os.path.join(workdir, f"samples_{role}_step{step}.png"), imgs,
                             nrow=k, scale=2)
         if ev.fd:
-            results.update(_metrics(config, sample, workdir, role))
+            from jaxpapers.evals.gan import evaluator
+
+            sample_fn = gan_sampler(state, config, role)
+            results.update(evaluator.evaluate_method_sampler(sample_fn, config, workdir, role))
     c = counts(config)
     with open(os.path.join(workdir, "param_mac_counts.json"), "w") as f:
         json.dump(c, f, indent=2)

@@ -14,11 +14,20 @@ import numpy as np
 
 from jaxpapers import data
 from jaxpapers.methods.stylegan2_dgl import steps
-from jaxpapers.methods.stylegan2_dgl.evaluate import evaluate
+from jaxpapers.methods.stylegan2_dgl.evaluate import evaluate, gan_sampler
 from jaxpapers.methods.stylegan2_dgl.steps import init_state, train_step
 
 kind = "train"
-__all__ = ["kind", "input_spec", "init_state", "train_step", "make_source", "evaluate", "load_init"]
+__all__ = [
+    "kind",
+    "input_spec",
+    "init_state",
+    "train_step",
+    "make_source",
+    "evaluate",
+    "gan_sampler",
+    "load_init",
+]
 
 
 def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:

@@ -31,15 +31,18 @@ def fixed_latents(config, n: int) -> jax.Array:
     return jax.random.normal(jax.random.key(config.eval.seed), (n, config.model.z_dim))
 
 
-def _fd(config, sample, workdir: str, tag: str) -> dict[str, float]:
-    """FD/KID/PR through the suite's GAN evaluator, against the real test split."""
-    from jaxpapers.evals.gan import evaluator
+def gan_sampler(state: steps.DGLState, config, role: str = "student", truncation_psi=1.0):
+    """``(key, n) -> n images in [-1, 1]`` of the EMA generator of ``role`` (fresh z each call);
+    what the GAN metrics score (in-training evals and ``jaxpapers.evals.gan_metrics``)."""
+    if role not in ("teacher", "student"):
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
+    sample = make_sampler(config, role, getattr(state, role), truncation_psi)
 
     def sample_fn(key: jax.Array, n: int) -> np.ndarray:
         z = jax.random.normal(key, (n, config.model.z_dim))
         return np.asarray(sample(z, jax.random.fold_in(key, 1)))
 
-    return evaluator.evaluate_method_sampler(sample_fn, config, workdir, tag)
+    return sample_fn
 
 
 def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
@@ -69,7 +72,10 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
             if psi == 1.0:
                 grids.append(imgs)
         if ev.fd:
-            results.update(_fd(config, make_sampler(config, role, gs), workdir, role))
+            from jaxpapers.evals.gan import evaluator
+
+            sample_fn = gan_sampler(state, config, role)
+            results.update(evaluator.evaluate_method_sampler(sample_fn, config, workdir, role))
     if len(grids) == 2:  # Teacher (left) and student (right) from the same latents.
         pair = np.concatenate([grids[0], grids[1]], axis=2)
         viz.save_image_grid(
