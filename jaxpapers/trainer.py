@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import time
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxpapers import checkpoint, data, methods, metrics, parallel
 
@@ -133,16 +135,22 @@ def train(config, workdir: str) -> dict:
                     and done < config.num_train_steps
                 ):
                     _evaluate(method, state, config, workdir, writer, done)
-                if stop["signal"] is not None:
+                if _stop_agreed(stop["signal"] is not None, done, config):
                     ckpt.save(done, state, force=True)
                     ckpt.wait()
                     print(
-                        f"Stopped by signal {stop['signal']} at step {done}; checkpoint saved. "
+                        f"Stopped by SIGTERM at step {done}; checkpoint saved. "
                         "Re-run the same command to resume.",
                         flush=True,
                     )
                     return {"stopped_at": done, **last}
             final_step = int(jax.device_get(state.step))
+            if jax.process_count() > 1:  # Lets a multi-host user (and the test) compare hosts.
+                print(
+                    f"process {jax.process_index()}/{jax.process_count()}: final state "
+                    f"checksum {state_checksum(state)}",
+                    flush=True,
+                )
             if ckpt.latest_step() != final_step:
                 ckpt.save(final_step, state, force=True)
             ckpt.wait()
@@ -157,6 +165,34 @@ def train(config, workdir: str) -> dict:
             loader.close()
         ckpt.close()
         writer.close()
+
+
+def _stop_agreed(local_stop: bool, done: int, config) -> bool:
+    """Whether to stop after step ``done`` on a SIGTERM (preemption).
+
+    With several processes the signal may reach them at different steps, and a host that stops
+    alone would leave the others waiting in the next collective (or in the checkpoint save).
+    So the hosts agree: at every ``log_every``-th step (the same steps on every host) they
+    all-gather their flags and all stop if any got the signal.
+    """
+    if jax.process_count() == 1:
+        return local_stop
+    if done % config.log_every:
+        return False
+    flags = multihost_utils.process_allgather(np.int32(local_stop))
+    return bool(np.any(flags))
+
+
+def state_checksum(state) -> str:
+    """sha256 of this process's first addressable copy of every state leaf (replicated leaves
+    must give the same digest on every host)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(state):
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        arr = leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf
+        h.update(np.ascontiguousarray(np.asarray(arr)).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _evaluate(method, state, config, workdir, writer, step) -> dict:

