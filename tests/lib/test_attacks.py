@@ -87,6 +87,9 @@ ATTACKS = {
         f, x, y, k, eps=EPS, num_steps=5, num_target_classes=3
     ),
     "square": lambda f, x, y, k: attacks.square_linf(f, x, y, k, eps=EPS, num_queries=50),
+    "fab_t": lambda f, x, y, k: attacks.fab_targeted(
+        f, x, y, k, eps=EPS, num_steps=10, num_target_classes=3, num_restarts=2
+    ),
 }
 
 
@@ -187,3 +190,63 @@ def test_square_schedule_and_success_on_linear_model():
     fooled = jnp.argmax(f(x_adv), -1) != y
     assert not bool(jnp.any(fooled & ~flippable))  # never beats the analytic worst case
     assert int(jnp.sum(fooled)) >= 1
+
+
+def test_linf_hyperplane_box_projection_is_the_minimal_step():
+    """Against scipy's LP: min s s.t. |δ_i| ≤ s, w·(t+δ) = b, 0 ≤ t+δ ≤ 1."""
+    from scipy.optimize import linprog
+
+    rng = np.random.default_rng(0)
+    n, d = 24, 7
+    t = rng.uniform(0, 1, (n, d)).astype(np.float32)
+    w = rng.normal(size=(n, d)).astype(np.float32)
+    w[3, 2] = 0.0  # a zero weight must not move
+    # Targets from small (no coordinate saturates) to infeasible (beyond every corner).
+    b = (w * t).sum(1) + rng.normal(size=n).astype(np.float32) * np.linspace(0.05, 4, n)
+    delta = np.asarray(attacks.project_linf_hyperplane_box(t, w, b))
+    assert np.all(t + delta >= -1e-6) and np.all(t + delta <= 1 + 1e-6)
+    assert delta[3, 2] == 0.0
+    for i in range(n):
+        c = np.zeros(d + 1)
+        c[-1] = 1.0
+        a_ub = np.block([[np.eye(d), -np.ones((d, 1))], [-np.eye(d), -np.ones((d, 1))]])
+        lp = linprog(
+            c,
+            A_ub=a_ub,
+            b_ub=np.zeros(2 * d),
+            A_eq=np.append(w[i], 0.0)[None],
+            b_eq=[b[i] - w[i] @ t[i]],
+            bounds=[(-ti, 1 - ti) for ti in t[i]] + [(0, None)],
+        )
+        if lp.status == 0:  # feasible: same (minimal) L∞ norm and on the hyperplane
+            assert np.abs(delta[i]).max() == pytest.approx(lp.x[-1], rel=1e-4, abs=1e-5)
+            assert w[i] @ (t[i] + delta[i]) == pytest.approx(b[i], rel=1e-4, abs=1e-4)
+        else:  # infeasible: the corner that moves w·z furthest towards b
+            corner = np.where((w[i] > 0) == (b[i] > w[i] @ t[i]), 1.0, 0.0)
+            np.testing.assert_allclose((t[i] + delta[i])[w[i] != 0], corner[w[i] != 0], atol=1e-6)
+
+
+def test_fab_finds_the_minimal_linf_adversarial_of_a_linear_model():
+    """Two classes, z = W x: the closest L∞ adversarial is at |Δz| / ‖w₁ − w₀‖₁; FAB-T fools
+    every point when ε is 10% above it and none when ε is 5% below it."""
+    w = jax.random.normal(jax.random.key(1), (2, 12))
+    f = lambda x: x.reshape(x.shape[0], -1) @ w.T  # noqa: E731
+    x = jax.random.uniform(jax.random.key(2), (16, 12), minval=0.4, maxval=0.6)
+    y = jnp.argmax(f(x), -1)
+    gap = jnp.abs(f(x)[:, 1] - f(x)[:, 0])
+    dist = gap / jnp.sum(jnp.abs(w[1] - w[0]))  # interior points: the box stays inactive
+    assert float(dist.max()) * 1.1 < 0.4  # x in [0.4, 0.6]: the steps stay inside [0, 1]
+    for scale, fooled in ((1.1, True), (0.95, False)):
+        for i in range(4):  # per point, with ε just above / below its own distance
+            xi, yi = x[i : i + 1], y[i : i + 1]
+            adv = attacks.fab_targeted(
+                f,
+                xi,
+                yi,
+                jax.random.key(0),
+                eps=float(dist[i]) * scale,
+                num_steps=20,
+                num_target_classes=1,
+            )
+            assert bool(jnp.argmax(f(adv), -1)[0] != yi[0]) == fooled
+            _assert_in_ball(adv, xi, float(dist[i]) * scale)
