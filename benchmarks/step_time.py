@@ -1,7 +1,8 @@
 """Times one method's train step for a preset and writes JSON (not a test).
 
-    python -m benchmarks.step_time --config=configs/classifier.py:default --steps=20 --out=bench.json
-    python -m benchmarks.step_time --config=configs/stylegan2_dgl.py:ffhq256 --aot_only  # compile only
+    python -m benchmarks.step_time --config=configs/classifier.py:default --steps=20 \
+        --out=bench.json
+    python -m benchmarks.step_time --config=configs/stylegan2_dgl.py:ffhq256 --aot_only  # compile
 
 Reports compile seconds (ahead-of-time lower + compile), steps/s and examples/s over ``--steps``
 timed steps after one warm-up, achieved GFLOP/s from XLA's cost analysis, and peak memory

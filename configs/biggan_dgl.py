@@ -44,20 +44,47 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise config_lib.unknown_preset(preset, PRESETS)
     c = config_lib.base_config("biggan_dgl")
     c.preset = preset
-    c.data = ml_collections.ConfigDict(dict(name="fashion_mnist", path="", pad_to=32,
-                                            train_limit=0))
-    c.model = ml_collections.ConfigDict(dict(
-        resolution=32, img_channels=1, num_classes=10, dim_z=64, shared_dim=32, hier=True,
-        g_ch=16, d_ch=16, g_attn="16", d_attn="0", sn_eps=1e-6, bn_eps=1e-5,
-        g_init="ortho", d_init="ortho"))
-    c.gan = ml_collections.ConfigDict(dict(num_d_steps=2, g_batch_size=0, g_ortho=0.0,
-                                           d_ortho=0.0, ema_decay=0.999, ema_start=200))
+    c.data = ml_collections.ConfigDict(
+        dict(name="fashion_mnist", path="", pad_to=32, train_limit=0)
+    )
+    c.model = ml_collections.ConfigDict(
+        dict(
+            resolution=32,
+            img_channels=1,
+            num_classes=10,
+            dim_z=64,
+            shared_dim=32,
+            hier=True,
+            g_ch=16,
+            d_ch=16,
+            g_attn="16",
+            d_attn="0",
+            sn_eps=1e-6,
+            bn_eps=1e-5,
+            g_init="ortho",
+            d_init="ortho",
+        )
+    )
+    c.gan = ml_collections.ConfigDict(
+        dict(
+            num_d_steps=2, g_batch_size=0, g_ortho=0.0, d_ortho=0.0, ema_decay=0.999, ema_start=200
+        )
+    )
     c.teacher = ml_collections.ConfigDict(dict(steps=1000))  # 0 when init_from gives it.
-    c.student = ml_collections.ConfigDict(dict(g_divisor=2, d_divisor=1, lam=0.1,
-                                               stage1_steps=500, teacher_sn_update=True))
-    c.eval = ml_collections.ConfigDict(dict(per_class=8, truncation=0.0, fd=True,
-                                            feature_net="fmnist", num_samples=2000,
-                                            batch_size=200, seed=123))
+    c.student = ml_collections.ConfigDict(
+        dict(g_divisor=2, d_divisor=1, lam=0.1, stage1_steps=500, teacher_sn_update=True)
+    )
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            per_class=8,
+            truncation=0.0,
+            fd=True,
+            feature_net="fmnist",
+            num_samples=2000,
+            batch_size=200,
+            seed=123,
+        )
+    )
     c.batch_size = 64
     c.num_train_steps = 2000
     c.log_every = 50
@@ -65,8 +92,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     lr_g, lr_d = 2e-4, 2e-4
     if preset == "cifar10":
         c.data.update(dict(name="cifar10", pad_to=0))
-        c.model.update(dict(img_channels=3, dim_z=128, shared_dim=0, hier=False, g_ch=96,
-                            d_ch=96, g_attn="0", d_attn="0", g_init="N02", d_init="N02"))
+        c.model.update(
+            dict(
+                img_channels=3,
+                dim_z=128,
+                shared_dim=0,
+                hier=False,
+                g_ch=96,
+                d_ch=96,
+                g_attn="0",
+                d_attn="0",
+                g_init="N02",
+                d_init="N02",
+            )
+        )
         c.student.update(dict(g_divisor=2, d_divisor=2, stage1_steps=10_000))
         c.gan.update(dict(num_d_steps=4, ema_decay=0.9999, ema_start=1000))
         c.teacher.steps = 0
@@ -76,16 +115,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.log_every, c.ckpt_every = 100, 2000
     elif preset == "imagenet128":
         c.data.update(dict(name="image_folder", pad_to=0))
-        c.model.update(dict(resolution=128, img_channels=3, num_classes=1000, dim_z=120,
-                            shared_dim=128, hier=True, g_ch=96, d_ch=96, g_attn="64",
-                            d_attn="64"))
+        c.model.update(
+            dict(
+                resolution=128,
+                img_channels=3,
+                num_classes=1000,
+                dim_z=120,
+                shared_dim=128,
+                hier=True,
+                g_ch=96,
+                d_ch=96,
+                g_attn="64",
+                d_attn="64",
+            )
+        )
         c.student.update(dict(g_divisor=2, d_divisor=1, stage1_steps=20_000))
         c.gan.update(dict(num_d_steps=1, ema_decay=0.9999, ema_start=20_000))
         c.teacher.steps = 0
         c.batch_size = 2048
         c.num_train_steps = 150_000
-        c.eval.update(dict(feature_net="inception", num_samples=50_000, per_class=4,
-                           truncation=0.0))
+        c.eval.update(
+            dict(feature_net="inception", num_samples=50_000, per_class=4, truncation=0.0)
+        )
         c.log_every, c.ckpt_every = 100, 2000
         lr_g, lr_d = 1e-4, 4e-4
     elif preset == "smoke":

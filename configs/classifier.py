@@ -5,7 +5,8 @@ Presets and commands:
       python -m jaxpapers.main --config=configs/classifier.py --workdir=runs/classifier_fmnist
   cifar10 (paper-scale recipe: PreActResNet-18, SGD 0.1 momentum 0.9, wd 5e-4, piecewise at 50%/75%,
       200 epochs of batch 128; needs a prepared TFDS cifar10 under TFDS_DATA_DIR):
-      python -m jaxpapers.main --config=configs/classifier.py:cifar10 --workdir=runs/classifier_cifar10
+      python -m jaxpapers.main --config=configs/classifier.py:cifar10 \
+          --workdir=runs/classifier_cifar10
   smoke (tests/notebooks: a tiny ResNet on digits, 2 steps):
       python -m jaxpapers.main --config=configs/classifier.py:smoke --workdir=/tmp/classifier_smoke
 Expected: default reaches >= 90% Fashion-MNIST test accuracy (measured numbers in

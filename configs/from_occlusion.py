@@ -38,19 +38,49 @@ def get_config(arg=None):
     c = config_lib.base_config("from_occlusion")
     c.preset = preset
     c.clean_steps = 0  # phase 1 length; the rest of num_train_steps is phase 2
-    c.data = ml_collections.ConfigDict(dict(
-        name="image_folder", path=ORL, image_size=(56, 48), channels=3, test_every=0,
-        grayscale=True, n_train_ids=30, in_memory=True))
-    c.model = ml_collections.ConfigDict(dict(
-        widths=(16, 16, 32, 64, 128), depths=(1, 1, 2, 1), embed_dim=128, dropout=0.5,
-        fpn_features=64, variant="3d", bf16=False, num_classes=30, margin="cosface",
-        scale=30.0, margin_m=0.35))
+    c.data = ml_collections.ConfigDict(
+        dict(
+            name="image_folder",
+            path=ORL,
+            image_size=(56, 48),
+            channels=3,
+            test_every=0,
+            grayscale=True,
+            n_train_ids=30,
+            in_memory=True,
+        )
+    )
+    c.model = ml_collections.ConfigDict(
+        dict(
+            widths=(16, 16, 32, 64, 128),
+            depths=(1, 1, 2, 1),
+            embed_dim=128,
+            dropout=0.5,
+            fpn_features=64,
+            variant="3d",
+            bf16=False,
+            num_classes=30,
+            margin="cosface",
+            scale=30.0,
+            margin_m=0.35,
+        )
+    )
     c.loss = ml_collections.ConfigDict(dict(weight_pred=1.0))  # start.sh; yaml WEIGHT_PRED=10
-    c.occlusion = ml_collections.ConfigDict(dict(
-        grid=4, clean_ratio=3, folder="", seed=0, variants=3))
-    c.eval = ml_collections.ConfigDict(dict(
-        num_pairs=600, pairs_seed=0, occ_seed=100, occ_factor=2.0, far=1e-2, pairs_file="",
-        lfw_dir="", pairs_ext="jpg"))
+    c.occlusion = ml_collections.ConfigDict(
+        dict(grid=4, clean_ratio=3, folder="", seed=0, variants=3)
+    )
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            num_pairs=600,
+            pairs_seed=0,
+            occ_seed=100,
+            occ_factor=2.0,
+            far=1e-2,
+            pairs_file="",
+            lfw_dir="",
+            pairs_ext="jpg",
+        )
+    )
 
     if preset == "default":
         c.batch_size = 64
@@ -58,17 +88,46 @@ def get_config(arg=None):
         c.num_train_steps = 1200
         c.log_every = 100
         c.ckpt_every = 600
-        c.optim = ml_collections.ConfigDict(dict(
-            clean=optim.config(name="momentum", lr=0.1, schedule="piecewise",
-                               milestones=(300, 450), weight_decay=5e-4, decay_mask="all"),
-            mask=optim.config(name="momentum", lr=0.01, schedule="piecewise",
-                              milestones=(300, 450), weight_decay=5e-4, decay_mask="all")))
+        c.optim = ml_collections.ConfigDict(
+            dict(
+                clean=optim.config(
+                    name="momentum",
+                    lr=0.1,
+                    schedule="piecewise",
+                    milestones=(300, 450),
+                    weight_decay=5e-4,
+                    decay_mask="all",
+                ),
+                mask=optim.config(
+                    name="momentum",
+                    lr=0.01,
+                    schedule="piecewise",
+                    milestones=(300, 450),
+                    weight_decay=5e-4,
+                    decay_mask="all",
+                ),
+            )
+        )
     elif preset == "casia_webface":
         spe = CASIA_IMAGES // 512
-        c.data.update(dict(path="/data/CASIA-WebFace-112x96", image_size=(112, 96),
-                           grayscale=False, in_memory=False, n_train_ids=0))
-        c.model.update(dict(widths=(64, 64, 128, 256, 512), depths=(3, 4, 14, 3), embed_dim=512,
-                            fpn_features=256, num_classes=10_572))
+        c.data.update(
+            dict(
+                path="/data/CASIA-WebFace-112x96",
+                image_size=(112, 96),
+                grayscale=False,
+                in_memory=False,
+                n_train_ids=0,
+            )
+        )
+        c.model.update(
+            dict(
+                widths=(64, 64, 128, 256, 512),
+                depths=(3, 4, 14, 3),
+                embed_dim=512,
+                fpn_features=256,
+                num_classes=10_572,
+            )
+        )
         c.occlusion.grid = 5
         c.eval.far = 1e-4
         c.batch_size = 512
@@ -77,17 +136,31 @@ def get_config(arg=None):
         c.log_every = 100
         c.ckpt_every = 2000
         c.eval_every = 5 * spe
-        c.optim = ml_collections.ConfigDict(dict(
-            clean=optim.config(name="momentum", lr=0.1, schedule="piecewise",
-                               milestones=(15 * spe, 30 * spe), weight_decay=5e-4,
-                               decay_mask="all"),
-            mask=optim.config(name="momentum", lr=0.01, schedule="piecewise",
-                              milestones=(10 * spe, 25 * spe), weight_decay=5e-4,
-                              decay_mask="all")))
+        c.optim = ml_collections.ConfigDict(
+            dict(
+                clean=optim.config(
+                    name="momentum",
+                    lr=0.1,
+                    schedule="piecewise",
+                    milestones=(15 * spe, 30 * spe),
+                    weight_decay=5e-4,
+                    decay_mask="all",
+                ),
+                mask=optim.config(
+                    name="momentum",
+                    lr=0.01,
+                    schedule="piecewise",
+                    milestones=(10 * spe, 25 * spe),
+                    weight_decay=5e-4,
+                    decay_mask="all",
+                ),
+            )
+        )
     elif preset == "smoke":
         c.data.image_size = (32, 24)
-        c.model.update(dict(widths=(4, 4, 8, 8, 16), depths=(1, 1, 1, 1), embed_dim=8,
-                            fpn_features=8))
+        c.model.update(
+            dict(widths=(4, 4, 8, 8, 16), depths=(1, 1, 1, 1), embed_dim=8, fpn_features=8)
+        )
         c.occlusion.update(dict(grid=2, variants=1))
         c.eval.num_pairs = 100
         c.batch_size = 16
@@ -95,7 +168,10 @@ def get_config(arg=None):
         c.num_train_steps = 2
         c.log_every = 1
         c.ckpt_every = 0
-        c.optim = ml_collections.ConfigDict(dict(
-            clean=optim.config(name="momentum", lr=0.1, weight_decay=5e-4, decay_mask="all"),
-            mask=optim.config(name="momentum", lr=0.01, weight_decay=5e-4, decay_mask="all")))
+        c.optim = ml_collections.ConfigDict(
+            dict(
+                clean=optim.config(name="momentum", lr=0.1, weight_decay=5e-4, decay_mask="all"),
+                mask=optim.config(name="momentum", lr=0.01, weight_decay=5e-4, decay_mask="all"),
+            )
+        )
     return config_lib.finalize(c, overrides)

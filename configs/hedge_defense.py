@@ -1,13 +1,16 @@
 """Hedge defense (Wu et al. 2021): attack all classes at test time; non-adaptive and adaptive evals.
 
 Presets and commands:
-  default (CPU, offline): trains a Fashion-MNIST SAT model with the rat method (configs/rat.py:quick,
+  default (CPU, offline): trains a Fashion-MNIST SAT model with the rat method
+      (configs/rat.py:quick,
       method_variant=sat) in <workdir>/base_model unless --config.base.run_dir names a run, then
       evaluates 500 test points, attacks at eps 0.1 (the SAT training radius), hedge eps 0.1:
       python -m jaxpapers.main --config=configs/hedge_defense.py --workdir=runs/hedge_fmnist
-      python -m jaxpapers.main --config=configs/hedge_defense.py --config.base.run_dir=runs/rat_fmnist
-  cifar10 (the paper's settings: eps 0.031, PGD-20 step 0.007, CW, APGD-CE, APGD-T, Square, hedge 20
-      steps of 0.007 at eps 0.031, official path-logit-sum prediction) on a CIFAR-10 run of the suite:
+      python -m jaxpapers.main --config=configs/hedge_defense.py \
+          --config.base.run_dir=runs/rat_fmnist
+  cifar10 (the paper's settings: eps 0.031, PGD-20 step 0.007, CW, APGD-CE, APGD-T, Square,
+      hedge 20 steps of 0.007 at eps 0.031, official path-logit-sum prediction) on a CIFAR-10
+      run of the suite:
       python -m jaxpapers.main --config=configs/hedge_defense.py:cifar10 --config.base.run_dir=RUN
   imagenet (FastAT setting: PGD-100 at eps 4/255; hedge eps/step UNVERIFIED, see README):
       python -m jaxpapers.main --config=configs/hedge_defense.py:imagenet --config.base.run_dir=RUN

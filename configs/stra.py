@@ -114,9 +114,16 @@ def get_config(arg=None):
         c.eval_batch_size = 128
         # torchreid build_optimizer('adam', lr=3e-4): betas (0.9, 0.99), L2 weight decay 5e-4 on
         # every parameter; single_step scheduler, step 20 epochs, gamma 0.1.
-        c.optim = optim.config(name="adam", lr=3e-4, b2=0.99, weight_decay=5e-4, decay_mask="all",
-                               schedule="piecewise", milestones=(20 * steps_per_epoch,),
-                               decay_factor=0.1)
+        c.optim = optim.config(
+            name="adam",
+            lr=3e-4,
+            b2=0.99,
+            weight_decay=5e-4,
+            decay_mask="all",
+            schedule="piecewise",
+            milestones=(20 * steps_per_epoch,),
+            decay_factor=0.1,
+        )
     elif preset == "imagenet":
         steps_per_epoch = 1281167 // 256
         c.data.name = "imagenet2012"
@@ -131,9 +138,15 @@ def get_config(arg=None):
         c.log_every = 100
         c.ckpt_every = 5000
         c.eval_every = 10 * steps_per_epoch
-        c.optim = optim.config(name="momentum", lr=0.1, momentum=0.9, weight_decay=1e-4,
-                               schedule="piecewise", decay_factor=0.1,
-                               milestones=tuple(e * steps_per_epoch for e in (30, 60, 80)))
+        c.optim = optim.config(
+            name="momentum",
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            schedule="piecewise",
+            decay_factor=0.1,
+            milestones=tuple(e * steps_per_epoch for e in (30, 60, 80)),
+        )
     elif preset == "smoke":
         c.data.name = "digits"
         c.data.image_shape = (8, 8, 1)

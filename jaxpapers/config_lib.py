@@ -118,7 +118,7 @@ def _fill_schedule_lengths(node: ConfigDict, num_steps: int) -> None:
 
 
 def load_config_file(path: str, arg: str | None = None) -> ConfigDict:
-    """Loads ``configs/<method>.py`` and calls its ``get_config(arg)`` (used by tests, notebooks)."""
+    """Loads ``configs/<method>.py`` and calls its ``get_config(arg)`` (tests, notebooks)."""
     import importlib.util
     import os
 

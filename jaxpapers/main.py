@@ -30,7 +30,8 @@ def run(config, workdir: str | None = None) -> dict:
     method = methods.get(config.method)
     workdir = workdir or default_workdir(config)
     print(
-        f"method={config.method} preset={config.get('preset', '')} workdir={os.path.abspath(workdir)}",
+        f"method={config.method} preset={config.get('preset', '')} "
+        f"workdir={os.path.abspath(workdir)}",
         flush=True,
     )
     if method.kind == "analysis":

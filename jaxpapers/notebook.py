@@ -22,7 +22,7 @@ def config_path(method: str) -> str:
 
 
 def preset(default: str = "default") -> str:
-    """The preset to run: ``JAXPAPERS_NOTEBOOK_PRESET`` (the tests set 'smoke'), else ``default``."""
+    """The preset: ``JAXPAPERS_NOTEBOOK_PRESET`` (the tests set 'smoke'), else ``default``."""
     return os.environ.get("JAXPAPERS_NOTEBOOK_PRESET", default)
 
 

@@ -10,7 +10,7 @@ from jaxpapers import methods, parallel, trainer
 
 
 def random_batch(spec: dict[str, jax.ShapeDtypeStruct], seed: int = 0, int_high: int = 2) -> dict:
-    """A host batch matching ``input_spec``: uint8 images, small non-negative ints, normal floats."""
+    """A host batch matching ``input_spec``: uint8 images, small non-negative ints, normals."""
     r = np.random.default_rng(seed)
     out = {}
     for k, s in spec.items():
@@ -98,11 +98,13 @@ def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None)
         assert int(jax.device_get(state.step)) == len(batches), "state.step must count the steps"
         # Determinism: a second run from the same seed gives bit-identical results.
         state2, _, _, _, _, metrics2, _ = _run(method, config, batches, mesh)
-        for m1, m2 in zip(metrics, metrics2):
+        for m1, m2 in zip(metrics, metrics2, strict=False):
             for k in m1:
                 np.testing.assert_array_equal(m1[k], m2[k], err_msg=f"metric {k} not deterministic")
         for a, b in zip(
-            jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(state2))
+            jax.tree.leaves(jax.device_get(state)),
+            jax.tree.leaves(jax.device_get(state2)),
+            strict=False,
         ):
             np.testing.assert_array_equal(a, b, err_msg="state not deterministic")
     return state, metrics

@@ -1,4 +1,4 @@
-"""Pictures a person would rather look at than read: image grids and simple line plots (PIL only)."""
+"""Pictures a person would rather look at than read: image grids and line plots (PIL only)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,9 @@ def save_plot(
         )
     for i, (name, (x, y)) in enumerate(series.items()):
         col = colors[i % len(colors)]
-        pts = [(px(a), py(b)) for a, b in zip(x, y) if np.isfinite(a) and np.isfinite(b)]
+        pts = [
+            (px(a), py(b)) for a, b in zip(x, y, strict=False) if np.isfinite(a) and np.isfinite(b)
+        ]
         if scatter:
             for a, b in pts:
                 d.ellipse([a - 2, b - 2, a + 2, b + 2], fill=col)

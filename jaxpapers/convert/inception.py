@@ -38,6 +38,7 @@ SOURCE_HINT = (
     "$JAXPAPERS_CACHE (default ~/.cache/jaxpapers/)."
 )
 
+
 def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     """Reads the pytorch-fid state dict into numpy arrays, without torch (``torch_pickle``)."""
     return torch_pickle.read_state_dict(path, hint=SOURCE_HINT)

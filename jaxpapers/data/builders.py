@@ -103,7 +103,7 @@ class JaxpapersFashionMnist(tfds.core.GeneratorBasedBuilder):
         labels = _read_idx(os.path.join(d, labels_file))
         if len(images) != len(labels):
             raise ValueError(f"{images_file} and {labels_file} in {d} differ in length.")
-        for i, (x, y) in enumerate(zip(images, labels)):
+        for i, (x, y) in enumerate(zip(images, labels, strict=False)):
             yield i, {"image": x[..., None], "label": int(y)}
 
 

@@ -59,16 +59,21 @@ def accuracy_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> float
     return float(np.mean((scores > threshold) == same.astype(bool)))
 
 
-def best_threshold(scores: np.ndarray, same: np.ndarray,
-                   thresholds: np.ndarray = DEFAULT_THRESHOLDS) -> float:
+def best_threshold(
+    scores: np.ndarray, same: np.ndarray, thresholds: np.ndarray = DEFAULT_THRESHOLDS
+) -> float:
     """Threshold of maximal accuracy; ties go to the largest threshold (official `>=`)."""
     acc = np.mean((scores[None, :] > thresholds[:, None]) == same.astype(bool)[None, :], axis=1)
     best = np.flatnonzero(acc == acc.max())[-1]
     return float(thresholds[best])
 
 
-def verification_accuracy(scores: np.ndarray, same: np.ndarray, n_folds: int = 10,
-                          thresholds: np.ndarray = DEFAULT_THRESHOLDS) -> dict[str, object]:
+def verification_accuracy(
+    scores: np.ndarray,
+    same: np.ndarray,
+    n_folds: int = 10,
+    thresholds: np.ndarray = DEFAULT_THRESHOLDS,
+) -> dict[str, object]:
     """LFW 10-fold verification accuracy.
 
     Args:
@@ -83,8 +88,9 @@ def verification_accuracy(scores: np.ndarray, same: np.ndarray, n_folds: int = 1
     scores = np.asarray(scores, np.float64)
     same = np.asarray(same).astype(bool)
     if scores.shape != same.shape or scores.ndim != 1:
-        raise ValueError(f"scores and same must be equal-length vectors, got {scores.shape}, "
-                         f"{same.shape}.")
+        raise ValueError(
+            f"scores and same must be equal-length vectors, got {scores.shape}, {same.shape}."
+        )
     if not np.all(np.isfinite(scores)):
         raise ValueError("Verification scores contain NaN/inf; check the embeddings.")
     accs, thds = [], []
@@ -93,8 +99,12 @@ def verification_accuracy(scores: np.ndarray, same: np.ndarray, n_folds: int = 1
         accs.append(accuracy_at(scores[test], same[test], thd))
         thds.append(thd)
     accs_arr = np.asarray(accs)
-    return dict(mean=float(accs_arr.mean()), std=float(accs_arr.std()), fold_acc=accs_arr,
-                thresholds=np.asarray(thds))
+    return dict(
+        mean=float(accs_arr.mean()),
+        std=float(accs_arr.std()),
+        fold_acc=accs_arr,
+        thresholds=np.asarray(thds),
+    )
 
 
 def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
@@ -125,8 +135,9 @@ def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndar
     return far, tar
 
 
-def rank1_identification(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.ndarray,
-                         probe_labels: np.ndarray) -> float:
+def rank1_identification(
+    gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.ndarray, probe_labels: np.ndarray
+) -> float:
     """Rank-1 identification accuracy by cosine similarity (probe -> nearest gallery embedding)."""
     g = np.asarray(gallery, np.float64)
     p = np.asarray(probes, np.float64)
@@ -136,11 +147,13 @@ def rank1_identification(gallery: np.ndarray, gallery_labels: np.ndarray, probes
     return float(np.mean(np.asarray(gallery_labels)[nearest] == np.asarray(probe_labels)))
 
 
-def flip_sum_embeddings(embed_fn: Callable[[np.ndarray], np.ndarray],
-                        images: np.ndarray) -> np.ndarray:
+def flip_sum_embeddings(
+    embed_fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray
+) -> np.ndarray:
     """L2-normalised embed(x) + embed(horizontally flipped x) (FROM's MegaFace features), NHWC."""
-    e = np.asarray(embed_fn(images), np.float64) + np.asarray(embed_fn(images[:, :, ::-1]),
-                                                              np.float64)
+    e = np.asarray(embed_fn(images), np.float64) + np.asarray(
+        embed_fn(images[:, :, ::-1]), np.float64
+    )
     return e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
 
 

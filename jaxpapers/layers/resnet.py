@@ -82,7 +82,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A small post-activation ResNet for small images: ``len(stage_sizes)`` stages of basic blocks."""
+    """A small post-activation ResNet for small images: ``len(stage_sizes)`` basic-block stages."""
 
     num_classes: int = 10
     width: int = 32

@@ -62,8 +62,9 @@ class _SNMixin:
             COLLECTION, "u", lambda: jax.random.normal(self.make_rng("params"), (out,), jnp.float32)
         )
         sv_var = self.variable(COLLECTION, "sv", lambda: jnp.ones((), jnp.float32))
-        sigma, u_new = power_iteration(w_mat.astype(jnp.float32), u_var.value, self.eps,
-                                       self.num_iters)
+        sigma, u_new = power_iteration(
+            w_mat.astype(jnp.float32), u_var.value, self.eps, self.num_iters
+        )
         if update and not self.is_initializing() and self.is_mutable_collection(COLLECTION):
             u_var.value = u_new
             sv_var.value = jax.lax.stop_gradient(sigma)

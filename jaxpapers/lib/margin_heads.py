@@ -76,8 +76,9 @@ def sphereface(s: float = 64.0, m: float = 1.5) -> Margin:
     return Margin(s=s, m1=m)
 
 
-def make_margin(kind: str, s: float, m: float = 0.0, m1: float = 1.0, m2: float = 0.0,
-                m3: float = 0.0) -> Margin:
+def make_margin(
+    kind: str, s: float, m: float = 0.0, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0
+) -> Margin:
     """Builds a Margin from a config name: 'cosface' | 'arcface' | 'sphereface' | 'combined'."""
     if kind == "cosface":
         return cosface(s, m)

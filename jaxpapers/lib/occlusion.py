@@ -33,17 +33,32 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-OCCLUDER_CLASSES = ("book_cover", "cup", "eye_mask", "eyeglasses", "hand", "mouth_mask", "phone",
-                    "scarf", "sunglasses")
+OCCLUDER_CLASSES = (
+    "book_cover",
+    "cup",
+    "eye_mask",
+    "eyeglasses",
+    "hand",
+    "mouth_mask",
+    "phone",
+    "scarf",
+    "sunglasses",
+)
 TRAIN_FACTORS = tuple(np.linspace(1.0, 5.0, 9))  # {1.0, 1.5, ..., 5.0}
 TEST_FACTOR = 2.0  # data/generate_occ_lfw.py
 TEST_SEED = 100
 
 # get_occ_boxs_v2 in data/generate_occ_lfw.py, (x0, y0, x1, y1) on a 96 x 112 (W x H) face.
 REGION_BOXES_96x112 = {
-    "left_eye": (10, 30, 50, 70), "right_eye": (50, 30, 90, 70), "twoeyes": (10, 30, 90, 70),
-    "nose": (34, 48, 62, 86), "mouth": (25, 82, 75, 107), "down_face": (8, 60, 92, 110),
-    "up_face": (8, 8, 92, 72), "left_face": (8, 8, 50, 100), "right_face": (50, 8, 92, 100),
+    "left_eye": (10, 30, 50, 70),
+    "right_eye": (50, 30, 90, 70),
+    "twoeyes": (10, 30, 90, 70),
+    "nose": (34, 48, 62, 86),
+    "mouth": (25, 82, 75, 107),
+    "down_face": (8, 60, 92, 110),
+    "up_face": (8, 8, 92, 72),
+    "left_face": (8, 8, 50, 100),
+    "right_face": (50, 8, 92, 100),
 }
 
 
@@ -106,8 +121,12 @@ def region_boxes(h: int, w: int) -> dict[str, tuple[int, int, int, int]]:
     """FROM's fixed region boxes scaled to (h, w), as (y0, x0, y1, x1)."""
     out = {}
     for name, (x0, y0, x1, y1) in REGION_BOXES_96x112.items():
-        out[name] = (round(y0 * h / 112), round(x0 * w / 96), round(y1 * h / 112),
-                     round(x1 * w / 96))
+        out[name] = (
+            round(y0 * h / 112),
+            round(x0 * w / 96),
+            round(y1 * h / 112),
+            round(x1 * w / 96),
+        )
     return out
 
 
@@ -133,8 +152,9 @@ def resize_occluder(occ: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize((size[1], size[0]), Image.BICUBIC))
 
 
-def paste_occluder(image: np.ndarray, occ: np.ndarray, center: tuple[int, int],
-                   factor: float) -> tuple[np.ndarray, np.ndarray]:
+def paste_occluder(
+    image: np.ndarray, occ: np.ndarray, center: tuple[int, int], factor: float
+) -> tuple[np.ndarray, np.ndarray]:
     """NumPy reference paste.  Returns (occluded image, clipped box (4,) int32)."""
     h, w = image.shape[:2]
     size = scaled_size(occ.shape[:2], (h, w), factor)
@@ -158,9 +178,17 @@ def _texture(rng: np.random.RandomState, h: int, w: int, base: np.ndarray) -> np
 
 # Native occluder size as (height, width) fractions of a 112 x 96 face [unverified: PDSN's images'
 # native sizes are not known here]; factors 1..5 then span small to face-covering occluders.
-_NATIVE_FRAC = {"book_cover": (0.30, 0.25), "cup": (0.25, 0.18), "eye_mask": (0.12, 0.30),
-                "eyeglasses": (0.10, 0.35), "hand": (0.30, 0.22), "mouth_mask": (0.20, 0.30),
-                "phone": (0.28, 0.14), "scarf": (0.20, 0.45), "sunglasses": (0.12, 0.35)}
+_NATIVE_FRAC = {
+    "book_cover": (0.30, 0.25),
+    "cup": (0.25, 0.18),
+    "eye_mask": (0.12, 0.30),
+    "eyeglasses": (0.10, 0.35),
+    "hand": (0.30, 0.22),
+    "mouth_mask": (0.20, 0.30),
+    "phone": (0.28, 0.14),
+    "scarf": (0.20, 0.45),
+    "sunglasses": (0.12, 0.35),
+}
 
 
 def _draw_shape(name: str, draw: ImageDraw.ImageDraw, h: int, w: int, col: tuple, rng) -> None:
@@ -168,8 +196,12 @@ def _draw_shape(name: str, draw: ImageDraw.ImageDraw, h: int, w: int, col: tuple
     if name in ("sunglasses", "eyeglasses", "eye_mask"):
         r = int(w * 0.22)
         for cx in (w * 0.27, w * 0.73):
-            draw.ellipse((cx - r, h * 0.15, cx + r, h * 0.85), fill=col if name != "eyeglasses"
-                         else None, outline=col, width=max(1, h // 6))
+            draw.ellipse(
+                (cx - r, h * 0.15, cx + r, h * 0.85),
+                fill=col if name != "eyeglasses" else None,
+                outline=col,
+                width=max(1, h // 6),
+            )
         draw.line((w * 0.45, h * 0.45, w * 0.55, h * 0.45), fill=col, width=max(1, h // 8))
     elif name in ("mouth_mask", "scarf"):
         draw.rounded_rectangle((0, h * 0.1, w - 1, h - 1), radius=max(1, h // 4), fill=col)
@@ -179,8 +211,11 @@ def _draw_shape(name: str, draw: ImageDraw.ImageDraw, h: int, w: int, col: tuple
         draw.ellipse((w * 0.1, h * 0.4, w * 0.9, h - 1), fill=col)
         for k in range(4):
             x = w * (0.15 + 0.2 * k)
-            draw.rounded_rectangle((x, h * 0.05 + rng.randint(0, max(1, h // 8)), x + w * 0.15,
-                                    h * 0.6), radius=max(1, w // 12), fill=col)
+            draw.rounded_rectangle(
+                (x, h * 0.05 + rng.randint(0, max(1, h // 8)), x + w * 0.15, h * 0.6),
+                radius=max(1, w // 12),
+                fill=col,
+            )
     elif name == "cup":
         draw.rectangle((w * 0.15, h * 0.1, w * 0.75, h * 0.95), fill=col)
         draw.ellipse((w * 0.6, h * 0.3, w * 0.98, h * 0.7), outline=col, width=max(1, w // 10))
@@ -189,8 +224,9 @@ def _draw_shape(name: str, draw: ImageDraw.ImageDraw, h: int, w: int, col: tuple
         draw.rectangle((w * 0.2, h * 0.2, w * 0.8, h * 0.45), fill=tuple(255 - c for c in col))
 
 
-def procedural_occluders(seed: int = 0, variants: int = 3, image_hw: tuple[int, int] = (112, 96),
-                         grayscale: bool = False) -> list[tuple[str, np.ndarray]]:
+def procedural_occluders(
+    seed: int = 0, variants: int = 3, image_hw: tuple[int, int] = (112, 96), grayscale: bool = False
+) -> list[tuple[str, np.ndarray]]:
     """Generates `variants` occluders per FROM class as (class name, uint8 (h, w, 3) image)."""
     rng = np.random.RandomState(seed)
     out = []
@@ -229,8 +265,11 @@ def load_occluders(folder: str, grayscale: bool = False) -> list[tuple[str, np.n
     return out
 
 
-def build_bank(occluders: list[tuple[str, np.ndarray]], image_hw: tuple[int, int],
-               factors: tuple[float, ...] = TRAIN_FACTORS) -> dict[str, np.ndarray]:
+def build_bank(
+    occluders: list[tuple[str, np.ndarray]],
+    image_hw: tuple[int, int],
+    factors: tuple[float, ...] = TRAIN_FACTORS,
+) -> dict[str, np.ndarray]:
     """Pre-resizes each occluder at each factor into a (n_occ, n_f, H-1, W-1, 3) canvas.
 
     Returns dict(canvas uint8, sizes int32 (n_occ, n_f, 2)).
@@ -246,8 +285,15 @@ def build_bank(occluders: list[tuple[str, np.ndarray]], image_hw: tuple[int, int
     return dict(canvas=canvas, sizes=sizes)
 
 
-def occlude_one(image: jax.Array, canvas: jax.Array, sizes: jax.Array, occ_idx: jax.Array,
-                factor_idx: jax.Array, center: jax.Array, clean: jax.Array):
+def occlude_one(
+    image: jax.Array,
+    canvas: jax.Array,
+    sizes: jax.Array,
+    occ_idx: jax.Array,
+    factor_idx: jax.Array,
+    center: jax.Array,
+    clean: jax.Array,
+):
     """Pastes bank occluder (occ_idx, factor_idx) centred at `center` (y, x) unless `clean`.
 
     Returns (image (H, W, C) same dtype, box (4,) int32; zeros when clean).
@@ -264,13 +310,19 @@ def occlude_one(image: jax.Array, canvas: jax.Array, sizes: jax.Array, occ_idx: 
     ix = jnp.clip(xs - sx, 0, occ.shape[1] - 1)
     patch = occ[iy[:, None], ix[None, :]][..., :c].astype(image.dtype)
     out = jnp.where(inside[..., None], patch, image)
-    box = jnp.stack([jnp.maximum(sy, 0), jnp.maximum(sx, 0), jnp.minimum(ey, h),
-                     jnp.minimum(ex, w)]).astype(jnp.int32)
+    box = jnp.stack(
+        [jnp.maximum(sy, 0), jnp.maximum(sx, 0), jnp.minimum(ey, h), jnp.minimum(ex, w)]
+    ).astype(jnp.int32)
     return out, jnp.where(clean, jnp.zeros_like(box), box)
 
 
-def occlude_batch(key: jax.Array, images: jax.Array, bank: dict[str, jax.Array],
-                  clean_ratio: int, patterns: jax.Array):
+def occlude_batch(
+    key: jax.Array,
+    images: jax.Array,
+    bank: dict[str, jax.Array],
+    clean_ratio: int,
+    patterns: jax.Array,
+):
     """FROM's training-time synthesis on device: each image clean w.p. 1/clean_ratio, else one
     random occluder at a random factor and uniformly random centre.
 
@@ -289,17 +341,23 @@ def occlude_batch(key: jax.Array, images: jax.Array, bank: dict[str, jax.Array],
     canvas, sizes = jnp.asarray(bank["canvas"]), jnp.asarray(bank["sizes"])
     occ_idx = jax.random.randint(k_occ, (n,), 0, sizes.shape[0])
     f_idx = jax.random.randint(k_f, (n,), 0, sizes.shape[1])
-    center = jnp.stack([jax.random.randint(k_y, (n,), 0, h), jax.random.randint(k_x, (n,), 0, w)],
-                       axis=-1)
+    center = jnp.stack(
+        [jax.random.randint(k_y, (n,), 0, h), jax.random.randint(k_x, (n,), 0, w)], axis=-1
+    )
     clean = jax.random.randint(k_c, (n,), 0, clean_ratio) == 0
     out, boxes = jax.vmap(occlude_one, in_axes=(0, None, None, 0, 0, 0, 0))(
-        images, canvas, sizes, occ_idx, f_idx, center, clean)
+        images, canvas, sizes, occ_idx, f_idx, center, clean
+    )
     return out, boxes, pattern_labels(boxes, jnp.asarray(patterns))
 
 
-def occlude_dataset(images: np.ndarray, occluders: list[tuple[str, np.ndarray]],
-                    seed: int = TEST_SEED, factor: float = TEST_FACTOR,
-                    region: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def occlude_dataset(
+    images: np.ndarray,
+    occluders: list[tuple[str, np.ndarray]],
+    seed: int = TEST_SEED,
+    factor: float = TEST_FACTOR,
+    region: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic occluded test set (generate_occ_lfw.py): one random occluder per image at a
     fixed factor and random centre, or resized into a fixed FROM region box when `region` is set.
 

@@ -49,9 +49,11 @@ def test_tar_at_far_and_roc():
     assert far[0] == 0 and tar[0] == 0 and far[-1] == 1 and tar[-1] == 1
     assert np.all(np.diff(far) >= 0) and np.all(np.diff(tar) >= 0)
     assert tar[1] == 0.25 and far[1] == 0.0  # first threshold 0.95 accepts one positive
-    np.testing.assert_allclose(fv.cosine_scores(np.array([[1.0, 0], [1, 1]]),
-                                                np.array([[2.0, 0], [-1, 1]])), [1.0, 0.0],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        fv.cosine_scores(np.array([[1.0, 0], [1, 1]]), np.array([[2.0, 0], [-1, 1]])),
+        [1.0, 0.0],
+        atol=1e-5,
+    )
 
 
 def test_rank1_and_flip_sum():
@@ -69,8 +71,10 @@ def test_pairs_file_roundtrip(tmp_path):
     p = tmp_path / "pairs.txt"
     fv.write_pairs(str(p), [("Abel", 1, "Abel", 3), ("Abel", 2, "Zoe", 1)], n_folds=1)
     pairs = fv.read_pairs(str(p))
-    assert pairs == [("Abel/Abel_0001.jpg", "Abel/Abel_0003.jpg", True),
-                     ("Abel/Abel_0002.jpg", "Zoe/Zoe_0001.jpg", False)]
+    assert pairs == [
+        ("Abel/Abel_0001.jpg", "Abel/Abel_0003.jpg", True),
+        ("Abel/Abel_0002.jpg", "Zoe/Zoe_0001.jpg", False),
+    ]
     p.write_text("1 1\nAbel 1\n")
     with pytest.raises(ValueError, match="3 or 4"):
         fv.read_pairs(str(p))

@@ -25,8 +25,11 @@ def test_prelu_formula():
 
 @pytest.mark.parametrize(
     "factory,hw,c5",
-    [(fb.lresnet50e_ir, (112, 96), (7, 6)), (fb.iresnet50, (112, 112), (7, 7)),
-     (fb.lresnet50e_ir, (56, 48), (4, 3))],
+    [
+        (fb.lresnet50e_ir, (112, 96), (7, 6)),
+        (fb.iresnet50, (112, 112), (7, 7)),
+        (fb.lresnet50e_ir, (56, 48), (4, 3)),
+    ],
 )
 def test_tiny_shapes(factory, hw, c5):
     """Feature-map pyramid sizes follow PyTorch's padding=1 arithmetic (shape-only, fast)."""
@@ -48,14 +51,16 @@ def test_train_mode_updates_bn_and_eval_is_deterministic():
     net = fb.lresnet50e_ir(**TINY)
     x = jax.random.normal(jax.random.key(1), (4, 24, 20, 3))
     v = jax.jit(lambda x: net.init({"params": jax.random.key(0)}, x))(x)
-    train = jax.jit(lambda v, x, k: net.apply(v, x, train=True, rngs={"dropout": k},
-                                              mutable=["batch_stats"]))
+    train = jax.jit(
+        lambda v, x, k: net.apply(v, x, train=True, rngs={"dropout": k}, mutable=["batch_stats"])
+    )
     emb_a, upd = train(v, x, jax.random.key(2))
     emb_b, _ = train(v, x, jax.random.key(3))
     assert np.all(np.isfinite(emb_a))
     assert not np.allclose(emb_a, emb_b)  # dropout 0.5 is active in train mode
-    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), v["batch_stats"],
-                                     upd["batch_stats"])
+    changed = jax.tree_util.tree_map(
+        lambda a, b: bool(jnp.any(a != b)), v["batch_stats"], upd["batch_stats"]
+    )
     assert all(jax.tree_util.tree_leaves(changed))
     ev = jax.jit(lambda v, x: net.apply(v, x))
     np.testing.assert_array_equal(ev(v, x), ev(v, x))

@@ -35,8 +35,9 @@ def test_cosface_arcface_sphereface_formulas():
     lab = jnp.array([0])
     # CosFace s=30 m=0.35: target s*(cos - m), others s*cos.
     out = mh.margin_logits(cos, lab, mh.cosface(30.0, 0.35))
-    np.testing.assert_allclose(out, [[30 * (0.5 - 0.35), 30 * math.cos(th[1]),
-                                      30 * math.cos(th[2])]], rtol=1e-5)
+    np.testing.assert_allclose(
+        out, [[30 * (0.5 - 0.35), 30 * math.cos(th[1]), 30 * math.cos(th[2])]], rtol=1e-5
+    )
     # ArcFace s=30 m=0.5: target s*cos(theta + m).
     out = mh.margin_logits(cos, lab, mh.arcface(30.0, 0.5))
     np.testing.assert_allclose(out[0, 0], 30 * math.cos(th[0] + 0.5), rtol=1e-5)
@@ -60,8 +61,10 @@ def test_arcface_fallback_past_pi_minus_m():
     grid = np.linspace(0.01, math.pi - 0.01, 400)
     phi = mh.target_phi(jnp.asarray(np.cos(grid)), mh.arcface(1.0, m))
     assert np.all(np.diff(np.asarray(phi)) < 0)
-    assert abs(float(mh.target_phi(jnp.array(math.cos(1.0)), mh.arcface(1.0, m)))
-               - math.cos(1.5)) < 1e-6
+    assert (
+        abs(float(mh.target_phi(jnp.array(math.cos(1.0)), mh.arcface(1.0, m))) - math.cos(1.5))
+        < 1e-6
+    )
 
 
 def test_soft_labels_equal_per_target_mixing():
@@ -71,18 +74,23 @@ def test_soft_labels_equal_per_target_mixing():
     phi = jnp.array([0.3, 0.0, 0.5, 1.0, 0.75])[:, None]
     t = phi * jax.nn.one_hot(ya, 7) + (1 - phi) * jax.nn.one_hot(yb, 7)
     for margin in [mh.arcface(30.0, 0.5), mh.cosface(30.0, 0.4)]:
-        mixed = phi * mh.margin_logits(cos, ya, margin) + (1 - phi) * mh.margin_logits(cos, yb,
-                                                                                      margin)
+        mixed = phi * mh.margin_logits(cos, ya, margin) + (1 - phi) * mh.margin_logits(
+            cos, yb, margin
+        )
         soft = mh.margin_logits(cos, t, margin)
         np.testing.assert_allclose(soft, mixed, rtol=1e-5, atol=1e-5)
         loss_soft = mh.softmax_cross_entropy(soft, t)
         ls = jax.nn.log_softmax(soft)
-        manual = -jnp.mean(phi[:, 0] * ls[jnp.arange(5), ya] + (1 - phi[:, 0]) *
-                           ls[jnp.arange(5), yb])
+        manual = -jnp.mean(
+            phi[:, 0] * ls[jnp.arange(5), ya] + (1 - phi[:, 0]) * ls[jnp.arange(5), yb]
+        )
         np.testing.assert_allclose(loss_soft, manual, rtol=1e-5)
     # One-hot soft targets == integer labels.
-    np.testing.assert_allclose(mh.margin_logits(cos, jax.nn.one_hot(ya, 7), mh.arcface()),
-                               mh.margin_logits(cos, ya, mh.arcface()), rtol=1e-6)
+    np.testing.assert_allclose(
+        mh.margin_logits(cos, jax.nn.one_hot(ya, 7), mh.arcface()),
+        mh.margin_logits(cos, ya, mh.arcface()),
+        rtol=1e-6,
+    )
 
 
 def test_bad_targets_and_margins():
@@ -108,12 +116,19 @@ def test_margin_head_sharded_centres_match_replicated():
         def f(p, e, y):
             logits, _ = head.apply(p, e, y)
             return mh.softmax_cross_entropy(logits, y), logits
+
         return jax.jit(jax.value_and_grad(f, has_aux=True))
 
     (l_ref, lg_ref), g_ref = loss(ref_head)(params, emb, lab)
     with jax.set_mesh(mesh):
-        p_sh = {"params": {"centres": jax.device_put(
-            params["params"]["centres"], NamedSharding(mesh, mh.centre_partition_spec("model")))}}
+        p_sh = {
+            "params": {
+                "centres": jax.device_put(
+                    params["params"]["centres"],
+                    NamedSharding(mesh, mh.centre_partition_spec("model")),
+                )
+            }
+        }
         e_sh = jax.device_put(emb, NamedSharding(mesh, P("data")))
         (l_sh, lg_sh), g_sh = loss(sh_head)(p_sh, e_sh, lab)
     np.testing.assert_allclose(l_sh, l_ref, rtol=1e-5)

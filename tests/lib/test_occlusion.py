@@ -19,7 +19,7 @@ def _official_grids(h, w, n):
     for s, e in itertools.product(verts, verts):
         if e[0] > s[0] and e[1] > s[1]:
             g = np.zeros((h, w))
-            g[s[0]:e[0], s[1]:e[1]] = 1.0
+            g[s[0] : e[0], s[1] : e[1]] = 1.0
             grids.append(g)
     return grids
 
@@ -39,8 +39,13 @@ def test_max_iou_labels_on_hand_made_boxes():
     pats = oc.pattern_boxes(112, 96, 4)  # x cuts 0,24,48,72,96; y cuts 0,28,56,84,112
     assert tuple(pats[1]) == (0, 0, 28, 24)
     assert tuple(pats[53]) == (28, 24, 56, 48)
-    hand = {(0, 0, 28, 24): 1, (28, 24, 56, 48): 53, (27, 25, 57, 47): 53, (0, 0, 112, 96): 16,
-            (0, 0, 0, 0): 0}
+    hand = {
+        (0, 0, 28, 24): 1,
+        (28, 24, 56, 48): 53,
+        (27, 25, 57, 47): 53,
+        (0, 0, 112, 96): 16,
+        (0, 0, 0, 0): 0,
+    }
     for box, want in hand.items():
         assert int(oc.pattern_labels(jnp.array(box), pats)) == want
         assert oc.mask_iou_label(oc.box_to_mask(np.array(box), 112, 96), pats) == want
@@ -53,7 +58,8 @@ def test_max_iou_labels_on_hand_made_boxes():
             continue
         box = np.array([y0, x0, y1, x1])
         assert int(oc.pattern_labels(jnp.asarray(box), pats)) == oc.mask_iou_label(
-            oc.box_to_mask(box, 112, 96), pats)
+            oc.box_to_mask(box, 112, 96), pats
+        )
 
 
 def test_paste_box_matches_pasted_pixels_and_clipping():
@@ -65,8 +71,12 @@ def test_paste_box_matches_pasted_pixels_and_clipping():
         assert (nh, nw) == (min(55, int(factor * 10)), min(47, int(factor * 12)))
         np.testing.assert_array_equal(out[..., 0] > 0, oc.box_to_mask(box, 56, 48) > 0)
         sy, sx = center[0] - nh // 2, center[1] - nw // 2
-        assert tuple(box) == (max(sy, 0), max(sx, 0), min(center[0] + (nh + 1) // 2, 56),
-                              min(center[1] + (nw + 1) // 2, 48))
+        assert tuple(box) == (
+            max(sy, 0),
+            max(sx, 0),
+            min(center[0] + (nh + 1) // 2, 56),
+            min(center[1] + (nw + 1) // 2, 48),
+        )
 
 
 def test_device_paste_equals_numpy_reference():

@@ -74,9 +74,15 @@ def test_lam_zero_is_vanilla_and_teacher_gets_no_gradient():
             lt = t_net.apply({"params": td, **t.d_vars}, fake, y)
             return losses.dgl_hinge_g(ls, lt, lam)[0]
 
-        vanilla = jax.grad(lambda g: losses.hinge_g(
-            d_net.apply({"params": s.d, **s.d_vars},
-                        g_net.apply({"params": g, **s.g_vars}, z, y, train=False), y)))(g)
+        vanilla = jax.grad(
+            lambda g: losses.hinge_g(
+                d_net.apply(
+                    {"params": s.d, **s.d_vars},
+                    g_net.apply({"params": g, **s.g_vars}, z, y, train=False),
+                    y,
+                )
+            )
+        )(g)
         return jax.grad(loss, argnums=(0, 1))(g, td), vanilla
 
     (g0, _), vanilla = grads(0.0, s.g, t.d)

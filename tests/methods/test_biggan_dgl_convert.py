@@ -34,8 +34,9 @@ def _torch_key(coll: str, path: tuple) -> str:
     if coll == "spectral":
         parts[-1] = {"u": "u0", "sv": "sv0"}[leaf]
     elif coll == "batch_stats":
-        parts = [p for p in parts[:-1] if p != "bn"] + [{"mean": "stored_mean",
-                                                         "var": "stored_var"}[leaf]]
+        parts = [p for p in parts[:-1] if p != "bn"] + [
+            {"mean": "stored_mean", "var": "stored_var"}[leaf]
+        ]
     elif leaf in ("kernel", "embedding"):
         parts[-1] = "weight"
     return ".".join(parts)
@@ -58,8 +59,10 @@ def _write_torch_zip(path: str, state: dict) -> None:
     def _rebuild_tensor_v2(*args):
         raise AssertionError("never called while writing")
 
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", \
-        "_rebuild_tensor_v2"
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = (
+        "torch._utils",
+        "_rebuild_tensor_v2",
+    )
     storage_cls = type("FloatStorage", (), {"__module__": "torch"})
     torch_mod.FloatStorage, utils_mod._rebuild_tensor_v2 = storage_cls, _rebuild_tensor_v2
 
@@ -74,20 +77,22 @@ def _write_torch_zip(path: str, state: dict) -> None:
         def __reduce__(self):
             a = self.arr
             stride = tuple(s // a.itemsize for s in a.strides)
-            return (_rebuild_tensor_v2, (Ref(self.key, a.size), 0, a.shape, stride, False,
-                                         collections.OrderedDict()))
+            return (
+                _rebuild_tensor_v2,
+                (Ref(self.key, a.size), 0, a.shape, stride, False, collections.OrderedDict()),
+            )
 
     class P(pickle.Pickler):
         def persistent_id(self, obj):
-            return ("storage", storage_cls, obj.key, "cpu", obj.n) if isinstance(obj, Ref) \
-                else None
+            return ("storage", storage_cls, obj.key, "cpu", obj.n) if isinstance(obj, Ref) else None
 
     saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
     sys.modules["torch"], sys.modules["torch._utils"] = torch_mod, utils_mod
     try:
         arrays = {k: np.ascontiguousarray(v, "<f4") for k, v in state.items()}
-        od = collections.OrderedDict((k, Tensor(a, str(i))) for i, (k, a) in
-                                     enumerate(arrays.items()))
+        od = collections.OrderedDict(
+            (k, Tensor(a, str(i))) for i, (k, a) in enumerate(arrays.items())
+        )
         buf = io.BytesIO()
         P(buf, protocol=2).dump(od)
     finally:
@@ -112,8 +117,15 @@ def _export(variables) -> dict:
 def test_converter_round_trip(net, tmp_path):
     y = jnp.array([0, 3])
     if net == "G":
-        m = M.Generator(resolution=32, ch=2, dim_z=8, shared_dim=4, num_classes=5,
-                        out_channels=1, attention="16")
+        m = M.Generator(
+            resolution=32,
+            ch=2,
+            dim_z=8,
+            shared_dim=4,
+            num_classes=5,
+            out_channels=1,
+            attention="16",
+        )
         init = lambda k: m.init(jax.random.key(k), jnp.zeros((2, 8)), y, train=True)
     else:
         m = M.Discriminator(resolution=32, ch=2, num_classes=5, attention="16")
@@ -128,8 +140,10 @@ def test_converter_round_trip(net, tmp_path):
         for a, b in zip(jax.tree.leaves(src[coll]), jax.tree.leaves(back[coll]), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(ValueError, match="lacks"):
-        convert.convert({k: v for k, v in convert.read_state_dict(f).items()
-                         if "conv1" not in k}, {c: ref[c] for c in ref})
+        convert.convert(
+            {k: v for k, v in convert.read_state_dict(f).items() if "conv1" not in k},
+            {c: ref[c] for c in ref},
+        )
 
 
 def test_converter_refuses_code(tmp_path):
@@ -156,12 +170,23 @@ def test_cli_writes_a_teacher_that_load_init_accepts(tmp_path):
     _write_torch_zip(str(tmp_path / "G.pth"), g_sd)
     _write_torch_zip(str(tmp_path / "D.pth"), d_sd)
     out = str(tmp_path / "teacher")
-    convert.main(["--config", "configs/biggan_dgl.py:smoke,teacher.steps=0", "--g",
-                  str(tmp_path / "G.pth"), "--d", str(tmp_path / "D.pth"), "--out", out])
+    convert.main(
+        [
+            "--config",
+            "configs/biggan_dgl.py:smoke,teacher.steps=0",
+            "--g",
+            str(tmp_path / "G.pth"),
+            "--d",
+            str(tmp_path / "D.pth"),
+            "--out",
+            out,
+        ]
+    )
     state = steps.init_state(jax.random.key(0), cfg)
     state = biggan_dgl.load_init(state, checkpoint.restore_params(out), cfg)
     for name in ("g", "g_vars", "d", "d_vars", "g_ema"):
         want = getattr(src, name) if name != "g_ema" else src.g
-        for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(getattr(state.teacher, name)),
-                        strict=True):
+        for a, b in zip(
+            jax.tree.leaves(want), jax.tree.leaves(getattr(state.teacher, name)), strict=True
+        ):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

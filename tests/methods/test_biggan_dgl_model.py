@@ -21,8 +21,9 @@ def test_spectral_norm_sigma_converges_to_svd(kind):
 
     @jax.jit
     def step(spectral):
-        _, new = layer.apply({"params": params, "spectral": spectral}, x, update=True,
-                             mutable=["spectral"])
+        _, new = layer.apply(
+            {"params": params, "spectral": spectral}, x, update=True, mutable=["spectral"]
+        )
         return new["spectral"]
 
     spectral = v["spectral"]
@@ -32,11 +33,11 @@ def test_spectral_norm_sigma_converges_to_svd(kind):
         first = float(spectral["sv"]) if first is None else first
     np.testing.assert_allclose(float(spectral["sv"]), true_sigma, rtol=1e-4)
     # Without update the state stays put; the normalised weight then has top singular value 1.
-    _, same = layer.apply({"params": params, "spectral": spectral}, x, update=False,
-                          mutable=["spectral"])
+    _, same = layer.apply(
+        {"params": params, "spectral": spectral}, x, update=False, mutable=["spectral"]
+    )
     np.testing.assert_array_equal(np.asarray(same["spectral"]["u"]), np.asarray(spectral["u"]))
-    sigma, _ = power_iteration(jnp.asarray(kernel.reshape(-1, kernel.shape[-1]).T),
-                               spectral["u"])
+    sigma, _ = power_iteration(jnp.asarray(kernel.reshape(-1, kernel.shape[-1]).T), spectral["u"])
     w_sn = kernel.reshape(-1, kernel.shape[-1]) / float(sigma)
     np.testing.assert_allclose(np.linalg.svd(w_sn, compute_uv=False)[0], 1.0, rtol=1e-4)
 
@@ -49,14 +50,18 @@ def test_spectral_norm_sigma_has_gradient_only_through_w():
     g = jax.grad(lambda w: power_iteration(w, u)[0])(w)
     uu, s, vt = np.linalg.svd(np.asarray(w))
     # d sigma_max / dW = u1 v1^T at convergence.
-    np.testing.assert_allclose(np.asarray(g), np.outer(uu[:, 0], vt[0]) * np.sign(
-        np.dot(np.asarray(u), uu[:, 0])) ** 2, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(g),
+        np.outer(uu[:, 0], vt[0]) * np.sign(np.dot(np.asarray(u), uu[:, 0])) ** 2,
+        atol=1e-4,
+    )
 
 
 @pytest.fixture(scope="module")
 def small_g():
-    g = M.Generator(resolution=32, ch=2, dim_z=8, shared_dim=4, num_classes=5, out_channels=1,
-                    attention="16")
+    g = M.Generator(
+        resolution=32, ch=2, dim_z=8, shared_dim=4, num_classes=5, out_channels=1, attention="16"
+    )
     z = jax.random.normal(jax.random.key(3), (4, 8))
     y = jnp.array([0, 1, 2, 3])
     v = g.init(jax.random.key(4), z, y, train=True)
@@ -127,8 +132,9 @@ def test_ortho_penalty_gradient_matches_biggan_formula():
     grad = jax.grad(lambda p: losses.ortho_penalty(p, 1e-2))(params)
     w = np.asarray(k).reshape(-1, 5).T  # PyTorch weight.view(out, -1) up to column order
     expect = 1e-2 * 2 * ((w @ w.T) * (1 - np.eye(5))) @ w
-    np.testing.assert_allclose(np.asarray(grad["conv"]["kernel"]).reshape(-1, 5).T, expect,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(grad["conv"]["kernel"]).reshape(-1, 5).T, expect, rtol=1e-4, atol=1e-6
+    )
     np.testing.assert_array_equal(np.asarray(grad["shared"]["embedding"]), 0.0)  # blacklisted
 
 
@@ -138,8 +144,10 @@ def test_biggan128_parameter_counts_match_the_official_model():
     y = jnp.zeros((2,), jnp.int32)
     count = lambda t: int(sum(np.prod(a.shape) for a in jax.tree.leaves(t["params"])))
     g = M.Generator()
-    assert count(jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((2, 120)), y))) \
+    assert (
+        count(jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((2, 120)), y)))
         == 70_433_988
+    )
     d = M.Discriminator()
     x = jnp.zeros((2, 128, 128, 3))
     assert count(jax.eval_shape(lambda: d.init(jax.random.key(0), x, y))) == 87_982_370

@@ -18,15 +18,15 @@ def _smoke(**kw):
 def _batches(config, n):
     # Tests never read the ORL folder: random uint8 faces with labels in range.
     spec = fro.input_spec(config)
-    return [testing.random_batch(spec, seed=i, int_high=config.model.num_classes)
-            for i in range(n)]
+    return [testing.random_batch(spec, seed=i, int_high=config.model.num_classes) for i in range(n)]
 
 
 def test_from_occlusion_train_step_jit():
     """Step 0 is phase 1 (clean baseline), step 1 is phase 2 (FROM) of the same compiled step."""
     config = _smoke()
-    _, metrics = testing.check_train_step_jit("from_occlusion", config, steps=2,
-                                              batches=_batches(config, 2))
+    _, metrics = testing.check_train_step_jit(
+        "from_occlusion", config, steps=2, batches=_batches(config, 2)
+    )
     assert [float(m["phase"]) for m in metrics] == [1.0, 2.0]
     assert float(metrics[0]["occluded"]) == 0.0 and float(metrics[0]["loss_pred"]) > 0
 
@@ -53,25 +53,37 @@ def test_phase_semantics(three_steps):
     # Phase 1: mask branch frozen (updates zeroed, like PyTorch skipping grad-less params),
     # backbone/classifier trained, baseline snapshot == current network.
     for name in steps.MASK_BRANCH:
-        for a, b in zip(jax.tree.leaves(_sub(s0.params, name)),
-                        jax.tree.leaves(_sub(s1.params, name)), strict=True):
+        for a, b in zip(
+            jax.tree.leaves(_sub(s0.params, name)),
+            jax.tree.leaves(_sub(s1.params, name)),
+            strict=True,
+        ):
             np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(jax.tree.leaves(_sub(s0.params, "backbone"))[0],
-                              jax.tree.leaves(_sub(s1.params, "backbone"))[0])
-    for a, b in zip(jax.tree.leaves(s1.baseline["params"]), jax.tree.leaves(s1.params["net"]),
-                    strict=True):
+    assert not np.array_equal(
+        jax.tree.leaves(_sub(s0.params, "backbone"))[0],
+        jax.tree.leaves(_sub(s1.params, "backbone"))[0],
+    )
+    for a, b in zip(
+        jax.tree.leaves(s1.baseline["params"]), jax.tree.leaves(s1.params["net"]), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(s0.opt_mask), jax.tree.leaves(s1.opt_mask), strict=True):
         np.testing.assert_array_equal(a, b)  # phase-2 optimizer untouched in phase 1
     # Phase 2: the mask branch and OPP learn, the baseline stays frozen, ~2/3 images occluded.
-    changed = [not np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(_sub(s1.params, "mask_decoder")),
-        jax.tree.leaves(_sub(s2.params, "mask_decoder")), strict=True)]
+    changed = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(_sub(s1.params, "mask_decoder")),
+            jax.tree.leaves(_sub(s2.params, "mask_decoder")),
+            strict=True,
+        )
+    ]
     assert any(changed)
     for a, b in zip(jax.tree.leaves(s1.baseline), jax.tree.leaves(s2.baseline), strict=True):
         np.testing.assert_array_equal(a, b)
     assert float(m0["phase"]) == 1.0 and float(m1["phase"]) == 2.0
     assert float(m1["occluded"]) > 0.2
-    np.testing.assert_allclose(m1["loss"], m1["loss_cls"] + config.loss.weight_pred *
-                               m1["loss_pred"], rtol=1e-5)
+    np.testing.assert_allclose(
+        m1["loss"], m1["loss_cls"] + config.loss.weight_pred * m1["loss_pred"], rtol=1e-5
+    )
     np.testing.assert_allclose(m0["loss"], m0["loss_cls"], rtol=1e-6)

@@ -40,7 +40,11 @@ def _official_state_dict(config, rng):
     widths = [w0, w1, w2, w3, w4]
     for s, depth in enumerate(m.depths):
         for u in range(depth):
-            cin, cout, k = widths[s] if u == 0 else widths[s + 1], widths[s + 1], f"layer{s+1}.{u}"
+            cin, cout, k = (
+                widths[s] if u == 0 else widths[s + 1],
+                widths[s + 1],
+                f"layer{s + 1}.{u}",
+            )
             bn(f"{k}.bn1", cin)
             sd[f"{k}.conv1.weight"] = rng.normal(size=(cout, cin, 3, 3))
             bn(f"{k}.bn2", cout)
@@ -50,8 +54,16 @@ def _official_state_dict(config, rng):
             if u == 0:
                 sd[f"{k}.downsample.0.weight"] = rng.normal(size=(cout, cin, 1, 1))
                 bn(f"{k}.downsample.1", cout)
-    for name, cin, k in (("P5_1", w4, 1), ("P4_1", w3, 1), ("P3_1", w2, 1), ("P3_2", f, 3),
-                         ("P5_2", f, 3), ("P4_2", f, 3), ("P6", w4, 3), ("P7_2", f, 3)):
+    for name, cin, k in (
+        ("P5_1", w4, 1),
+        ("P4_1", w3, 1),
+        ("P3_1", w2, 1),
+        ("P3_2", f, 3),
+        ("P5_2", f, 3),
+        ("P4_2", f, 3),
+        ("P6", w4, 3),
+        ("P7_2", f, 3),
+    ):
         sd[f"fpn.{name}.weight"] = rng.normal(size=(f, cin, k, k))
         sd[f"fpn.{name}.bias"] = rng.normal(size=f)
     sd["mask.0.weight"] = rng.normal(size=(f, f, 3, 3))
@@ -99,8 +111,10 @@ def _write_torch_zip(path, obj, monkeypatch):
 
         def __reduce__(self):
             stride = tuple(s // 4 for s in self.arr.strides)
-            return (_rebuild_tensor_v2, (Storage(self.arr.reshape(-1)), 0, self.arr.shape, stride,
-                                         False, OrderedDict()))
+            return (
+                _rebuild_tensor_v2,
+                (Storage(self.arr.reshape(-1)), 0, self.arr.shape, stride, False, OrderedDict()),
+            )
 
     class P(pickle.Pickler):
         def persistent_id(self, o):
@@ -130,8 +144,9 @@ def test_read_convert_and_layouts(tmp_path, monkeypatch):
     abstract = jax.eval_shape(lambda k: steps.init_state(k, config), jax.random.key(0))
     want = jax.tree.map(lambda a: a.shape, abstract.params)
     assert jax.tree.map(lambda a: a.shape, params) == want
-    assert jax.tree.map(lambda a: a.shape, stats) == jax.tree.map(lambda a: a.shape,
-                                                                  abstract.batch_stats)
+    assert jax.tree.map(lambda a: a.shape, stats) == jax.tree.map(
+        lambda a: a.shape, abstract.batch_stats
+    )
     # Conv layout (O,I,kh,kw) -> (kh,kw,I,O).
     k = params["net"]["backbone"]["stage2_unit0"]["conv1"]["kernel"]
     np.testing.assert_array_equal(k, sd["module.layer2.0.conv1.weight"].transpose(2, 3, 1, 0))
@@ -142,12 +157,14 @@ def test_read_convert_and_layouts(tmp_path, monkeypatch):
     ours = x.reshape(2, -1) @ params["net"]["head"]["fc"]["kernel"]
     np.testing.assert_allclose(ours, torch_out, rtol=1e-4, atol=1e-4)
     mean_t = sd["module.fc.0.running_mean"].reshape(c, h, w)
-    np.testing.assert_array_equal(stats["head"]["bn_in"]["mean"].reshape(h, w, c),
-                                  mean_t.transpose(1, 2, 0))
+    np.testing.assert_array_equal(
+        stats["head"]["bn_in"]["mean"].reshape(h, w, c), mean_t.transpose(1, 2, 0)
+    )
     # The converted weights run.
     net = steps.build_net(config)
     out = jax.jit(lambda v, x: net.apply(v, x))(
-        {"params": params["net"], "batch_stats": stats}, jnp.zeros((1, 32, 24, 3)))
+        {"params": params["net"], "batch_stats": stats}, jnp.zeros((1, 32, 24, 3))
+    )
     assert np.all(np.isfinite(out["emb_masked"]))
 
 

@@ -31,16 +31,28 @@ def test_paper_model_shapes():
 
 @pytest.mark.parametrize("variant,mask_shape", [("2d", (2, 4, 3, 16)), ("fc", (2, 8))])
 def test_ablation_variants(variant, mask_shape):
-    net = FROMNet(widths=(4, 4, 8, 8, 16), depths=(1, 1, 1, 1), embed_dim=8, fpn_features=8,
-                  num_patterns=10, variant=variant)
+    net = FROMNet(
+        widths=(4, 4, 8, 8, 16),
+        depths=(1, 1, 1, 1),
+        embed_dim=8,
+        fpn_features=8,
+        num_patterns=10,
+        variant=variant,
+    )
     _, out = _shapes(net, (56, 48))
     assert out["mask"].shape == mask_shape
     assert out["pattern_logits"].shape == (2, 10)
 
 
 def test_small_forward_mask_range_and_2d_repeat():
-    net = FROMNet(widths=(4, 4, 8, 8, 16), depths=(1, 1, 1, 1), embed_dim=8, fpn_features=8,
-                  num_patterns=10, variant="2d")
+    net = FROMNet(
+        widths=(4, 4, 8, 8, 16),
+        depths=(1, 1, 1, 1),
+        embed_dim=8,
+        fpn_features=8,
+        num_patterns=10,
+        variant="2d",
+    )
     x = jax.random.normal(jax.random.key(0), (2, 32, 24, 3))
     v = jax.jit(lambda x: net.init({"params": jax.random.key(0, impl="rbg")}, x))(x)
     out = jax.jit(lambda v, x: net.apply(v, x))(v, x)

@@ -37,7 +37,9 @@ def _gconv(x, conv, groups):
     """Grouped 1x1 conv in numpy; x (..., Cin), kernel (1,1,Cin/G,Cout)."""
     k = np.asarray(conv["kernel"])[0, 0]
     cin, cout = k.shape[0], k.shape[1] // groups
-    outs = [x[..., g * cin:(g + 1) * cin] @ k[:, g * cout:(g + 1) * cout] for g in range(groups)]
+    outs = [
+        x[..., g * cin : (g + 1) * cin] @ k[:, g * cout : (g + 1) * cout] for g in range(groups)
+    ]
     y = np.concatenate(outs, -1)
     return y + np.asarray(conv["bias"]) if "bias" in conv else y
 
@@ -68,11 +70,12 @@ def _naive_local(x, v, g, k, s, d):
                             nu = mask[bi, qi, qj, hd] if inside else 0.0
                             m = mask[bi, i * s, j * s, g + hd * k * k + di * k + dj]
                             logits.append(m + nu)
-                            vals.append(val[bi, qi, qj, hd * n:(hd + 1) * n] if inside
-                                        else np.zeros(n))
+                            vals.append(
+                                val[bi, qi, qj, hd * n : (hd + 1) * n] if inside else np.zeros(n)
+                            )
                     wgt = np.exp(np.array(logits) - max(logits))
                     wgt /= wgt.sum()
-                    out[bi, i, j, hd * n:(hd + 1) * n] = wgt @ np.array(vals)
+                    out[bi, i, j, hd * n : (hd + 1) * n] = wgt @ np.array(vals)
     return out
 
 
@@ -80,8 +83,15 @@ def _naive_local(x, v, g, k, s, d):
 def test_local_attention_matches_naive_loop(stride, dilation):
     g, k = 4, 3
     x = np.random.default_rng(0).normal(size=(2, 6, 5, 16)).astype(np.float32)
-    mod = LocalStructuralAttention(features=16, groups=g, kernel_size=k, stride=stride,
-                                   dilation=dilation, ratio=2, use_hub=False)
+    mod = LocalStructuralAttention(
+        features=16,
+        groups=g,
+        kernel_size=k,
+        stride=stride,
+        dilation=dilation,
+        ratio=2,
+        use_hub=False,
+    )
     v = _randomise_stats(mod.init(jax.random.key(1), jnp.asarray(x), train=False), 2)
     y, div, pi = mod.apply(v, jnp.asarray(x), train=False)
     ref = _naive_local(x.astype(np.float64), jax.device_get(v), g, k, stride, dilation)
@@ -125,7 +135,7 @@ def test_diversity_loss_extremes():
     g, p = 4, 8
     disjoint = np.zeros((1, p, g), np.float32)
     for hd in range(g):  # head hd spreads over positions 2hd, 2hd+1 only
-        disjoint[0, 2 * hd:2 * hd + 2, hd] = 0.5
+        disjoint[0, 2 * hd : 2 * hd + 2, hd] = 0.5
     same = np.zeros((1, p, g), np.float32)
     same[0, 3, :] = 1.0
     uniform = np.full((1, p, g), 1.0 / p, np.float32)
@@ -153,11 +163,23 @@ def test_parameter_counts_match_formulas():
     plain = _nparams(num_classes=1000, block="plain", neck_dim=0, last_stride=2)
     assert plain == 25_557_032  # torchvision resnet50
     c, g, r, k2 = 512, 8, 4, 9
-    stra_op = (c * (c // r) // g + c // r + 2 * (c // r)  # mask conv1 + bias + BN
-               + (c // r) // g * g * (1 + k2) + g * (1 + k2) + 2 * g * (1 + k2)  # conv2 + BN
-               + c * c // g  # value conv
-               + c * 8 * g // g + 8 * g + 2 * 8 * g + 8 * g // g * g + g + 2 * g  # pooling branch
-               + 2 * g + 2 * g)  # the two gate BNs
+    stra_op = (
+        c * (c // r) // g
+        + c // r
+        + 2 * (c // r)  # mask conv1 + bias + BN
+        + (c // r) // g * g * (1 + k2)
+        + g * (1 + k2)
+        + 2 * g * (1 + k2)  # conv2 + BN
+        + c * c // g  # value conv
+        + c * 8 * g // g
+        + 8 * g
+        + 2 * 8 * g
+        + 8 * g // g * g
+        + g
+        + 2 * g  # pooling branch
+        + 2 * g
+        + 2 * g
+    )  # the two gate BNs
     stra = _nparams(num_classes=1000, block="stra", neck_dim=0, last_stride=2)
     assert stra == plain - 3 * 9 * c * c + 3 * stra_op
     # The official re-ID StRA-ResNet-50 (751 Market-1501 ids) has 18,006,823 parameters (counted

@@ -66,8 +66,10 @@ def _to_ours(value: np.ndarray, path: tuple[str, ...], ref: Any) -> np.ndarray:
     elif len(ref.shape) == 0:
         value = value.reshape(())
     if value.shape != tuple(ref.shape):
-        raise ValueError(f"{'/'.join(path)}: checkpoint shape {value.shape} != ours {ref.shape};"
-                         " does the config match the checkpoint's (ch, resolution, classes)?")
+        raise ValueError(
+            f"{'/'.join(path)}: checkpoint shape {value.shape} != ours {ref.shape};"
+            " does the config match the checkpoint's (ch, resolution, classes)?"
+        )
     return value.astype(ref.dtype)
 
 
@@ -85,8 +87,10 @@ def convert(state_dict: dict[str, np.ndarray], ref_vars: dict[str, Any]) -> dict
         if path[-1] == "kernel" and path not in flat_ref.get(coll, {}):
             path = path[:-1] + ("embedding",)  # non-hierarchical ccbn: per-layer class tables
         if coll not in flat_ref or path not in flat_ref[coll]:
-            raise ValueError(f"Checkpoint key {key!r} -> {coll}/{'/'.join(path)} has no "
-                             "counterpart in our model (config mismatch?).")
+            raise ValueError(
+                f"Checkpoint key {key!r} -> {coll}/{'/'.join(path)} has no "
+                "counterpart in our model (config mismatch?)."
+            )
         out[coll][path] = _to_ours(np.asarray(value), path, flat_ref[coll][path])
     for c, ref in flat_ref.items():
         missing = sorted("/".join(p) for p in ref if p not in out[c])
@@ -104,12 +108,19 @@ def convert_teacher(config, g_path: str, d_path: str, g_ema_path: str = "") -> d
     ref = jax.eval_shape(lambda: steps.init_gan(jax.random.key(0), config, "teacher"))
     g = convert(read_state_dict(g_path), {"params": ref.g, **ref.g_vars})
     d = convert(read_state_dict(d_path), {"params": ref.d, **ref.d_vars})
-    ge = convert(read_state_dict(g_ema_path), {"params": ref.g, **ref.g_vars}) if g_ema_path \
-        else g
+    ge = convert(read_state_dict(g_ema_path), {"params": ref.g, **ref.g_vars}) if g_ema_path else g
     split = lambda v: (v["params"], {c: v[c] for c in steps.G_COLS})
     (gp, gv), (ep, ev) = split(g), split(ge)
-    return {"teacher": {"g": gp, "g_vars": gv, "d": d["params"], "d_vars": {"spectral":
-                        d["spectral"]}, "g_ema": ep, "g_ema_vars": ev}}
+    return {
+        "teacher": {
+            "g": gp,
+            "g_vars": gv,
+            "d": d["params"],
+            "d_vars": {"spectral": d["spectral"]},
+            "g_ema": ep,
+            "g_ema_vars": ev,
+        }
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,8 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     from jaxpapers import checkpoint, config_lib
 
     ap = argparse.ArgumentParser(description="BigGAN-PyTorch state dicts -> biggan_dgl teacher")
-    ap.add_argument("--config", default="configs/biggan_dgl.py:imagenet128",
-                    help="config file[:preset,...] whose model.* matches the checkpoint")
+    ap.add_argument(
+        "--config",
+        default="configs/biggan_dgl.py:imagenet128",
+        help="config file[:preset,...] whose model.* matches the checkpoint",
+    )
     ap.add_argument("--g", required=True, help="G.pth")
     ap.add_argument("--d", required=True, help="D.pth")
     ap.add_argument("--g_ema", default="", help="G_ema.pth (optional; else G is used)")

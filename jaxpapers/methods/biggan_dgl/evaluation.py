@@ -119,13 +119,13 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
     zz = jnp.tile(z, (classes, 1))
     yy = jnp.repeat(jnp.arange(classes), k)
     results: dict[str, float] = {}
-    roles = [r for r, on in (("teacher", s1 > 0 or config.init_from), ("student", step > s1))
-             if on]
+    roles = [r for r, on in (("teacher", s1 > 0 or config.init_from), ("student", step > s1)) if on]
     for role in roles:
         sample = make_sampler(config, role, getattr(state, role))
         imgs = np.asarray(sample(zz, yy))
-        viz.save_image_grid(os.path.join(workdir, f"samples_{role}_step{step}.png"), imgs,
-                            nrow=k, scale=2)
+        viz.save_image_grid(
+            os.path.join(workdir, f"samples_{role}_step{step}.png"), imgs, nrow=k, scale=2
+        )
         if ev.fd:
             from jaxpapers.evals.gan import evaluator
 

@@ -130,8 +130,13 @@ class CondBN(nn.Module):
             emb = lambda name: nn.Embed(self.num_classes, ch, embedding_init=init, name=name)(c)
             gain, bias = 1.0 + emb("gain"), emb("bias")
         else:
-            lin = lambda name: SNDense(ch, use_bias=False, eps=self.sn_eps,
-                                       kernel_init=make_init(self.init_name), name=name)(c, train)
+            lin = lambda name: SNDense(
+                ch,
+                use_bias=False,
+                eps=self.sn_eps,
+                kernel_init=make_init(self.init_name),
+                name=name,
+            )(c, train)
             gain, bias = 1.0 + lin("gain"), lin("bias")
         h = BatchNorm(eps=self.bn_eps, name="bn")(x, train)
         return h * gain[:, None, None, :].astype(h.dtype) + bias[:, None, None, :].astype(h.dtype)
@@ -163,8 +168,14 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         n, h, w, ch = x.shape
-        conv = lambda f, name: SNConv(f, (1, 1), use_bias=False, eps=self.sn_eps,
-                                      kernel_init=make_init(self.init_name), name=name)
+        conv = lambda f, name: SNConv(
+            f,
+            (1, 1),
+            use_bias=False,
+            eps=self.sn_eps,
+            kernel_init=make_init(self.init_name),
+            name=name,
+        )
         theta = conv(ch // 8, "theta")(x, train).reshape(n, h * w, ch // 8)
         phi = maxpool2(conv(ch // 8, "phi")(x, train)).reshape(n, h * w // 4, ch // 8)
         g = maxpool2(conv(ch // 2, "g")(x, train)).reshape(n, h * w // 4, ch // 2)
@@ -184,10 +195,12 @@ class GBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, c: jax.Array, train: bool) -> jax.Array:
-        conv = lambda k, name: SNConv(self.out_ch, (k, k), eps=self.sn_eps,
-                                      kernel_init=make_init(self.init_name), name=name)
-        cbn = lambda name: CondBN(self.num_classes, self.sn_eps, self.bn_eps, self.init_name,
-                                  name=name)
+        conv = lambda k, name: SNConv(
+            self.out_ch, (k, k), eps=self.sn_eps, kernel_init=make_init(self.init_name), name=name
+        )
+        cbn = lambda name: CondBN(
+            self.num_classes, self.sn_eps, self.bn_eps, self.init_name, name=name
+        )
         h = nn.relu(cbn("bn1")(x, c, train))
         h = conv(3, "conv1")(upsample2(h), train)
         h = nn.relu(cbn("bn2")(h, c, train))
@@ -224,9 +237,11 @@ class Generator(nn.Module):
             if self.dim_z % self.num_slots():
                 raise ValueError(
                     f"dim_z={self.dim_z} must be divisible by the {self.num_slots()} latent "
-                    "chunks (blocks + 1) of the hierarchical G.")
-            shared = nn.Embed(self.num_classes, self.shared_dim, embedding_init=init,
-                              name="shared")(y)
+                    "chunks (blocks + 1) of the hierarchical G."
+                )
+            shared = nn.Embed(
+                self.num_classes, self.shared_dim, embedding_init=init, name="shared"
+            )(y)
             zs = jnp.split(z, self.num_slots(), axis=-1)
             z0, conds = zs[0], [jnp.concatenate([shared, zc], -1) for zc in zs[1:]]
         else:
@@ -237,13 +252,15 @@ class Generator(nn.Module):
         h = h.reshape(-1, ins[0], bw, bw).transpose(0, 2, 3, 1)
         attn = attention_set(self.attention)
         for i, (o, r) in enumerate(zip(outs, res, strict=True)):
-            h = GBlock(o, self.num_classes, self.sn_eps, self.bn_eps, self.init_name,
-                       name=f"block{i}")(h, conds[i], train)
+            h = GBlock(
+                o, self.num_classes, self.sn_eps, self.bn_eps, self.init_name, name=f"block{i}"
+            )(h, conds[i], train)
             if r in attn:
                 h = Attention(self.sn_eps, self.init_name, name=f"attn{i}")(h, train)
         h = nn.relu(BatchNorm(eps=self.bn_eps, affine=True, name="output_bn")(h, train))
-        h = SNConv(self.out_channels, (3, 3), eps=self.sn_eps, kernel_init=init,
-                   name="output_conv")(h, train)
+        h = SNConv(
+            self.out_channels, (3, 3), eps=self.sn_eps, kernel_init=init, name="output_conv"
+        )(h, train)
         return jnp.tanh(h)
 
 
@@ -256,8 +273,9 @@ class DBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = lambda k, name: SNConv(self.out_ch, (k, k), eps=self.sn_eps,
-                                      kernel_init=make_init(self.init_name), name=name)
+        conv = lambda k, name: SNConv(
+            self.out_ch, (k, k), eps=self.sn_eps, kernel_init=make_init(self.init_name), name=name
+        )
         h = nn.relu(x) if self.preactivation else x
         h = conv(3, "conv1")(h, train)
         h = conv(3, "conv2")(nn.relu(h), train)
@@ -288,8 +306,9 @@ class Discriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, y: jax.Array, train: bool = False, parts: bool = False):
         if x.ndim != 4 or x.shape[1] != self.resolution or x.shape[2] != self.resolution:
-            raise ValueError(f"D expects (N, {self.resolution}, {self.resolution}, C); got "
-                             f"{x.shape}.")
+            raise ValueError(
+                f"D expects (N, {self.resolution}, {self.resolution}, C); got {x.shape}."
+            )
         _, outs, down, res = d_arch(self.resolution, self.ch)
         attn = attention_set(self.attention)
         h = x
@@ -301,7 +320,8 @@ class Discriminator(nn.Module):
         self.sow("intermediates", "features", h)
         init = make_init(self.init_name)
         out = SNDense(1, eps=self.sn_eps, kernel_init=init, name="linear")(h, train)[:, 0]
-        e = SNEmbed(self.num_classes, outs[-1], eps=self.sn_eps, embedding_init=init,
-                    name="embed")(y, train)
+        e = SNEmbed(self.num_classes, outs[-1], eps=self.sn_eps, embedding_init=init, name="embed")(
+            y, train
+        )
         proj = jnp.sum(e * h, axis=-1)
         return (out + proj, out, proj) if parts else out + proj

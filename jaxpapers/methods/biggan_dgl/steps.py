@@ -63,8 +63,20 @@ def make_nets(config, role: str) -> tuple[M.Generator, M.Discriminator]:
     ddiv = 1 if role == "teacher" else int(config.student.d_divisor)
     if m.g_ch % gdiv or m.d_ch % ddiv:
         raise ValueError(f"g_ch={m.g_ch}/d_ch={m.d_ch} not divisible by the student divisors.")
-    g = M.Generator(m.resolution, m.g_ch // gdiv, m.dim_z, m.shared_dim, m.hier, m.num_classes,
-                    m.img_channels, m.g_attn, 4, m.sn_eps, m.bn_eps, m.g_init)
+    g = M.Generator(
+        m.resolution,
+        m.g_ch // gdiv,
+        m.dim_z,
+        m.shared_dim,
+        m.hier,
+        m.num_classes,
+        m.img_channels,
+        m.g_attn,
+        4,
+        m.sn_eps,
+        m.bn_eps,
+        m.g_init,
+    )
     d = M.Discriminator(m.resolution, m.d_ch // ddiv, m.num_classes, m.d_attn, m.sn_eps, m.d_init)
     return g, d
 
@@ -79,8 +91,10 @@ def d_batch(config) -> int:
     """Real images per D step: the step's batch is split over the ``num_d_steps`` D steps."""
     n = int(config.gan.num_d_steps)
     if n < 1 or config.batch_size % n:
-        raise ValueError(f"batch_size={config.batch_size} must be a multiple of "
-                         f"gan.num_d_steps={n} (each D step takes its own slice of reals).")
+        raise ValueError(
+            f"batch_size={config.batch_size} must be a multiple of "
+            f"gan.num_d_steps={n} (each D step takes its own slice of reals)."
+        )
     return config.batch_size // n
 
 
@@ -99,16 +113,25 @@ def init_gan(key: jax.Array, config, role: str) -> GanState:
     g, g_vars = gv["params"], {c: gv[c] for c in G_COLS}
     d, d_vars = dv["params"], {c: dv[c] for c in D_COLS}
     return GanState(
-        g=g, g_vars=g_vars, d=d, d_vars=d_vars,
-        g_ema=jax.tree.map(jnp.copy, g), g_ema_vars=jax.tree.map(jnp.copy, g_vars),
-        g_opt=optim.make(config.optim.g).init(g), d_opt=optim.make(config.optim.d).init(d),
+        g=g,
+        g_vars=g_vars,
+        d=d,
+        d_vars=d_vars,
+        g_ema=jax.tree.map(jnp.copy, g),
+        g_ema_vars=jax.tree.map(jnp.copy, g_vars),
+        g_opt=optim.make(config.optim.g).init(g),
+        d_opt=optim.make(config.optim.d).init(d),
     )
 
 
 def init_state(key: jax.Array, config) -> DGLState:
     kt, ks, kr = jax.random.split(key, 3)
-    return DGLState(step=jnp.zeros((), jnp.int32), rng=kr, teacher=init_gan(kt, config, "teacher"),
-                    student=init_gan(ks, config, "student"))
+    return DGLState(
+        step=jnp.zeros((), jnp.int32),
+        rng=kr,
+        teacher=init_gan(kt, config, "teacher"),
+        student=init_gan(ks, config, "student"),
+    )
 
 
 def preprocess(images: jax.Array) -> jax.Array:
@@ -123,28 +146,37 @@ def sample_zy(key: jax.Array, n: int, config) -> tuple[jax.Array, jax.Array]:
     return z, jax.random.randint(ky, (n,), 0, config.model.num_classes)
 
 
-def gan_update(gs: GanState, reals, labels, key, itr, config, role, teacher=None, lam=0.0,
-               teacher_on=None):
+def gan_update(
+    gs: GanState, reals, labels, key, itr, config, role, teacher=None, lam=0.0, teacher_on=None
+):
     """One BigGAN iteration of one GAN. Returns (GanState, teacher d_vars or None, metrics)."""
     g_net, d_net = make_nets(config, role)
     tx_g, tx_d = optim.make(config.optim.g), optim.make(config.optim.d)
     n_d, per = int(config.gan.num_d_steps), d_batch(config)
     k_d, k_g = jax.random.split(key)
-    xs = (reals.reshape(n_d, per, *reals.shape[1:]), labels.reshape(n_d, per),
-          jax.random.split(k_d, n_d))
+    xs = (
+        reals.reshape(n_d, per, *reals.shape[1:]),
+        labels.reshape(n_d, per),
+        jax.random.split(k_d, n_d),
+    )
 
     def d_step(carry, inp):
         g_vars, d, d_vars, d_opt = carry
         x, y_real, k = inp
         z, y_fake = sample_zy(k, per, config)
-        fake, g_vars = g_net.apply({"params": gs.g, **g_vars}, z, y_fake, train=True,
-                                   mutable=list(G_COLS))
+        fake, g_vars = g_net.apply(
+            {"params": gs.g, **g_vars}, z, y_fake, train=True, mutable=list(G_COLS)
+        )
         fake = jax.lax.stop_gradient(fake)
 
         def loss_fn(dp):
-            out, new_dv = d_net.apply({"params": dp, **d_vars}, jnp.concatenate([fake, x]),
-                                      jnp.concatenate([y_fake, y_real]), train=True,
-                                      mutable=list(D_COLS))
+            out, new_dv = d_net.apply(
+                {"params": dp, **d_vars},
+                jnp.concatenate([fake, x]),
+                jnp.concatenate([y_fake, y_real]),
+                train=True,
+                mutable=list(D_COLS),
+            )
             d_fake, d_real = out[:per], out[per:]
             l_real, l_fake = losses.hinge_d(d_real, d_fake)
             total = l_real + l_fake
@@ -164,21 +196,30 @@ def gan_update(gs: GanState, reals, labels, key, itr, config, role, teacher=None
     t_update = bool(config.student.teacher_sn_update)
 
     def g_loss_fn(gp):
-        fake, new_gv = g_net.apply({"params": gp, **g_vars}, z, y, train=True,
-                                   mutable=list(G_COLS))
-        logits, new_dv = d_net.apply({"params": d, **d_vars}, fake, y, train=True,
-                                     mutable=list(D_COLS))
+        fake, new_gv = g_net.apply({"params": gp, **g_vars}, z, y, train=True, mutable=list(G_COLS))
+        logits, new_dv = d_net.apply(
+            {"params": d, **d_vars}, fake, y, train=True, mutable=list(D_COLS)
+        )
         t_vars = None
         if t_net is not None:
+
             def run_teacher(f):
-                out, tv = t_net.apply({"params": teacher.d, **teacher.d_vars}, f, y,
-                                      train=t_update, mutable=list(D_COLS))
+                out, tv = t_net.apply(
+                    {"params": teacher.d, **teacher.d_vars},
+                    f,
+                    y,
+                    train=t_update,
+                    mutable=list(D_COLS),
+                )
                 return out, tv
 
             # Only evaluated in stage 2, so stage 1 does not pay for D_T.
             t_logits, t_vars = jax.lax.cond(
-                teacher_on, run_teacher,
-                lambda f: (jnp.zeros((f.shape[0],), f.dtype), teacher.d_vars), fake)
+                teacher_on,
+                run_teacher,
+                lambda f: (jnp.zeros((f.shape[0],), f.dtype), teacher.d_vars),
+                fake,
+            )
             total, term = losses.dgl_hinge_g(logits, t_logits, lam)
         else:
             total, term = losses.hinge_g(logits), jnp.zeros(())
@@ -188,7 +229,8 @@ def gan_update(gs: GanState, reals, labels, key, itr, config, role, teacher=None
         return total, (new_gv, new_dv, t_vars, g_main, term)
 
     (g_total, (g_vars, d_vars, t_vars, g_main, term)), grads = jax.value_and_grad(
-        g_loss_fn, has_aux=True)(gs.g)
+        g_loss_fn, has_aux=True
+    )(gs.g)
     upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
     g = optax.apply_updates(gs.g, upd)
 
@@ -196,8 +238,16 @@ def gan_update(gs: GanState, reals, labels, key, itr, config, role, teacher=None
     decay = jnp.where(itr < config.gan.ema_start, 0.0, config.gan.ema_decay)
     g_ema = optim.ema_update(gs.g_ema, g, decay)
     g_ema_vars = optim.ema_update(gs.g_ema_vars, g_vars, decay)
-    new = GanState(g=g, g_vars=g_vars, d=d, d_vars=d_vars, g_ema=g_ema, g_ema_vars=g_ema_vars,
-                   g_opt=g_opt, d_opt=d_opt)
+    new = GanState(
+        g=g,
+        g_vars=g_vars,
+        d=d,
+        d_vars=d_vars,
+        g_ema=g_ema,
+        g_ema_vars=g_ema_vars,
+        g_opt=g_opt,
+        d_opt=d_opt,
+    )
     d_loss = jnp.mean(l_real + l_fake)
     metrics = {
         "loss": g_total + d_loss,
@@ -224,8 +274,18 @@ def train_step(state: DGLState, batch: dict, *, config) -> tuple[DGLState, dict]
     def student_branch(st: DGLState):
         on = st.step >= s2
         lam = jnp.where(on, config.student.lam, 0.0)
-        s, t_vars, m = gan_update(st.student, reals, labels, key, st.step - s1 + 1, config,
-                                  "student", teacher=st.teacher, lam=lam, teacher_on=on)
+        s, t_vars, m = gan_update(
+            st.student,
+            reals,
+            labels,
+            key,
+            st.step - s1 + 1,
+            config,
+            "student",
+            teacher=st.teacher,
+            lam=lam,
+            teacher_on=on,
+        )
         return st.replace(student=s, teacher=st.teacher.replace(d_vars=t_vars)), m
 
     if s1 > 0:

@@ -27,8 +27,10 @@ UnsafeCheckpointError = torch_pickle.UnsafeCheckpointError
 def read_torch_zip(path: str) -> dict:
     """Reads a PyTorch checkpoint into nested dicts of NumPy arrays, executing no code."""
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not a PyTorch zip checkpoint (torch >= 1.6 format); re-save "
-                         "it with torch.save(..., _use_new_zipfile_serialization=True).")
+        raise ValueError(
+            f"{path} is not a PyTorch zip checkpoint (torch >= 1.6 format); re-save "
+            "it with torch.save(..., _use_new_zipfile_serialization=True)."
+        )
     return torch_pickle.load(path)
 
 
@@ -54,8 +56,11 @@ def _linear_chw(wt, c, h, w):
 
 def official_to_params(state_dict: dict, classifier: dict, config) -> tuple[dict, dict]:
     """Maps the official `state_dict` (+ classifier) to ({'net', 'cls'} params, batch_stats)."""
-    sd = {k.removeprefix("module."): np.asarray(v, np.float32) for k, v in state_dict.items()
-          if not k.endswith("num_batches_tracked")}
+    sd = {
+        k.removeprefix("module."): np.asarray(v, np.float32)
+        for k, v in state_dict.items()
+        if not k.endswith("num_batches_tracked")
+    }
     c = int(config.model.widths[-1])
     h, w = feature_hw(tuple(config.data.image_size))
     params: dict = {"backbone": {}, "head": {}, "fpn": {}, "mask_decoder": {}, "opp": {}}
@@ -78,8 +83,10 @@ def official_to_params(state_dict: dict, classifier: dict, config) -> tuple[dict
                 p["down_bn"], st["down_bn"] = _bn(sd, f"{k}.downsample.1")
             bb[name], bbs[name] = p, st
     for name in ("P5_1", "P4_1", "P3_1", "P3_2"):
-        params["fpn"][name] = {"kernel": _conv(sd[f"fpn.{name}.weight"]),
-                               "bias": sd[f"fpn.{name}.bias"]}
+        params["fpn"][name] = {
+            "kernel": _conv(sd[f"fpn.{name}.weight"]),
+            "bias": sd[f"fpn.{name}.bias"],
+        }
     md, mds = params["mask_decoder"], stats["mask_decoder"]
     md["conv1"] = {"kernel": _conv(sd["mask.0.weight"])}
     md["prelu1"] = {"slope": sd["mask.1.weight"]}
@@ -104,5 +111,6 @@ def load_official(path: str, config) -> tuple[dict, dict]:
     ckpt = read_torch_zip(path)
     if "state_dict" in ckpt:
         return official_to_params(ckpt["state_dict"], ckpt.get("classifier", {}), config)
-    raise ValueError(f"{path}: expected a dict with 'state_dict' (and 'classifier'); keys "
-                     f"{sorted(ckpt)[:10]}.")
+    raise ValueError(
+        f"{path}: expected a dict with 'state_dict' (and 'classifier'); keys {sorted(ckpt)[:10]}."
+    )

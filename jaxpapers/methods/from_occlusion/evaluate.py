@@ -29,16 +29,21 @@ def _rank1(emb_clean, emb_probe, labels):
         return float("nan")
     first = np.asarray([np.flatnonzero(labels == c)[0] for c in np.unique(labels)])
     probes = np.setdiff1d(np.arange(len(labels)), first)
-    return fv.rank1_identification(emb_clean[first], labels[first], emb_probe[probes],
-                                   labels[probes])
+    return fv.rank1_identification(
+        emb_clean[first], labels[first], emb_probe[probes], labels[probes]
+    )
 
 
 def _scores(config, variables, images, occluded, pairs, masked):
     clean = steps.embed(variables, images, config, masked)
     occ = steps.embed(variables, occluded, config, masked)
     i, j = pairs[:, 0], pairs[:, 1]
-    return clean, occ, fv.cosine_scores(clean["embedding"][i], clean["embedding"][j]), \
-        fv.cosine_scores(clean["embedding"][i], occ["embedding"][j])
+    return (
+        clean,
+        occ,
+        fv.cosine_scores(clean["embedding"][i], clean["embedding"][j]),
+        fv.cosine_scores(clean["embedding"][i], occ["embedding"][j]),
+    )
 
 
 def _mask_picture(path, images, out, boxes, config, n=12):
@@ -52,8 +57,9 @@ def _mask_picture(path, images, out, boxes, config, n=12):
         d = ImageDraw.Draw(img)
         for box, col in ((boxes[k], (0, 255, 0)), (patterns[pred[k]], (255, 0, 0))):
             if box[2] > box[0]:
-                d.rectangle((int(box[1]), int(box[0]), int(box[3]) - 1, int(box[2]) - 1),
-                            outline=col)
+                d.rectangle(
+                    (int(box[1]), int(box[0]), int(box[3]) - 1, int(box[2]) - 1), outline=col
+                )
         m = out["mask"][k]
         m = m.mean(-1) if m.ndim == 3 else m.reshape(1, -1)
         m = (m - m.min()) / (m.max() - m.min() + 1e-8)
@@ -65,11 +71,14 @@ def _mask_picture(path, images, out, boxes, config, n=12):
 def evaluate(state, config, workdir: str) -> dict[str, float]:
     images, labels, pairs = faces.eval_pairs(config)
     occs, _ = steps.occluders(config)
-    occluded, boxes = oc.occlude_dataset(images, occs, seed=int(config.eval.occ_seed),
-                                         factor=float(config.eval.occ_factor))
+    occluded, boxes = oc.occlude_dataset(
+        images, occs, seed=int(config.eval.occ_seed), factor=float(config.eval.occ_factor)
+    )
     models = {
-        "baseline": ({"params": state.baseline["params"],
-                      "batch_stats": state.baseline["batch_stats"]}, False),
+        "baseline": (
+            {"params": state.baseline["params"], "batch_stats": state.baseline["batch_stats"]},
+            False,
+        ),
         "from": ({"params": state.params["net"], "batch_stats": state.batch_stats}, True),
     }
     same = pairs[:, 2]
@@ -90,15 +99,24 @@ def evaluate(state, config, workdir: str) -> dict[str, float]:
         roc[f"{name} occluded"] = fv.roc_curve(s_occ, same)
         if name == "from" and jax.process_index() == 0:
             _mask_picture(os.path.join(workdir, "from_masks.png"), occluded, occ, boxes, config)
-            true = np.asarray(oc.pattern_labels(boxes, oc.pattern_boxes(
-                *images.shape[1:3], config.occlusion.grid)))
-            result["from/occ_pattern_acc"] = float(np.mean(np.argmax(occ["pattern_logits"], -1)
-                                                           == true))
+            true = np.asarray(
+                oc.pattern_labels(
+                    boxes, oc.pattern_boxes(*images.shape[1:3], config.occlusion.grid)
+                )
+            )
+            result["from/occ_pattern_acc"] = float(
+                np.mean(np.argmax(occ["pattern_logits"], -1) == true)
+            )
     if jax.process_index() == 0:
-        viz.save_plot(os.path.join(workdir, "roc_occluded.png"), roc,
-                      title=f"occluded pairs ROC (FAR@{config.eval.far})", xlabel="FAR",
-                      ylabel="TAR")
+        viz.save_plot(
+            os.path.join(workdir, "roc_occluded.png"),
+            roc,
+            title=f"occluded pairs ROC (FAR@{config.eval.far})",
+            xlabel="FAR",
+            ylabel="TAR",
+        )
         with open(os.path.join(workdir, "verification.json"), "w") as f:
-            json.dump({"num_pairs": int(len(pairs)), "far": float(config.eval.far), **result}, f,
-                      indent=2)
+            json.dump(
+                {"num_pairs": int(len(pairs)), "far": float(config.eval.far), **result}, f, indent=2
+            )
     return result

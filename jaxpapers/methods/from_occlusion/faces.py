@@ -43,17 +43,22 @@ def _folder_split(config, split: str) -> dict[str, np.ndarray]:
 def make_source(config, split: str):
     """Training arrays (held in memory) or, with data.in_memory=False, a random-access source."""
     if config.data.name != "image_folder":
-        raise ValueError(f"from_occlusion reads identity folders (data.name='image_folder'), got "
-                         f"{config.data.name!r}.")
+        raise ValueError(
+            f"from_occlusion reads identity folders (data.name='image_folder'), got "
+            f"{config.data.name!r}."
+        )
     if not os.path.isdir(config.data.path):
         raise FileNotFoundError(
-            f"Face folder {config.data.path!r} not found; set --config.data.path=<root/id/img>.")
+            f"Face folder {config.data.path!r} not found; set --config.data.path=<root/id/img>."
+        )
     if not config.data.in_memory:
         return data.open_source(config.data, split)
     src = _folder_split(config, split)
     if split == "train" and int(src["label"].max()) + 1 != config.model.num_classes:
-        raise ValueError(f"model.num_classes={config.model.num_classes} but the training split has "
-                         f"{int(src['label'].max()) + 1} identities.")
+        raise ValueError(
+            f"model.num_classes={config.model.num_classes} but the training split has "
+            f"{int(src['label'].max()) + 1} identities."
+        )
     return src
 
 

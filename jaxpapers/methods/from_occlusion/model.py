@@ -42,8 +42,15 @@ def upsample2_to(x: Array, hw: tuple[int, int]) -> Array:
 
 def _conv(features: int, k: int, stride: int, bias: bool, name: str) -> nn.Conv:
     pad = (k - 1) // 2
-    return nn.Conv(features, (k, k), (stride, stride), padding=((pad, pad), (pad, pad)),
-                   use_bias=bias, kernel_init=kernel_initializer("xavier_uniform"), name=name)
+    return nn.Conv(
+        features,
+        (k, k),
+        (stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=bias,
+        kernel_init=kernel_initializer("xavier_uniform"),
+        name=name,
+    )
 
 
 class PyramidP3(nn.Module):
@@ -83,8 +90,9 @@ class MaskDecoder(nn.Module):
             x = _conv(64, 3, 2, False, "conv2")(x)
             x = batch_norm(train, "bn2")(PReLU(name="prelu2")(x))
             x = batch_norm(train, "bn3")(x.reshape(x.shape[0], -1))
-            x = nn.Dense(self.embed_dim, kernel_init=kernel_initializer("xavier_uniform"),
-                         name="fc")(x)
+            x = nn.Dense(
+                self.embed_dim, kernel_init=kernel_initializer("xavier_uniform"), name="fc"
+            )(x)
             return nn.sigmoid(batch_norm(train, "bn4")(x))
         raise ValueError(f"Unknown FROM variant {self.variant!r}; expected one of {VARIANTS}.")
 
@@ -99,8 +107,12 @@ class PatternPredictor(nn.Module):
     def __call__(self, mask: Array, train: bool) -> Array:
         x = batch_norm(train, "bn_in")(mask.reshape(mask.shape[0], -1))
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        x = nn.Dense(self.num_patterns, use_bias=False,
-                     kernel_init=kernel_initializer("xavier_uniform"), name="fc")(x)
+        x = nn.Dense(
+            self.num_patterns,
+            use_bias=False,
+            kernel_init=kernel_initializer("xavier_uniform"),
+            name="fc",
+        )(x)
         return batch_norm(train, "bn_out")(x)
 
 
@@ -130,8 +142,10 @@ class FROMNet(nn.Module):
         del c2
         mask = self.mask_decoder(self.fpn(c3, c4, c5), train)
         if self.variant != "fc" and mask.shape != c5.shape:
-            raise ValueError(f"Mask shape {mask.shape} != C5 shape {c5.shape}; the image size "
-                             "must give C3 = 4x C5 after the two stride-2 decoder convs.")
+            raise ValueError(
+                f"Mask shape {mask.shape} != C5 shape {c5.shape}; the image size "
+                "must give C3 = 4x C5 after the two stride-2 decoder convs."
+            )
         if self.variant == "fc":
             emb = self.head(c5, train)
             emb_masked = emb * mask
@@ -141,5 +155,9 @@ class FROMNet(nn.Module):
             emb_masked = self.head(c5 * mask.astype(c5.dtype), train)
             emb = self.head(c5, train)
         logits = self.opp(mask, train)
-        return dict(emb_masked=emb_masked, mask=mask.astype(jnp.float32),
-                    pattern_logits=logits.astype(jnp.float32), emb=emb)
+        return dict(
+            emb_masked=emb_masked,
+            mask=mask.astype(jnp.float32),
+            pattern_logits=logits.astype(jnp.float32),
+            emb=emb,
+        )

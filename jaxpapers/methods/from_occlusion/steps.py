@@ -45,10 +45,16 @@ class FromState:
 
 def build_net(config) -> FROMNet:
     m = config.model
-    return FROMNet(widths=tuple(m.widths), depths=tuple(m.depths), embed_dim=m.embed_dim,
-                   dropout=m.dropout, fpn_features=m.fpn_features,
-                   num_patterns=oc.num_patterns(config.occlusion.grid), variant=m.variant,
-                   dtype=jnp.bfloat16 if m.bf16 else None)
+    return FROMNet(
+        widths=tuple(m.widths),
+        depths=tuple(m.depths),
+        embed_dim=m.embed_dim,
+        dropout=m.dropout,
+        fpn_features=m.fpn_features,
+        num_patterns=oc.num_patterns(config.occlusion.grid),
+        variant=m.variant,
+        dtype=jnp.bfloat16 if m.bf16 else None,
+    )
 
 
 def build_head(config) -> mh.MarginHead:
@@ -59,16 +65,24 @@ def build_head(config) -> mh.MarginHead:
 
 @functools.lru_cache(maxsize=4)
 def _bank(folder: str, hw: tuple[int, int], seed: int, variants: int, grayscale: bool):
-    occs = (oc.load_occluders(folder, grayscale) if folder else
-            oc.procedural_occluders(seed, variants, hw, grayscale))
+    occs = (
+        oc.load_occluders(folder, grayscale)
+        if folder
+        else oc.procedural_occluders(seed, variants, hw, grayscale)
+    )
     return occs, oc.build_bank(occs, hw)
 
 
 def occluders(config):
     """(occluder list, device bank) for the config: a folder of real occluders, else procedural."""
     o = config.occlusion
-    return _bank(o.folder, tuple(config.data.image_size), int(o.seed), int(o.variants),
-                 bool(config.data.grayscale))
+    return _bank(
+        o.folder,
+        tuple(config.data.image_size),
+        int(o.seed),
+        int(o.variants),
+        bool(config.data.grayscale),
+    )
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -84,6 +98,7 @@ def _freeze_mask_branch(updates):
     def leaf(path, u):
         name = optim.param_path(path)
         return jnp.zeros_like(u) if any(f"net/{b}/" in name + "/" for b in MASK_BRANCH) else u
+
     return jax.tree_util.tree_map_with_path(leaf, updates)
 
 
@@ -107,10 +122,14 @@ def init_state(key: jax.Array, config) -> FromState:
     cls = head.init(k_cls, jnp.zeros((1, config.model.embed_dim)), jnp.zeros((1,), jnp.int32))
     params = {"net": v["params"], "cls": cls["params"]}
     return FromState(
-        step=jnp.zeros((), jnp.int32), params=params, batch_stats=v["batch_stats"],
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=v["batch_stats"],
         opt_clean=optim.make(config.optim.clean).init(params),
         opt_mask=optim.make(config.optim.mask).init(params),
-        baseline={"params": v["params"], "batch_stats": v["batch_stats"]}, rng=k_state)
+        baseline={"params": v["params"], "batch_stats": v["batch_stats"]},
+        rng=k_state,
+    )
 
 
 def train_step(state: FromState, batch: dict, *, config) -> tuple[FromState, dict]:
@@ -134,15 +153,26 @@ def train_step(state: FromState, batch: dict, *, config) -> tuple[FromState, dic
     lam = jnp.where(is_mask, config.loss.weight_pred, 0.0)
 
     def loss_fn(params):
-        out, upd = net.apply({"params": params["net"], "batch_stats": state.batch_stats}, x,
-                             train=True, rngs={"dropout": k_drop}, mutable=["batch_stats"])
+        out, upd = net.apply(
+            {"params": params["net"], "batch_stats": state.batch_stats},
+            x,
+            train=True,
+            rngs={"dropout": k_drop},
+            mutable=["batch_stats"],
+        )
         emb = jnp.where(is_mask, out["emb_masked"], out["emb"])
         logits, _ = head.apply({"params": params["cls"]}, emb, labels)
         loss_cls = mh.softmax_cross_entropy(logits, labels)
-        loss_pred = optax.softmax_cross_entropy_with_integer_labels(out["pattern_logits"],
-                                                                    pat).mean()
-        aux = dict(stats=upd["batch_stats"], logits=logits, loss_cls=loss_cls,
-                   loss_pred=loss_pred, pat_logits=out["pattern_logits"])
+        loss_pred = optax.softmax_cross_entropy_with_integer_labels(
+            out["pattern_logits"], pat
+        ).mean()
+        aux = dict(
+            stats=upd["batch_stats"],
+            logits=logits,
+            loss_cls=loss_cls,
+            loss_pred=loss_pred,
+            pat_logits=out["pattern_logits"],
+        )
         return loss_cls + lam * loss_pred, aux
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -153,16 +183,22 @@ def train_step(state: FromState, batch: dict, *, config) -> tuple[FromState, dic
     params = optax.apply_updates(state.params, updates)
     new_baseline = {"params": params["net"], "batch_stats": aux["stats"]}
     new_state = state.replace(
-        step=state.step + 1, params=params, batch_stats=aux["stats"],
+        step=state.step + 1,
+        params=params,
+        batch_stats=aux["stats"],
         opt_clean=_select(is_mask, state.opt_clean, opt_clean),
         opt_mask=_select(is_mask, opt_mask, state.opt_mask),
-        baseline=_select(is_mask, state.baseline, new_baseline))
+        baseline=_select(is_mask, state.baseline, new_baseline),
+    )
     metrics = dict(
-        loss=loss, loss_cls=aux["loss_cls"], loss_pred=aux["loss_pred"],
+        loss=loss,
+        loss_cls=aux["loss_cls"],
+        loss_pred=aux["loss_pred"],
         acc=jnp.mean(jnp.argmax(aux["logits"], -1) == labels),
         pattern_acc=jnp.mean(jnp.argmax(aux["pat_logits"], -1) == pat),
         occluded=jnp.mean((pat > 0).astype(jnp.float32)),
-        phase=is_mask.astype(jnp.float32) + 1.0)
+        phase=is_mask.astype(jnp.float32) + 1.0,
+    )
     return new_state, metrics
 
 
@@ -176,12 +212,15 @@ def load_init(state: FromState, tree: dict, config) -> FromState:
     net = dict(src_net)
     net["opp"] = state.params["net"]["opp"]
     params = {"net": net, "cls": tree["params"]["cls"]}
-    params = jax.tree.map(lambda a, b: jnp.asarray(b, a.dtype).reshape(a.shape), state.params,
-                          params)
-    stats = jax.tree.map(lambda a, b: jnp.asarray(b, a.dtype), state.batch_stats,
-                         tree["batch_stats"])
-    return state.replace(params=params, batch_stats=stats,
-                         baseline={"params": params["net"], "batch_stats": stats})
+    params = jax.tree.map(
+        lambda a, b: jnp.asarray(b, a.dtype).reshape(a.shape), state.params, params
+    )
+    stats = jax.tree.map(
+        lambda a, b: jnp.asarray(b, a.dtype), state.batch_stats, tree["batch_stats"]
+    )
+    return state.replace(
+        params=params, batch_stats=stats, baseline={"params": params["net"], "batch_stats": stats}
+    )
 
 
 def embed(variables: dict, images: np.ndarray, config, masked: bool, batch: int = 64):

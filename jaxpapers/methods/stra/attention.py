@@ -104,8 +104,13 @@ class HubRouting(nn.Module):
             raise ValueError(f"HubRouting: channels {c} must be divisible by groups {g}.")
         n = c // g
         # Per-head pooling logits: BN(GConv_{8G->G}(tanh(BN(GConv_{C->8G}(Y))))), softmax over p.
-        t = nn.Conv(g * self.pool_hidden_per_group, (1, 1), feature_group_count=g,
-                    kernel_init=conv_init, name="gap_conv1")(x)
+        t = nn.Conv(
+            g * self.pool_hidden_per_group,
+            (1, 1),
+            feature_group_count=g,
+            kernel_init=conv_init,
+            name="gap_conv1",
+        )(x)
         t = jnp.tanh(batch_norm(train, "gap_bn1")(t))
         t = nn.Conv(g, (1, 1), feature_group_count=g, kernel_init=conv_init, name="gap_conv2")(t)
         t = batch_norm(train, "gap_bn2")(t)
@@ -158,11 +163,13 @@ class LocalStructuralAttention(nn.Module):
         # only stride StRA-ResNet-50 uses, last_stride=1). For stride > 1 we compute the branch at
         # full resolution, read node scores at the strided window positions and kernel logits at
         # the strided centres (a_g(p,o) = m_g(sp,o) + nu_g(sp+o)); see README 'Deviations'.
-        t = nn.Conv(c // self.ratio, (1, 1), feature_group_count=g, kernel_init=conv_init,
-                    name="mask_conv1")(x)
+        t = nn.Conv(
+            c // self.ratio, (1, 1), feature_group_count=g, kernel_init=conv_init, name="mask_conv1"
+        )(x)
         t = jnp.tanh(batch_norm(train, "mask_bn1")(t))
-        t = nn.Conv(g * (1 + k2), (1, 1), feature_group_count=g, kernel_init=conv_init,
-                    name="mask_conv2")(t)
+        t = nn.Conv(
+            g * (1 + k2), (1, 1), feature_group_count=g, kernel_init=conv_init, name="mask_conv2"
+        )(t)
         mask = batch_norm(train, "mask_bn2")(t)
         # Split by flat channel index as the official code does: channels [0, G) are the node
         # scores nu, channels [G, G(1+k^2)) reshape to (G, k^2) kernel logits. (With grouped
@@ -175,8 +182,14 @@ class LocalStructuralAttention(nn.Module):
         nu_win = shifted_windows(nu, self.kernel_size, self.dilation, s)  # k2 x (B,H',W',G)
         att = jax.nn.softmax(logits + jnp.stack(nu_win, axis=-1), axis=-1)  # softmax over k^2
 
-        value = nn.Conv(self.features, (1, 1), feature_group_count=g, use_bias=False,
-                        kernel_init=conv_init, name="value_conv")(x)
+        value = nn.Conv(
+            self.features,
+            (1, 1),
+            feature_group_count=g,
+            use_bias=False,
+            kernel_init=conv_init,
+            name="value_conv",
+        )(x)
         value = value.reshape(*value.shape[:3], g, self.features // g)
         v_win = shifted_windows(value, self.kernel_size, self.dilation, s)
         # Y_g(p) = sum_o w_g(p,o) V_g(p+o): all n channels of a head share the weights.

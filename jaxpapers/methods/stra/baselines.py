@@ -50,8 +50,14 @@ class CBAM(nn.Module):
         x = x * gate[:, None, None, :]
         maps = jnp.concatenate([jnp.mean(x, -1, keepdims=True), jnp.max(x, -1, keepdims=True)], -1)
         p = self.spatial_kernel // 2
-        att = nn.Conv(1, (self.spatial_kernel,) * 2, padding=((p, p), (p, p)), use_bias=False,
-                      kernel_init=conv_init, name="spatial_conv")(maps)
+        att = nn.Conv(
+            1,
+            (self.spatial_kernel,) * 2,
+            padding=((p, p), (p, p)),
+            use_bias=False,
+            kernel_init=conv_init,
+            name="spatial_conv",
+        )(maps)
         return x * jax.nn.sigmoid(att)
 
 
@@ -63,11 +69,17 @@ class NonLocal(nn.Module):
         b, h, w, c = x.shape
         inner = max(c // 2, 1)
         proj = lambda name: nn.Conv(inner, (1, 1), kernel_init=conv_init, name=name)(x).reshape(
-            b, h * w, inner)
+            b, h * w, inner
+        )
         theta, phi, g = proj("theta"), proj("phi"), proj("g")
         att = jax.nn.softmax(jnp.einsum("bpc,bqc->bpq", theta, phi), axis=-1)
         y = jnp.einsum("bpq,bqc->bpc", att, g).reshape(b, h, w, inner)
         y = nn.Conv(c, (1, 1), kernel_init=conv_init, name="w")(y)
-        y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                         scale_init=nn.initializers.zeros, name="w_bn")(y)
+        y = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            scale_init=nn.initializers.zeros,
+            name="w_bn",
+        )(y)
         return x + y

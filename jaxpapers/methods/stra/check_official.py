@@ -32,12 +32,14 @@ def main(path: str) -> dict[str, float]:
     tmpl = blk.init(jax.random.key(0), x, train=False)
     var = from_torch(_sd(data, "block/"), tmpl)
     y, div, _ = blk.apply(var, x, train=False)
-    res["block_eval_out"] = float(np.abs(np.asarray(y).transpose(0, 3, 1, 2)
-                                         - data["block/y_eval"]).max())
+    res["block_eval_out"] = float(
+        np.abs(np.asarray(y).transpose(0, 3, 1, 2) - data["block/y_eval"]).max()
+    )
     res["block_eval_div"] = float(np.abs(np.asarray(div) - data["block/div_eval"]).max())
     (y, div, _), _ = blk.apply(var, x, train=True, mutable=["batch_stats"])
-    res["block_train_out"] = float(np.abs(np.asarray(y).transpose(0, 3, 1, 2)
-                                          - data["block/y_train"]).max())
+    res["block_train_out"] = float(
+        np.abs(np.asarray(y).transpose(0, 3, 1, 2) - data["block/y_train"]).max()
+    )
     res["block_train_div"] = float(np.abs(np.asarray(div) - data["block/div_train"]).max())
     res["block_out_scale"] = float(np.abs(data["block/y_eval"]).max())
     if "net/x" in data.files:

@@ -45,17 +45,24 @@ def bench(model, shape, batch: int = 8, reps: int = 3) -> dict[str, float]:
     @jax.jit
     def step(params, stats, opt, x):
         def loss_fn(p):
-            (logits, _), upd = model.apply({"params": p, "batch_stats": stats}, x, train=True,
-                                           mutable=["batch_stats", "losses"])
+            (logits, _), upd = model.apply(
+                {"params": p, "batch_stats": stats},
+                x,
+                train=True,
+                mutable=["batch_stats", "losses"],
+            )
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
             return ce + 0.1 * total_diversity(upd.get("losses"), batch).mean(), upd
+
         (_, upd), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
         u, opt = tx.update(g, opt, params)
         return optax.apply_updates(params, u), upd["batch_stats"], opt
 
     out = {}
-    for name, run in (("forward", lambda: fwd(v, x)),
-                      ("train_step", lambda: step(v["params"], v["batch_stats"], opt, x))):
+    for name, run in (
+        ("forward", lambda: fwd(v, x)),
+        ("train_step", lambda: step(v["params"], v["batch_stats"], opt, x)),
+    ):
         jax.block_until_ready(run())  # compile + warm-up
         t0 = time.perf_counter()
         for _ in range(reps):
@@ -75,8 +82,12 @@ def main() -> None:
     for block in a.blocks.split(","):
         model = variant(block)
         f, n = flops(model, shape)
-        row = {"block": block, "params_M": n / 1e6, "gflops": f / 1e9,
-               "device": jax.devices()[0].device_kind}
+        row = {
+            "block": block,
+            "params_M": n / 1e6,
+            "gflops": f / 1e9,
+            "device": jax.devices()[0].device_kind,
+        }
         if a.bench:
             row.update(bench(model, shape))
         print(json.dumps(row), flush=True)

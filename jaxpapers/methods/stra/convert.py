@@ -58,12 +58,14 @@ def _convert(arr: np.ndarray, leaf: str, template: Any) -> np.ndarray:
         arr = arr.T
     if arr.shape != template.shape:
         raise ValueError(
-            f"Shape mismatch for {leaf}: torch gives {arr.shape}, ours {template.shape}.")
+            f"Shape mismatch for {leaf}: torch gives {arr.shape}, ours {template.shape}."
+        )
     return arr.astype(template.dtype)
 
 
-def from_torch(state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any],
-               strict: bool = True) -> dict:
+def from_torch(
+    state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any], strict: bool = True
+) -> dict:
     """Returns a copy of ``variables`` ({'params', 'batch_stats'}) filled from ``state_dict``.
 
     Args:
@@ -77,8 +79,11 @@ def from_torch(state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any
     Raises:
       KeyError: (strict) a torch tensor has no place in the template or a leaf was not filled.
     """
-    flat = {c: traverse_util.flatten_dict(dict(variables[c]), sep="/")
-            for c in ("params", "batch_stats") if c in variables}
+    flat = {
+        c: traverse_util.flatten_dict(dict(variables[c]), sep="/")
+        for c in ("params", "batch_stats")
+        if c in variables
+    }
     out = {c: {} for c in flat}
     for name, arr in state_dict.items():
         tgt = _target(name)

@@ -30,8 +30,9 @@ def evaluate(st, config, workdir: str) -> dict[str, float]:
         out = {"test_accuracy": float(np.mean(np.argmax(logits, -1) == test["label"]))}
         pics = test["image"]
     if config.model.block == "stra" and config.num_pool_map_images and workdir:
-        save_pool_maps(st, config, pics[: config.num_pool_map_images],
-                       os.path.join(workdir, "pool_maps.png"))
+        save_pool_maps(
+            st, config, pics[: config.num_pool_map_images], os.path.join(workdir, "pool_maps.png")
+        )
     return {k: float(v) for k, v in out.items()}
 
 

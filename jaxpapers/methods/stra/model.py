@@ -30,9 +30,15 @@ BLOCKS = ("stra", "plain", "se", "cbam", "nonlocal")
 
 def conv(features: int, kernel: int, stride: int = 1, pad: int = 0, name: str | None = None):
     """A bias-free conv with PyTorch's symmetric explicit padding and Kaiming fan-out init."""
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                   padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=conv_init,
-                   name=name)
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=False,
+        kernel_init=conv_init,
+        name=name,
+    )
 
 
 class Bottleneck(nn.Module):
@@ -52,8 +58,13 @@ class Bottleneck(nn.Module):
         y = nn.relu(batch_norm(train, "bn1")(conv(width, 1, name="conv1")(x)))
         if self.block == "stra":
             y, div, pi = LocalStructuralAttention(
-                features=width, groups=self.heads, kernel_size=self.kernel_size,
-                stride=self.stride, ratio=self.ratio, name="conv2")(y, train)
+                features=width,
+                groups=self.heads,
+                kernel_size=self.kernel_size,
+                stride=self.stride,
+                ratio=self.ratio,
+                name="conv2",
+            )(y, train)
             self.sow("losses", "diversity", div)  # (B,), summed over blocks by total_diversity
             if self.keep_maps:
                 self.sow("intermediates", "pool_maps", pi)
@@ -66,8 +77,9 @@ class Bottleneck(nn.Module):
         elif self.block == "cbam":
             y = CBAM(name="cbam")(y)
         if x.shape[-1] != out_ch or self.stride != 1:
-            x = batch_norm(train, "downsample_bn")(conv(out_ch, 1, self.stride,
-                                                      name="downsample_conv")(x))
+            x = batch_norm(train, "downsample_bn")(
+                conv(out_ch, 1, self.stride, name="downsample_conv")(x)
+            )
         y = nn.relu(y + x)
         if self.block == "nonlocal":
             y = NonLocal(name="nonlocal")(y, train)
@@ -120,18 +132,25 @@ class StRAResNet(nn.Module):
             stride = 1 if s == 0 else (self.last_stride if s == n_stages - 1 else 2)
             block = self.block if s in self.attn_stages else "plain"
             for j in range(size):
-                x = Bottleneck(planes=self.width * 2**s, stride=stride if j == 0 else 1,
-                               block=block, heads=self.heads, kernel_size=self.kernel_size,
-                               ratio=self.ratio, keep_maps=self.keep_maps,
-                               name=f"layer{s + 1}_{j}")(x, train)
+                x = Bottleneck(
+                    planes=self.width * 2**s,
+                    stride=stride if j == 0 else 1,
+                    block=block,
+                    heads=self.heads,
+                    kernel_size=self.kernel_size,
+                    ratio=self.ratio,
+                    keep_maps=self.keep_maps,
+                    name=f"layer{s + 1}_{j}",
+                )(x, train)
         v = jnp.mean(x, axis=(1, 2))
         if self.neck_dim:
             # Official re-ID neck: AdaptiveAvgPool -> 1x1 conv (no bias) -> BN2d; the BN output is
             # the 512-d test feature.
             v = nn.Dense(self.neck_dim, use_bias=False, kernel_init=conv_init, name="neck_conv")(v)
             v = batch_norm(train, "neck_bn")(v)
-        logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
-                          name="classifier")(v)
+        logits = nn.Dense(
+            self.num_classes, kernel_init=nn.initializers.normal(0.01), name="classifier"
+        )(v)
         return logits, v
 
 

@@ -20,8 +20,9 @@ import torch.nn as nn
 
 
 def conv3x3(i, o, stride=1, groups=1, dilation=1):
-    return nn.Conv2d(i, o, 3, stride=stride, padding=dilation, groups=groups, bias=False,
-                     dilation=dilation)
+    return nn.Conv2d(
+        i, o, 3, stride=stride, padding=dilation, groups=groups, bias=False, dilation=dilation
+    )
 
 
 def conv1x1(i, o, stride=1):
@@ -33,8 +34,17 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
-                 dilation=1, norm_layer=None):
+    def __init__(
+        self,
+        inplanes,
+        planes,
+        stride=1,
+        downsample=None,
+        groups=1,
+        base_width=64,
+        dilation=1,
+        norm_layer=None,
+    ):
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         width = int(planes * (base_width / 64.0)) * groups
@@ -60,8 +70,9 @@ def import_official(official_dir):
     tvr = types.ModuleType("torchvision.models.resnet")
     tvr.Bottleneck, tvr.conv1x1, tvr.conv3x3 = Bottleneck, conv1x1, conv3x3
     tv.models, tvm.resnet = tvm, tvr
-    sys.modules.update({"torchvision": tv, "torchvision.models": tvm,
-                        "torchvision.models.resnet": tvr})
+    sys.modules.update(
+        {"torchvision": tv, "torchvision.models": tvm, "torchvision.models.resnet": tvr}
+    )
     sys.path.insert(0, official_dir)
     import models.StRARes as official
 
@@ -106,9 +117,18 @@ def main(official_dir, path, full):
     if full:
         # 2) The whole re-ID StRA-ResNet-50 (751 ids) on 256x128 inputs, eval-mode 512-d
         # feature. (Train mode calls .cuda() on the diversity loss: not runnable on CPU.)
-        net = s.StRAResNet(layers=[3, 4, 6, 3], loss="softmax", num_classes=751, ratio=4,
-                           head=8, rate=1, sa_dilation=1, last_stride=1, kernel_size=3,
-                           sa_conv=s.LocalAttn)
+        net = s.StRAResNet(
+            layers=[3, 4, 6, 3],
+            loss="softmax",
+            num_classes=751,
+            ratio=4,
+            head=8,
+            rate=1,
+            sa_dilation=1,
+            last_stride=1,
+            kernel_size=3,
+            sa_conv=s.LocalAttn,
+        )
         randomise(net, g)
         xi = torch.randn(2, 3, 256, 128, generator=g)
         dump("net/", net, out)

@@ -30,7 +30,8 @@ def read_market1501(root: str, split: str, image_size=(256, 128)) -> dict[str, n
     if not os.path.isdir(d):
         raise FileNotFoundError(
             f"Market-1501 folder {d!r} not found: set --config.data.path to the extracted "
-            "Market-1501-v15.09.15 root (with bounding_box_train/, query/, bounding_box_test/).")
+            "Market-1501-v15.09.15 root (with bounding_box_train/, query/, bounding_box_test/)."
+        )
     items = []
     for name in sorted(os.listdir(d)):
         m = _MARKET_NAME.match(name)
@@ -49,8 +50,9 @@ def read_market1501(root: str, split: str, image_size=(256, 128)) -> dict[str, n
     return out
 
 
-def read_att_faces(root: str, split: str, image_size=(56, 48), num_train_ids: int = 30,
-                   num_query: int = 2) -> dict[str, np.ndarray]:
+def read_att_faces(
+    root: str, split: str, image_size=(56, 48), num_train_ids: int = 30, num_query: int = 2
+) -> dict[str, np.ndarray]:
     """AT&T/ORL faces (root/s<id>/<k>.pgm) as a small retrieval task with unseen test identities.
 
     train: all images of identities s1..s<num_train_ids> (labels 0..);

@@ -28,16 +28,28 @@ REID_DATA = ("market1501", "att_faces")
 
 def build_model(config, keep_maps: bool = False) -> StRAResNet:
     m = config.model
-    return StRAResNet(num_classes=m.num_classes, stage_sizes=tuple(m.stage_sizes), width=m.width,
-                      block=m.block, attn_stages=tuple(m.attn_stages), heads=m.heads,
-                      kernel_size=m.kernel_size, ratio=m.ratio, last_stride=m.last_stride,
-                      stem=m.stem, neck_dim=m.neck_dim, keep_maps=keep_maps)
+    return StRAResNet(
+        num_classes=m.num_classes,
+        stage_sizes=tuple(m.stage_sizes),
+        width=m.width,
+        block=m.block,
+        attn_stages=tuple(m.attn_stages),
+        heads=m.heads,
+        kernel_size=m.kernel_size,
+        ratio=m.ratio,
+        last_stride=m.last_stride,
+        stem=m.stem,
+        neck_dim=m.neck_dim,
+        keep_maps=keep_maps,
+    )
 
 
 def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
     b = config.batch_size
-    return {"image": jax.ShapeDtypeStruct((b, *config.data.image_shape), jnp.uint8),
-            "label": jax.ShapeDtypeStruct((b,), jnp.int32)}
+    return {
+        "image": jax.ShapeDtypeStruct((b, *config.data.image_shape), jnp.uint8),
+        "label": jax.ShapeDtypeStruct((b,), jnp.int32),
+    }
 
 
 def make_source(config, split: str) -> dict[str, np.ndarray]:
@@ -58,8 +70,9 @@ def init_state(key, config) -> state.TrainState:
     variables = build_model(config).init(k_init, dummy, train=False)
     if config.model.pretrained_npz:
         variables = load_pretrained(variables, config.model.pretrained_npz)
-    return state.TrainState.create(variables["params"], optim.make(config.optim), k_state,
-                                   variables.get("batch_stats", {}))
+    return state.TrainState.create(
+        variables["params"], optim.make(config.optim), k_state, variables.get("batch_stats", {})
+    )
 
 
 def load_pretrained(variables, path: str) -> dict:
@@ -69,7 +82,8 @@ def load_pretrained(variables, path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"model.pretrained_npz={path!r} does not exist: save a torch state_dict with "
-            "np.savez(path, **{k: v.numpy() for k, v in sd.items()}) or leave it empty.")
+            "np.savez(path, **{k: v.numpy() for k, v in sd.items()}) or leave it empty."
+        )
     with np.load(path) as f:
         state_dict = {k: f[k] for k in f.files}
     return convert.from_torch(state_dict, variables, strict=False)
@@ -96,8 +110,12 @@ def random_erase(key: jax.Array, x: jax.Array, prob: float) -> jax.Array:
     top = jnp.floor(jax.random.uniform(ks[2], (n,)) * (h - eh + 1))
     left = jnp.floor(jax.random.uniform(ks[3], (n,)) * (w - ew + 1))
     rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
-    box = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
-           & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
+    box = (
+        (rows >= top[:, None, None])
+        & (rows < (top + eh)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + ew)[:, None, None])
+    )
     apply = jax.random.bernoulli(ks[4], prob, (n, 1, 1))
     return jnp.where((box & apply)[..., None], 0.0, x)
 
@@ -117,23 +135,28 @@ def batch_hard_triplet(feat: jax.Array, labels: jax.Array, margin: float) -> jax
 def _frozen_mask(params, config):
     """True for parameters NOT in ``config.open_layers`` (frozen during the fixbase phase)."""
     rx = re.compile(config.open_layers)
-    return jax.tree_util.tree_map_with_path(
-        lambda p, _: not rx.match(optim.param_path(p)), params)
+    return jax.tree_util.tree_map_with_path(lambda p, _: not rx.match(optim.param_path(p)), params)
 
 
 def train_step(st: state.TrainState, batch, *, config):
     model = build_model(config)
     k_aug, k_erase = jax.random.split(rng.step_key(st))
-    x = augment.crop_flip(k_aug, normalise(batch["image"], config), config.data.crop_pad,
-                          config.data.flip)
+    x = augment.crop_flip(
+        k_aug, normalise(batch["image"], config), config.data.crop_pad, config.data.flip
+    )
     x = random_erase(k_erase, x, config.data.erase_prob)
     labels = batch["label"]
 
     def loss_fn(params):
-        (logits, feat), upd = model.apply({"params": params, "batch_stats": st.batch_stats}, x,
-                                          train=True, mutable=["batch_stats", "losses"])
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, config.model.num_classes),
-                                      config.label_smoothing)
+        (logits, feat), upd = model.apply(
+            {"params": params, "batch_stats": st.batch_stats},
+            x,
+            train=True,
+            mutable=["batch_stats", "losses"],
+        )
+        targets = optax.smooth_labels(
+            jax.nn.one_hot(labels, config.model.num_classes), config.label_smoothing
+        )
         ce = jnp.mean(optax.softmax_cross_entropy(logits, targets))
         div = jnp.mean(total_diversity(upd.get("losses"), x.shape[0]))
         loss = ce + config.div_weight * div
@@ -143,19 +166,31 @@ def train_step(st: state.TrainState, batch, *, config):
             loss = loss + config.triplet_weight * trip
         return loss, (logits, upd["batch_stats"], ce, div, trip)
 
-    (loss, (logits, stats, ce, div, trip)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(st.params)
+    (loss, (logits, stats, ce, div, trip)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        st.params
+    )
     tx = optim.make(config.optim)
     updates, opt_state = tx.update(grads, st.opt_state, st.params)
     if config.fixbase_steps > 0:
         frozen = st.step < config.fixbase_steps
-        updates = jax.tree.map(lambda u, f: jnp.where(frozen & f, 0.0, u), updates,
-                               _frozen_mask(updates, config))
-    st = st.replace(step=st.step + 1, params=optax.apply_updates(st.params, updates),
-                    opt_state=opt_state, batch_stats=stats)
+        updates = jax.tree.map(
+            lambda u, f: jnp.where(frozen & f, 0.0, u), updates, _frozen_mask(updates, config)
+        )
+    st = st.replace(
+        step=st.step + 1,
+        params=optax.apply_updates(st.params, updates),
+        opt_state=opt_state,
+        batch_stats=stats,
+    )
     acc = jnp.mean(jnp.argmax(logits, -1) == labels)
-    return st, {"loss": loss, "ce": ce, "diversity": div, "triplet": trip, "accuracy": acc,
-                "grad_norm": optax.tree.norm(grads)}
+    return st, {
+        "loss": loss,
+        "ce": ce,
+        "diversity": div,
+        "triplet": trip,
+        "accuracy": acc,
+        "grad_norm": optax.tree.norm(grads),
+    }
 
 
 def jit_forward(st: state.TrainState, config, keep_maps: bool = False):
