@@ -1,0 +1,291 @@
+"""SynFace job in one jitted step: generator phase, then recognition on synthetic (+ real) faces.
+
+* phase 0, ``step < gen.steps``: one conditional StyleGAN2 iteration (G non-saturating loss on
+  fakes of random training identities; D logistic loss; lazy R1 every ``d_reg_interval`` steps;
+  G EMA) on the real training identities (``real_image``/``real_label``).
+* phase 1: the recogniser (LResNet-E-IR + ArcFace s=30, m=0.5) on the synthetic rows of the batch,
+  whose images are generated from the frozen EMA generator inside the step (`synthesis.generate`:
+  the row's image is a deterministic function of the row, the same pixels the builder stores),
+  with IM soft labels and, when ``dm.enabled``, domain mixup with the real images: one psi per
+  batch from the grid, pixel mixing, real labels offset by ``synth.num_ids``, margin-then-mix
+  logits and the official loss (`losses`).
+The phase is selected with ``lax.cond`` so the step compiles once; checkpoints resume either phase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxpapers import optim, rng
+from jaxpapers.layers import face_backbones as fb
+from jaxpapers.lib import margin_heads as mh
+from jaxpapers.methods.from_occlusion.steps import fast_key
+from jaxpapers.methods.stylegan2_dgl import losses as sg_losses
+from jaxpapers.methods.stylegan2_dgl.steps import ema_beta
+from jaxpapers.methods.synface import losses, synthesis
+from jaxpapers.methods.synface import model as M
+
+
+@flax.struct.dataclass
+class GenState:
+    g: Any
+    d: Any
+    g_ema: Any
+    g_opt: Any
+    d_opt: Any
+    r1_last: jax.Array
+
+
+@flax.struct.dataclass
+class RecState:
+    params: Any  # {'net': recogniser, 'cls': MarginHead centres}
+    batch_stats: Any
+    opt: Any
+
+
+@flax.struct.dataclass
+class SynFaceState:
+    step: jax.Array
+    rng: jax.Array
+    gen: GenState
+    rec: RecState
+
+    @property
+    def params(self):
+        """All trainable parameters (for generic checks)."""
+        return {"gen": {"g": self.gen.g, "d": self.gen.d}, "rec": self.rec.params}
+
+
+def num_classes(config) -> int:
+    """Synthetic identities, plus the real ones (offset after them) under domain mixup."""
+    return int(config.synth.num_ids) + (int(config.data.n_train_ids) if config.dm.enabled else 0)
+
+
+def build_net(config) -> fb.FaceRecognitionNet:
+    r = config.rec
+    return fb.lresnet50e_ir(
+        widths=tuple(r.widths),
+        depths=tuple(r.depths),
+        embed_dim=r.embed_dim,
+        dropout=r.dropout,
+        flat_bn=False,
+    )
+
+
+def build_head(config) -> mh.MarginHead:
+    r = config.rec
+    return mh.MarginHead(num_classes(config), mh.make_margin(r.margin, r.scale, r.margin_m))
+
+
+def init_state(key: jax.Array, config) -> SynFaceState:
+    kg, kd, kn, kr, kc, kdrop, ks = jax.random.split(key, 7)
+    g_net, d_net = M.build_generator(config), M.build_discriminator(config)
+    gc = config.gen
+    g = g_net.init(
+        {"params": fast_key(kg), "noise": fast_key(kn)},
+        jnp.zeros((1, gc.z_dim)),
+        jnp.zeros((1,), jnp.int32),
+    )["params"]
+    ng = max(1, gc.mbstd_group_size)
+    d = d_net.init(
+        fast_key(kd),
+        jnp.zeros((ng, gc.resolution, gc.resolution, gc.img_channels)),
+        jnp.zeros((ng,), jnp.int32),
+    )["params"]
+    gen = GenState(
+        g=g,
+        d=d,
+        g_ema=jax.tree.map(jnp.copy, g),
+        g_opt=optim.make(config.optim.g).init(g),
+        d_opt=optim.make(config.optim.d).init(d),
+        r1_last=jnp.zeros(()),
+    )
+    net, head = build_net(config), build_head(config)
+    r = gc.resolution
+    v = net.init({"params": fast_key(kr), "dropout": fast_key(kdrop)}, jnp.zeros((1, r, r, 3)))
+    cls = head.init(fast_key(kc), jnp.zeros((1, config.rec.embed_dim)), jnp.zeros((1,), jnp.int32))[
+        "params"
+    ]
+    params = {"net": v["params"], "cls": cls}
+    rec = RecState(
+        params=params, batch_stats=v["batch_stats"], opt=optim.make(config.optim.rec).init(params)
+    )
+    return SynFaceState(step=jnp.zeros((), jnp.int32), rng=ks, gen=gen, rec=rec)
+
+
+def to_float(images: jax.Array) -> jax.Array:
+    """uint8 -> [-1, 1] (ToTensor + Normalize(0.5, 0.5))."""
+    return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_rgb(x: jax.Array) -> jax.Array:
+    return jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
+def random_flip(key: jax.Array, x: jax.Array) -> jax.Array:
+    flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+    return jnp.where(flip, x[:, :, ::-1], x)
+
+
+def gan_update(
+    gs: GenState, reals: jax.Array, labels: jax.Array, key: jax.Array, local_step: jax.Array, config
+) -> tuple[GenState, dict]:
+    """One conditional StyleGAN2 iteration (G main, D main, lazy R1, EMA)."""
+    g_net, d_net = M.build_generator(config), M.build_discriminator(config)
+    gc, L = config.gen, config.gen_loss
+    n = reals.shape[0]
+    ids = int(config.data.n_train_ids)
+    k = jax.random.split(key, 6)
+    tx_g, tx_d = optim.make(config.optim.g), optim.make(config.optim.d)
+
+    def fake(g_params, kz, kc, kn):
+        z = jax.random.normal(kz, (n, gc.z_dim))
+        c = jax.random.randint(kc, (n,), 0, ids)
+        return g_net.apply({"params": g_params}, z, c, rngs={"noise": kn}), c
+
+    def g_loss_fn(g_params):
+        img, c = fake(g_params, k[0], k[1], k[2])
+        return sg_losses.g_nonsaturating(d_net.apply({"params": gs.d}, img, c))
+
+    g_loss, grads = jax.value_and_grad(g_loss_fn)(gs.g)
+    upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
+    g = optax.apply_updates(gs.g, upd)
+    img_d, c_d = fake(g, k[3], k[4], k[5])
+    img_d = jax.lax.stop_gradient(img_d)
+
+    def d_loss_fn(d_params):
+        return sg_losses.d_logistic(
+            d_net.apply({"params": d_params}, reals, labels),
+            d_net.apply({"params": d_params}, img_d, c_d),
+        )
+
+    d_loss, dgrads = jax.value_and_grad(d_loss_fn)(gs.d)
+    upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
+    d = optax.apply_updates(gs.d, upd)
+
+    def r1_step(args):
+        d, d_opt = args
+
+        def r1_loss(d_params):
+            pen = sg_losses.r1_penalty(
+                lambda x: d_net.apply({"params": d_params}, x, labels), reals
+            )
+            return jnp.mean(pen) * (L.r1_gamma / 2) * L.d_reg_interval, jnp.mean(pen)
+
+        (_, pen), gr = jax.value_and_grad(r1_loss, has_aux=True)(d)
+        u, d_opt = tx_d.update(gr, d_opt, d)
+        return optax.apply_updates(d, u), d_opt, pen
+
+    if L.r1_gamma > 0:
+        d, d_opt, r1 = jax.lax.cond(
+            local_step % L.d_reg_interval == 0,
+            r1_step,
+            lambda a: (a[0], a[1], gs.r1_last),
+            (d, d_opt),
+        )
+    else:
+        r1 = gs.r1_last
+    g_ema = optim.ema_update(gs.g_ema, g, ema_beta(config, local_step))
+    new = GenState(g=g, d=d, g_ema=g_ema, g_opt=g_opt, d_opt=d_opt, r1_last=r1)
+    return new, {"g_loss": g_loss, "d_loss": d_loss, "r1": r1}
+
+
+def rec_update(st: SynFaceState, batch: dict, key: jax.Array, config) -> tuple[RecState, dict]:
+    """One SynFace recognition step (IM soft labels, optional DM), notes §2.3."""
+    k_fs, k_fr, k_psi, k_perm, k_drop = jax.random.split(key, 5)
+    rows = {kk: batch[kk] for kk in synthesis.PLAN_KEYS}
+    codes = synthesis.identity_codes(st.gen.g_ema, config)
+    syn = synthesis.generate(st.gen.g_ema, codes, rows, config)
+    # Quantise as the stored (builder) images are, then the usual [-1, 1] normalisation.
+    x_syn = random_flip(k_fs, to_rgb(to_float(synthesis.to_uint8(syn))))
+    y_a, y_b, phi = batch["syn_id_a"], batch["syn_id_b"], batch["syn_phi"]
+    if config.dm.enabled:
+        # Official: an independent real loader -> pair each synthetic image with a random real one.
+        perm = jax.random.permutation(k_perm, x_syn.shape[0])
+        x_real = random_flip(k_fr, to_rgb(to_float(batch["real_image"][perm])))
+        y_real = batch["real_label"][perm] + int(config.synth.num_ids)
+        psi = losses.sample_from_grid(k_psi, (), float(config.synth.grid_step))
+        x = losses.mix_pixels(x_syn, x_real, psi)
+    else:
+        x, y_real, psi = x_syn, None, jnp.ones(())
+    t = losses.soft_targets(y_a, y_b, phi, y_real, psi, num_classes(config))
+    net, head = build_net(config), build_head(config)
+
+    def loss_fn(params):
+        emb, upd = net.apply(
+            {"params": params["net"], "batch_stats": st.rec.batch_stats},
+            x,
+            train=True,
+            rngs={"dropout": fast_key(k_drop)},
+            mutable=["batch_stats"],
+        )
+        # margin_logits with the mixed target matrix == losses.mixed_logits (tested).
+        logits, _ = head.apply({"params": params["cls"]}, emb, t)
+        loss = losses.synface_loss(logits, y_a, y_b, phi, y_real, psi)
+        return loss, (upd["batch_stats"], logits)
+
+    (loss, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.rec.params)
+    tx = optim.make(config.optim.rec)
+    upd, opt = tx.update(grads, st.rec.opt, st.rec.params)
+    params = optax.apply_updates(st.rec.params, upd)
+    metrics = {
+        "rec_loss": loss,
+        "rec_acc": jnp.mean(jnp.argmax(logits, -1) == y_a),
+        "psi": psi,
+        "phi_mean": jnp.mean(phi),
+    }
+    return RecState(params=params, batch_stats=stats, opt=opt), metrics
+
+
+METRIC_KEYS = ("g_loss", "d_loss", "r1", "rec_loss", "rec_acc", "psi", "phi_mean")
+
+
+def train_step(state: SynFaceState, batch: dict, *, config) -> tuple[SynFaceState, dict]:
+    key = rng.step_key(state)
+    k_aug, k_gan, k_rec = jax.random.split(key, 3)
+    gen_steps = int(config.gen.steps)
+
+    def full(m):
+        return {k: jnp.asarray(m.get(k, 0.0), jnp.float32) for k in METRIC_KEYS}
+
+    def gan_branch(st):
+        reals = to_float(batch["real_image"])
+        if config.gen_loss.mirror:
+            reals = random_flip(k_aug, reals)
+        gen, m = gan_update(st.gen, reals, batch["real_label"], k_gan, st.step, config)
+        m = full(m)
+        m["loss"] = m["g_loss"] + m["d_loss"]
+        return st.replace(gen=gen), m
+
+    def rec_branch(st):
+        rec, m = rec_update(st, batch, k_rec, config)
+        m = full(m)
+        m["loss"] = m["rec_loss"]
+        return st.replace(rec=rec), m
+
+    if gen_steps > 0:
+        state, metrics = jax.lax.cond(state.step < gen_steps, gan_branch, rec_branch, state)
+    else:  # Generator from init_from: the GAN branch is not traced.
+        state, metrics = rec_branch(state)
+    metrics["phase"] = (state.step >= gen_steps).astype(jnp.float32)
+    return state.replace(step=state.step + 1), metrics
+
+
+def embed(variables: dict, images: np.ndarray, config, batch: int = 100) -> np.ndarray:
+    """Eval-mode embeddings of uint8 faces (grey replicated to RGB), batched on the host."""
+    net = build_net(config)
+    fn = jax.jit(lambda v, x: net.apply(v, to_rgb(to_float(x)), train=False))
+    out = []
+    for i in range(0, len(images), batch):
+        chunk = images[i : i + batch]
+        pad = batch - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
+        out.append(np.asarray(jax.device_get(fn(variables, jnp.asarray(chunk))))[: batch - pad])
+    return np.concatenate(out)

@@ -1,0 +1,68 @@
+"""SynFace: the standard jit test (GAN phase then recognition phase of one compiled step)."""
+
+import numpy as np
+
+from jaxpapers import config_lib, methods, testing
+from jaxpapers.methods.synface import faces, synthesis
+
+
+def _smoke(arg="smoke"):
+    return config_lib.load_config_file("configs/synface.py", arg)
+
+
+def _batches(config, n):
+    # Tests never read the ORL folder: random real faces + a real synthesis plan.
+    s = config.synth
+    plan = synthesis.synthesis_plan(s.num_ids, s.per_id, s.seed, s.mixup)
+    r, c, ids = config.gen.resolution, config.gen.img_channels, config.data.n_train_ids
+    rng = np.random.default_rng(0)
+    real = {
+        "image": rng.integers(0, 256, (ids * 2, r, r, c), dtype=np.uint8),
+        "label": np.repeat(np.arange(ids), 2).astype(np.int32),
+    }
+    rows = faces.pair_rows(plan, real, 0)
+    b = config.batch_size
+    return [{k: v[i * b : (i + 1) * b] for k, v in rows.items()} for i in range(n)]
+
+
+def test_synface_train_step_jit():
+    config = _smoke()
+    assert methods.get("synface").kind == "train"
+    state, metrics = testing.check_train_step_jit(
+        "synface", config, steps=2, batches=_batches(config, 2)
+    )
+    assert [float(m["phase"]) for m in metrics] == [0.0, 1.0]
+    assert float(metrics[0]["d_loss"]) > 0 and float(metrics[0]["rec_loss"]) == 0
+    assert float(metrics[1]["rec_loss"]) > 0 and float(metrics[1]["d_loss"]) == 0
+    psi = float(metrics[1]["psi"])
+    assert 0.0 <= psi <= 1.0 and abs(psi * 20 - round(psi * 20)) < 1e-4
+
+
+def test_config_variants_and_pairing():
+    c = _smoke("smoke,gen.steps=0,rec_steps=5,dm.enabled=False,synth.mixup=False")
+    assert c.num_train_steps == 5 and c.optim.rec.milestones == (2, 3)
+    rows = _batches(c, 1)[0]
+    assert np.all(rows["syn_phi"] == 1.0)
+    d = _smoke()
+    assert d.num_train_steps == d.gen.steps + d.rec_steps
+
+
+def test_lfw_pairs_file_is_read_at_generator_resolution(tmp_path):
+    from PIL import Image
+
+    from jaxpapers.evals import face_verification as fv
+
+    for name in ("Ann_A", "Bob_B"):
+        (tmp_path / name).mkdir()
+        for k in (1, 2):
+            Image.fromarray(np.full((20, 18, 3), 40 * k, np.uint8)).save(
+                tmp_path / name / f"{name}_{k:04d}.jpg"
+            )
+    fv.write_pairs(
+        str(tmp_path / "pairs.txt"), [("Ann_A", 1, "Ann_A", 2), ("Ann_A", 1, "Bob_B", 2)] * 5
+    )
+    c = _smoke(f"smoke,eval.pairs_file={tmp_path / 'pairs.txt'},eval.lfw_dir={tmp_path}")
+    images, labels, pairs = faces.eval_pairs(c)
+    r = c.gen.resolution
+    assert images.shape == (3, r, r, c.gen.img_channels) and np.all(labels == -1)
+    assert pairs.shape == (10, 3) and pairs[:, 2].tolist() == [1, 0] * 5
