@@ -25,34 +25,43 @@ import jax.numpy as jnp
 from jaxpapers.lib.attacks.pgd import LogitsFn, _bcast
 
 
-def project_linf_hyperplane_box(t: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+def project_linf_hyperplane_box(
+    t: jax.Array, w: jax.Array, b: jax.Array, num_bisections: int = 40
+) -> jax.Array:
     """The minimal-L∞ step δ with w·(t + δ) = b and t + δ in [0, 1], per row of (n, d) inputs.
 
     Moving coordinate i by at most λ towards the box face that changes w·z in the needed
     direction changes w·z by g(λ) = Σ_i |w_i| min(λ, u_i), u_i the room to that face; g is
-    piecewise linear and increasing, so the smallest λ with g(λ) = |w·t − b| follows from the
-    sorted rooms and cumulative sums. δ_i = ±min(λ, u_i). If even the box corner cannot reach
-    the hyperplane, δ is the step to that corner (the reference's choice); w_i = 0 gives δ_i = 0.
+    piecewise linear and increasing, so the smallest λ with g(λ) = |w·t − b| is found by
+    bisection and then solved exactly on its linear piece. (The reference sorts the rooms; a
+    sort of a (1000, 784) array takes ~1 s on XLA:CPU, 40 bisection steps of elementwise work
+    take milliseconds.) δ_i = ±min(λ, u_i). If even the box corner cannot reach the hyperplane,
+    δ is the step to that corner (the reference's choice); w_i = 0 gives δ_i = 0.
     """
     c = jnp.sum(w * t, axis=1) - b  # > 0: w·z must decrease by c; < 0: increase by |c|
-    need = jnp.abs(c)
+    need = jnp.abs(c)[:, None]
     # Direction that moves w·z the right way: towards 1 where sign(w)·sign(c) < 0, else to 0.
     up = (w * jnp.where(c >= 0, 1.0, -1.0)[:, None]) < 0
     room = jnp.where(up, 1.0 - t, t)
     aw = jnp.abs(w)
-    order = jnp.argsort(room, axis=1)
-    us = jnp.take_along_axis(room, order, axis=1)
-    ws = jnp.take_along_axis(aw, order, axis=1)
-    prefix = jnp.cumsum(ws * us, axis=1) - ws * us  # Σ_{j<k} |w_j| u_j
-    tail = jnp.sum(aw, axis=1, keepdims=True) - jnp.cumsum(ws, axis=1) + ws  # Σ_{j≥k} |w_j|
-    g_at = prefix + us * tail  # g(u_(k))
-    reached = g_at >= need[:, None]
-    k = jnp.argmax(reached, axis=1)
-    p_k = jnp.take_along_axis(prefix, k[:, None], axis=1)[:, 0]
-    t_k = jnp.take_along_axis(tail, k[:, None], axis=1)[:, 0]
-    lam = jnp.maximum(need - p_k, 0.0) / jnp.maximum(t_k, 1e-12)
-    lam = jnp.where(jnp.any(reached, axis=1), lam, jnp.inf)  # infeasible: go to the corner
-    delta = jnp.where(up, 1.0, -1.0) * jnp.minimum(lam[:, None], room)
+    g = lambda lam: jnp.sum(aw * jnp.minimum(lam, room), axis=1, keepdims=True)  # noqa: E731
+
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        above = g(mid) >= need
+        return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
+
+    hi0 = jnp.max(room, axis=1, keepdims=True)
+    lo, hi = jax.lax.fori_loop(0, num_bisections, bisect, (jnp.zeros_like(hi0), hi0))
+    # Exact on the linear piece: coordinates with u_i <= lo are saturated at the solution.
+    sat = room <= lo
+    lam = (need - jnp.sum(jnp.where(sat, aw * room, 0.0), axis=1, keepdims=True)) / jnp.maximum(
+        jnp.sum(jnp.where(sat, 0.0, aw), axis=1, keepdims=True), 1e-12
+    )
+    lam = jnp.clip(lam, lo, hi)
+    lam = jnp.where(g(hi0) >= need, lam, jnp.inf)  # infeasible: go to the corner
+    delta = jnp.where(up, 1.0, -1.0) * jnp.minimum(lam, room)
     return jnp.where(w != 0, delta, 0.0)
 
 
