@@ -14,9 +14,11 @@ layout), yuesongtian/DGL-GAN ``stylegan2_dgl/training/loss.py`` (``G_dg_pathreg`
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def g_nonsaturating(fake_logits: jax.Array) -> jax.Array:
@@ -69,3 +71,39 @@ def path_length_penalty(
     and the gradient also flows through it."""
     new_mean = pl_mean + decay * (jnp.mean(lengths) - pl_mean)
     return jnp.square(lengths - new_mean), jax.lax.stop_gradient(new_mean)
+
+
+def lazy_r1_update(
+    d_apply: Callable[[Any, jax.Array], jax.Array],
+    d_params: Any,
+    d_opt: Any,
+    tx_d: optax.GradientTransformation,
+    reals: jax.Array,
+    *,
+    gamma: float,
+    interval: int,
+    step: jax.Array,
+    last: jax.Array,
+) -> tuple[Any, Any, jax.Array]:
+    """StyleGAN2's lazy R1: every ``interval`` D steps, one extra D update on
+    ``(gamma / 2) * E||grad_x D(x)||^2 * interval`` (its own Adam step, moments shared with the
+    main D loss; the optimizer carries the official lr/beta correction). Inside jit as a
+    ``lax.cond``; returns (D params, D optimizer state, the penalty of the last R1 step).
+    Shared by every StyleGAN2-based method (``stylegan2_dgl``, ``synface``)."""
+    if gamma <= 0:
+        return d_params, d_opt, last
+
+    def r1_step(args):
+        d, opt = args
+
+        def r1_loss(p):
+            pen = r1_penalty(lambda x: d_apply(p, x), reals)
+            return jnp.mean(pen) * (gamma / 2) * interval, jnp.mean(pen)
+
+        (_, pen), grads = jax.value_and_grad(r1_loss, has_aux=True)(d)
+        updates, opt = tx_d.update(grads, opt, d)
+        return optax.apply_updates(d, updates), opt, pen
+
+    return jax.lax.cond(
+        step % interval == 0, r1_step, lambda a: (a[0], a[1], last), (d_params, d_opt)
+    )

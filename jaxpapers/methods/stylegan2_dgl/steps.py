@@ -238,26 +238,17 @@ def gan_update(
     d = optax.apply_updates(gs.d, upd)
 
     # ---- D reg: lazy R1 on reals.
-    def r1_step(args):
-        d, d_opt = args
-
-        def r1_loss(d_params):
-            pen = losses.r1_penalty(lambda x: d_net.apply({"params": d_params}, x), reals)
-            return jnp.mean(pen) * (L.r1_gamma / 2) * L.d_reg_interval, jnp.mean(pen)
-
-        (_, pen), gr = jax.value_and_grad(r1_loss, has_aux=True)(d)
-        u, d_opt = tx_d.update(gr, d_opt, d)
-        return optax.apply_updates(d, u), d_opt, pen
-
-    if L.r1_gamma > 0:
-        d, d_opt, r1_last = jax.lax.cond(
-            local_step % L.d_reg_interval == 0,
-            r1_step,
-            lambda a: (a[0], a[1], gs.r1_last),
-            (d, d_opt),
-        )
-    else:
-        r1_last = gs.r1_last
+    d, d_opt, r1_last = losses.lazy_r1_update(
+        lambda p, x: d_net.apply({"params": p}, x),
+        d,
+        d_opt,
+        tx_d,
+        reals,
+        gamma=L.r1_gamma,
+        interval=L.d_reg_interval,
+        step=local_step,
+        last=gs.r1_last,
+    )
 
     g_ema = optim.ema_update(gs.g_ema, g, ema_beta(config, local_step))
     new = GanState(

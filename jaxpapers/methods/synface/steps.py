@@ -169,28 +169,17 @@ def gan_update(
     upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
     d = optax.apply_updates(gs.d, upd)
 
-    def r1_step(args):
-        d, d_opt = args
-
-        def r1_loss(d_params):
-            pen = sg_losses.r1_penalty(
-                lambda x: d_net.apply({"params": d_params}, x, labels), reals
-            )
-            return jnp.mean(pen) * (L.r1_gamma / 2) * L.d_reg_interval, jnp.mean(pen)
-
-        (_, pen), gr = jax.value_and_grad(r1_loss, has_aux=True)(d)
-        u, d_opt = tx_d.update(gr, d_opt, d)
-        return optax.apply_updates(d, u), d_opt, pen
-
-    if L.r1_gamma > 0:
-        d, d_opt, r1 = jax.lax.cond(
-            local_step % L.d_reg_interval == 0,
-            r1_step,
-            lambda a: (a[0], a[1], gs.r1_last),
-            (d, d_opt),
-        )
-    else:
-        r1 = gs.r1_last
+    d, d_opt, r1 = sg_losses.lazy_r1_update(
+        lambda p, x: d_net.apply({"params": p}, x, labels),
+        d,
+        d_opt,
+        tx_d,
+        reals,
+        gamma=L.r1_gamma,
+        interval=L.d_reg_interval,
+        step=local_step,
+        last=gs.r1_last,
+    )
     g_ema = optim.ema_update(gs.g_ema, g, ema_beta(config, local_step))
     new = GenState(g=g, d=d, g_ema=g_ema, g_opt=g_opt, d_opt=d_opt, r1_last=r1)
     return new, {"g_loss": g_loss, "d_loss": d_loss, "r1": r1}
