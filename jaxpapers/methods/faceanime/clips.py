@@ -1,0 +1,141 @@
+"""FaceAnime training data: tracked face clips -> (source, target) frame pairs + 3DDP windows.
+
+Official data (notes §4.2): IJB-C video folders cropped with 2DASL, per-frame dense BFM vertices;
+random (src, dst) frame pairs of one video train the generator.  Ours: the clips named in
+config.data.videos are tracked with FaceMesh and face-cropped once by `data/face_video.py`
+(cached array_record); the last `holdout` frames of every clip are held out for evaluation.
+Each training example is a pre-drawn random pair (src, dst) of the same clip plus the 3DDP
+window of `window` frames that starts at src (relative pose/expression parameters, see
+dynamics.py), so one batch feeds all three networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from jaxpapers.data import face_video
+from jaxpapers.methods.faceanime import dynamics
+
+
+@dataclasses.dataclass(frozen=True)
+class Clips:
+    """Tracked clips with found frames only: frames [T,S,S,3] uint8, landmarks [T,468,3]."""
+
+    frames: tuple[np.ndarray, ...]
+    landmarks: tuple[np.ndarray, ...]
+    holdout: int
+
+    def split(self, i: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+        f, lm = self.frames[i], self.landmarks[i]
+        cut = len(f) - self.holdout
+        return (f[:cut], lm[:cut]) if split == "train" else (f[cut:], lm[cut:])
+
+
+@functools.lru_cache(maxsize=4)
+def _load(
+    videos: tuple[str, ...], size: int, margin: float, max_frames: int, cache_dir: str, holdout: int
+) -> Clips:
+    vids = face_video.load_face_videos(
+        [face_video.resolve_video(v) for v in videos],
+        size,
+        cache_dir or None,
+        margin=margin,
+        max_frames=max_frames or None,
+    )
+    frames, lms = [], []
+    for path, v in zip(videos, vids, strict=True):
+        keep = v.found & np.all(np.isfinite(v.landmarks), axis=(1, 2))
+        if keep.sum() < holdout + 4:
+            raise ValueError(
+                f"Clip {path!r}: only {int(keep.sum())} frames with a tracked face; "
+                f"need > holdout + 4 = {holdout + 4}."
+            )
+        frames.append(v.frames[keep])
+        lms.append(v.landmarks[keep].astype(np.float32))
+    return Clips(tuple(frames), tuple(lms), holdout)
+
+
+def load_clips(config) -> Clips:
+    """The config's tracked, cropped clips (cached on disk by the face-video builder)."""
+    d = config.data
+    return _load(
+        tuple(d.videos),
+        int(d.image_size),
+        float(d.margin),
+        int(d.max_frames),
+        str(d.cache_dir),
+        int(d.holdout),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _geometry(key) -> dynamics.Geometry:
+    config = key.config
+    clips = load_clips(config)
+    train_lm = np.concatenate([clips.split(i, "train")[1] for i in range(len(clips.frames))])
+    return dynamics.fit_geometry(
+        train_lm, int(config.data.image_size), int(config.model.expr_k), int(config.data.window)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    config: object
+
+    def __hash__(self) -> int:
+        c = self.config
+        return hash(
+            (
+                tuple(c.data.videos),
+                c.data.image_size,
+                c.data.margin,
+                c.data.max_frames,
+                c.data.cache_dir,
+                c.data.holdout,
+                c.data.window,
+                c.model.expr_k,
+            )
+        )
+
+    def __eq__(self, other) -> bool:
+        return hash(self) == hash(other)
+
+
+def geometry(config) -> dynamics.Geometry:
+    """Reference shape, expression PCA and parameter scales fitted on the training frames."""
+    return _geometry(_Key(config))
+
+
+def windows(
+    landmarks: np.ndarray, starts: np.ndarray, window: int, geom: dynamics.Geometry
+) -> np.ndarray:
+    """Normalised relative parameters [N, window, P] of the windows starting at `starts`."""
+    return np.stack(
+        [np.asarray(dynamics.sequence_params(landmarks[s : s + window], geom)) for s in starts]
+    ).astype(np.float32)
+
+
+def make_source(config, split: str) -> dict[str, np.ndarray]:
+    """Pre-drawn training examples (module docstring); keys match `input_spec`."""
+    clips, geom = load_clips(config), geometry(config)
+    window, n = int(config.data.window), int(config.data.num_pairs)
+    rng = np.random.default_rng(int(config.data.pairs_seed) + (0 if split == "train" else 1))
+    per_clip = np.array_split(np.arange(n), len(clips.frames))
+    out: dict[str, list] = {k: [] for k in ("src_image", "dst_image", "src_lm", "dst_lm", "seq")}
+    for i, idx in enumerate(per_clip):
+        frames, lm = clips.split(i, split)
+        if len(frames) < window:
+            raise ValueError(f"Clip {i} {split} part has {len(frames)} frames < window {window}.")
+        starts = rng.integers(0, len(frames) - window + 1, len(idx))
+        src = starts  # the 3DDP window starts at the source frame (p_0 = the still)
+        dst = rng.integers(0, len(frames), len(idx))
+        out["src_image"].append(frames[src])
+        out["dst_image"].append(frames[dst])
+        out["src_lm"].append(lm[src])
+        out["dst_lm"].append(lm[dst])
+        cache = {s: windows(lm, np.array([s]), window, geom)[0] for s in np.unique(starts)}
+        out["seq"].append(np.stack([cache[s] for s in starts]))
+    return {k: np.concatenate(v) for k, v in out.items()}

@@ -1,0 +1,142 @@
+"""Sparse texture mapping (FaceAnime §3.2; pingponglabs/FaceAnime triD_downSmp_zyt.py).
+
+What the official code does (get_colors + render_texture, paper notes §4.2):
+  1. sample the SOURCE image's colour at every projected source vertex: nearest pixel, the vertex
+     position clipped into the image;
+  2. keep a face-region vertex subset with its own triangle list (their downsampled BFM mesh);
+  3. rasterise that coloured sparse mesh at the TARGET vertex positions with a z-buffer, each
+     covered pixel taking its triangle's MEAN vertex colour (flat shading) -> n_dst; the same
+     render at the source vertices -> n_src.  Background is 0 (mid-grey in [-1, 1]).
+
+Ours: FaceMesh's 468 vertices replace the 2DASL/BFM vertices (no BFM offline, notes §5) and the
+'face' region of `lib/face3d/topology.py` replaces their .mat subset; the z-buffer is the suite
+rasteriser (`layers/rasterizer.py`), which keeps the nearest surface per PIXEL (interpolated z)
+where the official code compares the triangle's mean z; pixel centres are at (i + 0.5) where the
+official loop tests integer (u, v), so nearest-pixel sampling here is floor(x) (= their round
+under the half-pixel shift).  `shading='smooth'` (barycentric colour) is the option the issue asks
+for; it is not in the official code.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpapers.layers import rasterizer as rz
+from jaxpapers.lib.face3d import topology
+
+Array = jax.Array
+SHADINGS = ("flat", "smooth")
+
+
+def region_faces(faces: np.ndarray, vertex_ids: np.ndarray) -> np.ndarray:
+    """The triangles of `faces` [F, 3] whose three vertices all lie in `vertex_ids`."""
+    keep = np.isin(np.asarray(faces), np.asarray(vertex_ids)).all(axis=1)
+    if not keep.any():
+        raise ValueError("No triangle lies inside the given vertex subset.")
+    return np.asarray(faces, np.int32)[keep]
+
+
+@functools.lru_cache(maxsize=8)
+def sparse_faces(region: str = "face") -> np.ndarray:
+    """FaceMesh triangles restricted to a topology region ('face' = inside the face oval)."""
+    return region_faces(topology.triangles(), topology.region_vertices(region))
+
+
+def sample_colors(image: Array, verts: Array) -> Array:
+    """Nearest-pixel colour of `image` [H, W, C] at each vertex [V, 3] (clipped), -> [V, C].
+
+    Official get_colors: x, y clipped to [0, w-1] / [0, h-1], then rounded.  With our pixel
+    centres at i + 0.5 the nearest pixel of x is floor(x).
+    """
+    h, w = image.shape[0], image.shape[1]
+    col = jnp.clip(jnp.floor(verts[:, 0]), 0, w - 1).astype(jnp.int32)
+    row = jnp.clip(jnp.floor(verts[:, 1]), 0, h - 1).astype(jnp.int32)
+    return image[row, col]
+
+
+def render_colors(
+    colors: Array,
+    verts: Array,
+    faces: Array,
+    height: int,
+    width: int,
+    shading: str = "flat",
+    chunk: int = 256,
+) -> tuple[Array, Array]:
+    """Z-buffered render of a vertex-coloured mesh: (image [H, W, C], mask [H, W, 1]).
+
+    Args:
+      colors: [V, C] vertex colours.
+      verts: [V, 3] vertex positions in pixels of the output image.
+      faces: [F, 3] triangles.
+      height, width: output size.
+      shading: 'flat' (official: each pixel = mean of its triangle's 3 vertex colours) or
+        'smooth' (barycentric interpolation).
+      chunk: rasteriser chunk size.
+    """
+    if shading not in SHADINGS:
+        raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}.")
+    raster = rz.rasterize(verts, faces, height, width, chunk=chunk)
+    if shading == "flat":
+        img = rz.shade_flat(rz.flat_colors(colors, faces), raster)
+    else:
+        img = rz.interpolate(colors, raster, faces)
+    return img, raster.mask
+
+
+def sparse_texture(
+    image: Array,
+    src_verts: Array,
+    dst_verts: Array,
+    faces: Array | None = None,
+    *,
+    shading: str = "flat",
+    chunk: int = 256,
+) -> tuple[Array, Array, Array]:
+    """FaceAnime's sparse texture pair for one example.
+
+    Args:
+      image: [H, W, C] float source image (any range; the background value is 0).
+      src_verts: [V, 3] source-frame vertices in pixels of `image`.
+      dst_verts: [V, 3] target vertices (same pixel frame), or [T, V, 3] for T targets.
+      faces: [F, 3] sparse triangle list (default: `sparse_faces('face')`).
+      shading: 'flat' | 'smooth'.
+      chunk: rasteriser chunk size.
+
+    Returns:
+      (n_src [H, W, C], n_dst [H, W, C] or [T, H, W, C], dst mask [..., H, W, 1]).
+    """
+    if image.ndim != 3 or src_verts.ndim != 2 or src_verts.shape[-1] != 3:
+        raise ValueError(
+            f"Expected image [H,W,C] and src_verts [V,3]; got {image.shape}, {src_verts.shape}."
+        )
+    faces = jnp.asarray(sparse_faces() if faces is None else faces, jnp.int32)
+    h, w = image.shape[0], image.shape[1]
+    colors = sample_colors(image, src_verts)
+    render = functools.partial(
+        render_colors, colors, faces=faces, height=h, width=w, shading=shading, chunk=chunk
+    )
+    n_src, _ = render(src_verts)
+    if dst_verts.ndim == 2:
+        n_dst, mask = render(dst_verts)
+    else:
+        n_dst, mask = jax.vmap(render)(dst_verts)
+    return n_src, n_dst, mask
+
+
+def sparse_texture_batch(
+    images: Array,
+    src_verts: Array,
+    dst_verts: Array,
+    faces: Array | None = None,
+    *,
+    shading: str = "flat",
+    chunk: int = 256,
+) -> tuple[Array, Array, Array]:
+    """`sparse_texture` vmapped over a batch: images [B,H,W,C], verts [B,V,3] (dst [B,(T,)V,3])."""
+    fn = functools.partial(sparse_texture, faces=faces, shading=shading, chunk=chunk)
+    return jax.vmap(fn)(images, src_verts, dst_verts)
