@@ -61,7 +61,7 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 0, out
-    stopped = [line for line in out.splitlines() if "Stopped by signal" in line]
+    stopped = [line for line in out.splitlines() if "Stopped by SIGTERM" in line]
     if not stopped:
         pytest.fail(f"the run finished before SIGTERM landed; output tail: {out[-2000:]}")
     assert os.path.isdir(os.path.join(killed, "checkpoints"))
