@@ -1,9 +1,11 @@
 """SynFace: the standard jit test (GAN phase then recognition phase of one compiled step)."""
 
+import jax
 import numpy as np
+import pytest
 
 from jaxpapers import config_lib, methods, testing
-from jaxpapers.methods.synface import faces, synthesis
+from jaxpapers.methods.synface import faces, steps, synthesis
 
 
 def _smoke(arg="smoke"):
@@ -45,6 +47,10 @@ def test_config_variants_and_pairing():
     assert np.all(rows["syn_phi"] == 1.0)
     d = _smoke()
     assert d.num_train_steps == d.gen.steps + d.rec_steps
+    with d.unlocked():  # what a late --config.gen.steps=0 flag would leave behind
+        d.gen.steps = 0
+    with pytest.raises(ValueError, match="preset string"):
+        steps.init_state(jax.random.key(0), d)
 
 
 def test_lfw_pairs_file_is_read_at_generator_resolution(tmp_path):

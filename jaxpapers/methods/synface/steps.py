@@ -83,7 +83,22 @@ def build_head(config) -> mh.MarginHead:
     return mh.MarginHead(num_classes(config), mh.make_margin(r.margin, r.scale, r.margin_m))
 
 
+def check_phase_lengths(config) -> None:
+    """The job is gen.steps GAN steps then rec_steps recogniser steps; num_train_steps and the
+    recogniser milestones are derived from them in ``get_config``. ``--config.*`` flags land after
+    that, so a phase length changed there would silently leave a stale total: refuse it."""
+    total = int(config.gen.steps) + int(config.rec_steps)
+    if int(config.num_train_steps) != total:
+        raise ValueError(
+            f"synface: num_train_steps={config.num_train_steps} but gen.steps ({config.gen.steps})"
+            f" + rec_steps ({config.rec_steps}) = {total}. Give phase lengths in the preset string "
+            "(e.g. --config=configs/synface.py:default,gen.steps=0,rec_steps=200) so the total "
+            "and the recogniser milestones follow them."
+        )
+
+
 def init_state(key: jax.Array, config) -> SynFaceState:
+    check_phase_lengths(config)
     kg, kd, kn, kr, kc, kdrop, ks = jax.random.split(key, 7)
     g_net, d_net = M.build_generator(config), M.build_discriminator(config)
     gc = config.gen
