@@ -172,7 +172,12 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Residual StyleGAN2 D with minibatch-std epilogue; returns one logit per image [N]."""
+    """Residual StyleGAN2 D with minibatch-std epilogue; returns one logit per image [N].
+
+    With ``cmap_dim > 0`` it is the conditional (projection) D of StyleGAN2-ADA: the epilogue
+    outputs a ``cmap_dim`` vector projected onto a learned per-class vector (a ``cmap`` table of
+    ``num_classes`` rows), scaled by 1/sqrt(cmap_dim); ``labels`` are then required (SynFace).
+    """
 
     resolution: int = 32
     fmap_base: int = 16384
@@ -181,12 +186,14 @@ class Discriminator(nn.Module):
     mbstd_group_size: int = 4
     mbstd_num_features: int = 1
     resample_filter: tuple[float, ...] = (1, 3, 3, 1)
+    num_classes: int = 0
+    cmap_dim: int = 0
 
     def width(self, stage: int) -> int:
         return max(1, nf(stage, self.fmap_base, self.fmap_max) // self.channel_divisor)
 
     @nn.compact
-    def __call__(self, img: jax.Array) -> jax.Array:
+    def __call__(self, img: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         lr = log2_res(self.resolution)
         if img.ndim != 4 or img.shape[1:3] != (self.resolution, self.resolution):
             raise ValueError(
@@ -216,4 +223,10 @@ class Discriminator(nn.Module):
         x = ops.EqualConv2d(self.width(1), 3, act="lrelu", name="b4_conv")(x)
         x = x.reshape(x.shape[0], -1)
         x = ops.EqualDense(self.width(0), act="lrelu", name="b4_fc")(x)
-        return ops.EqualDense(1, name="b4_out")(x)[:, 0]
+        if self.cmap_dim <= 0:
+            return ops.EqualDense(1, name="b4_out")(x)[:, 0]
+        if labels is None:
+            raise ValueError("a conditional D (cmap_dim > 0) needs the labels of the images.")
+        x = ops.EqualDense(self.cmap_dim, name="b4_out")(x)
+        cmap = self.param("cmap", nn.initializers.normal(1.0), (self.num_classes, self.cmap_dim))
+        return jnp.sum(x * cmap[labels], axis=1) / math.sqrt(self.cmap_dim)

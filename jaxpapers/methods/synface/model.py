@@ -17,8 +17,6 @@ Discriminator: the residual StyleGAN2 D of the suite's layers with a projection 
 
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -90,47 +88,6 @@ class IdentityGenerator(nn.Module):
         return self.synthesis(self.mapping(z, self.id_codes[labels]), noise_mode)
 
 
-class ProjectionDiscriminator(nn.Module):
-    """Residual StyleGAN2 D (suite layers) with a class-projection output (conditional GAN)."""
-
-    num_ids: int
-    resolution: int = 32
-    fmap_base: int = 256
-    fmap_max: int = 32
-    cmap_dim: int = 32
-    mbstd_group_size: int = 4
-
-    def width(self, stage: int) -> int:
-        return sg2.nf(stage, self.fmap_base, self.fmap_max)
-
-    @nn.compact
-    def __call__(self, img: jax.Array, labels: jax.Array) -> jax.Array:
-        lr = sg2.log2_res(self.resolution)
-        if img.ndim != 4 or img.shape[1:3] != (self.resolution, self.resolution):
-            raise ValueError(
-                f"D expects [N, {self.resolution}, {self.resolution}, C], got {img.shape}."
-            )
-        filt = ops.setup_filter((1, 3, 3, 1))
-        x = ops.EqualConv2d(self.width(lr - 1), 1, act="lrelu", name=f"b{2**lr}_fromrgb")(img)
-        for res in range(lr, 2, -1):
-            r = 2**res
-            t = ops.EqualConv2d(self.width(res - 2), 1, use_bias=False, name=f"b{r}_skip")(
-                ops.downsample2d(x, filt)
-            )
-            x = ops.EqualConv2d(self.width(res - 1), 3, act="lrelu", name=f"b{r}_conv0")(x)
-            x = ops.EqualConv2d(self.width(res - 2), 3, down=True, act="lrelu", name=f"b{r}_conv1")(
-                x
-            )
-            x = (x + t) * (1.0 / math.sqrt(2.0))
-        if self.mbstd_group_size > 1:
-            x = ops.minibatch_std(x, self.mbstd_group_size, 1)
-        x = ops.EqualConv2d(self.width(1), 3, act="lrelu", name="b4_conv")(x)
-        x = ops.EqualDense(self.width(0), act="lrelu", name="b4_fc")(x.reshape(x.shape[0], -1))
-        x = ops.EqualDense(self.cmap_dim, name="b4_out")(x)
-        cmap = self.param("cmap", nn.initializers.normal(1.0), (self.num_ids, self.cmap_dim))
-        return jnp.sum(x * cmap[labels], axis=1) / math.sqrt(self.cmap_dim)
-
-
 def build_generator(config) -> IdentityGenerator:
     g = config.gen
     return IdentityGenerator(
@@ -146,13 +103,14 @@ def build_generator(config) -> IdentityGenerator:
     )
 
 
-def build_discriminator(config) -> ProjectionDiscriminator:
+def build_discriminator(config) -> sg2.Discriminator:
+    """The suite's residual StyleGAN2 D in its conditional (projection) form."""
     g = config.gen
-    return ProjectionDiscriminator(
-        num_ids=int(config.data.n_train_ids),
+    return sg2.Discriminator(
         resolution=g.resolution,
         fmap_base=g.fmap_base,
         fmap_max=g.fmap_max,
-        cmap_dim=g.code_dim,
         mbstd_group_size=g.mbstd_group_size,
+        num_classes=int(config.data.n_train_ids),
+        cmap_dim=g.code_dim,
     )
