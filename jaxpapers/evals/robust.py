@@ -229,6 +229,12 @@ def _main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--batch_size", type=int, default=500)
     p.add_argument("--cascade", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--split",
+        default="",
+        help="data split to attack (default: config.data.eval_split); 'train' with the same n "
+        "gives the train-side robust accuracy of the robust-overfitting gap",
+    )
     args = p.parse_args(argv)
     cfg_path = os.path.join(args.workdir, "config.json")
     if not os.path.isfile(cfg_path):
@@ -243,7 +249,8 @@ def _main(argv: Sequence[str] | None = None) -> None:
     with jax.set_mesh(mesh):
         st, _ = trainer.init(method, config, mesh)
         st = checkpoint.restore_dir(args.workdir, st)
-    test = data.load(config.data, config.data.eval_split)
+    split = args.split or config.data.eval_split
+    test = data.load(config.data, split)
     x = test["image"][: args.n].astype(np.float32) / 255.0
     y = test["label"][: args.n]
     f = method.logits_fn(st, config)
@@ -258,7 +265,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         batch_size=args.batch_size,
     )
     print(format_table(res))
-    prefix = "robust_" + args.attacks.replace(",", "_")
+    prefix = "robust_" + args.attacks.replace(",", "_") + (f"_{split}" if args.split else "")
     print("wrote", save(res, args.workdir, x, eps, prefix=prefix))
 
 
