@@ -8,10 +8,12 @@ Presets and commands:
           --workdir=runs/trace_syn_sgcls
   ablations on the synthetic benchmark: add ``,model.context=flat`` (full-graph baseline) or
       ``,model.context=none`` (no context) to the preset argument.
-  action_genome / vidvrd (paper hyper-parameters; need precomputed detector / ResNet-50-DC5 /
-      I3D features in the format of jaxpapers/methods/trace_vidsgg/formats.py under data.path):
-      python -m jaxpapers.main \
-          --config=configs/trace_vidsgg.py:action_genome,data.path=/data/ag_feats
+  action_genome / vidvrd (paper hyper-parameters; ResNet-50-DC5 + I3D-NL-R50-DC5 on the frames,
+      optionally initialised from the official checkpoints; key-frame files with frames and
+      precomputed detector box features in the format of formats.py under data.path):
+      python -m jaxpapers.main --config=configs/trace_vidsgg.py:action_genome,data.path=/data/ag,\
+model.resnet2d_weights=/ckpt/res50_1it.pth,model.i3d_weights=/ckpt/i3d_nl_dot_product_r50.pth
+      (``,model.backbone=precomputed`` reads the two feature maps from the files instead).
   smoke (tests):
       python -m jaxpapers.main --config=configs/trace_vidsgg.py:smoke --workdir=/tmp/trace_smoke
 Measured numbers are in jaxpapers/methods/trace_vidsgg/README.md.
@@ -39,8 +41,16 @@ def _model(c, **kw):
         dropout=0.5,
         context="tree",  # 'tree' (TRACE), 'flat' (full-graph baseline), 'none' (no context)
         mode="predcls",  # 'predcls' | 'sgcls'
-        backbone="small_cnn",  # 'small_cnn' (synthetic frames) | 'precomputed' (feature files)
+        # 'small_cnn' (synthetic frames, CPU) | 'resnet' (ResNet-50-DC5 + I3D-NL-R50-DC5 on
+        # frames, paper presets) | 'precomputed' (2D/3D feature maps read from files)
+        backbone="small_cnn",
         backbone_channels=32,
+        resnet_stages=(3, 4, 6, 3),  # 'resnet': blocks per stage of both backbones
+        resnet_width=64,
+        resnet2d_weights="",  # official ResNet-50 checkpoint (convert.py), '' = random init
+        i3d_weights="",  # official mmaction2 I3D-NL-R50 checkpoint, '' = random init
+        temporal_scale=1.0,  # 3D input size / 2D input size (TEMPORAL_SCALES / TEST.SCALE)
+        temporal_head="mlp",  # 'mlp' | 'avgpool_fc' (official with I3D_DC5)
         temporal_fusion=True,
         use_freq_bias=True,
         freq_bias_from_data=True,
@@ -79,6 +89,7 @@ def get_config(arg=None):
             min_speed=0.5,
             feat2d_shape=(0, 0, 0),
             feat3d_shape=(0, 0, 0),
+            frame_shape=(0, 0),
         )
     )
     if preset in ("default", "synthetic_predcls", "synthetic_sgcls"):
@@ -101,7 +112,7 @@ def get_config(arg=None):
             num_obj_classes=36 if ag else 35,
             num_predicates=26 if ag else 132,
             n_max=20 if ag else 40,
-            clip_len=9,
+            clip_len=17,  # key frame +- 8 frames every 4 (HALF_NUMBER_OF_FRAMES, FRAMES_INTERVAL)
             feat_dim=1024,
             hidden=1024 if ag else 256,
             groups=4,
@@ -109,12 +120,17 @@ def get_config(arg=None):
             embed_dim=200,
             pool=7,
             spatial_scale=1 / 16,
-            backbone="precomputed",
+            backbone="resnet",
+            temporal_scale=600 / 800 if ag else 320 / 800,  # TEMPORAL_SCALES / SCALES
+            temporal_head="avgpool_fc",
             det_loss_weight=0.0,
         )
         c.data.name = "precomputed"
-        c.data.feat2d_shape = (38, 50, 2048)
-        c.data.feat3d_shape = (38, 50, 2048)
+        c.data.n_max, c.data.clip_len = c.model.n_max, c.model.clip_len
+        c.data.frame_shape = (800, 1333)  # SCALES 800, MAX_SIZE 1333 (padded canvas)
+        # With model.backbone=precomputed: the maps of the two backbones read from files.
+        c.data.feat2d_shape = (50, 84, 2048)
+        c.data.feat3d_shape = (38, 63, 2048)
         c.batch_size = 8
         c.num_train_steps = 177330 if ag else 13000
         c.log_every = 100

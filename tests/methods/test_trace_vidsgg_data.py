@@ -125,6 +125,55 @@ def test_precomputed_reader(tmp_path):
         formats.load_precomputed(str(tmp_path), "test", n_max=3)
 
 
+def test_precomputed_reader_frames_mode(tmp_path):
+    (tmp_path / "train").mkdir()
+    np.savez(
+        tmp_path / "train" / "f0.npz",
+        boxes=np.zeros((2, 4)),
+        labels=np.array([0, 1]),
+        obj_feat=np.ones((2, 5)),
+        frames=np.full((5, 6, 7, 3), 9, np.uint8),
+        rels=np.array([[0, 1, 2]]),
+    )
+    d = formats.load_precomputed(str(tmp_path), "train", 3, frames=True, frame_shape=(8, 8))
+    assert d["frames"].shape == (1, 5, 8, 8, 3) and d["frames"].dtype == np.uint8
+    assert d["frames"][0, :, :6, :7].min() == 9 and d["frames"][0, :, 6:].max() == 0
+    assert "feat2d" not in d
+    with pytest.raises(ValueError, match="exceed data.frame_shape"):
+        formats.load_precomputed(str(tmp_path), "train", 3, frames=True, frame_shape=(4, 4))
+
+
+def test_read_official_detections(tmp_path):
+    import pickle
+
+    det = {  # tools/get_vidvrd_pretrained_rois.py layout: [0, x1, y1, x2, y2], bg + 3 classes
+        "rois": np.array([[0, 1, 2, 3, 4], [0, 5, 6, 7, 8], [0, 9, 9, 20, 20]], np.float32),
+        "score": np.array([[0, 0.1, 0.7, 0.2], [0, 0.9, 0.05, 0.05], [0, 0.2, 0.3, 0.25]]),
+        "labels_int32": [np.array([2, 1, -1], np.int32)],
+    }
+    path = tmp_path / "000123.pkl"
+    path.write_bytes(pickle.dumps(det))
+    d = formats.read_detections(str(path), n_max=4)
+    assert d["num_boxes"] == 3
+    np.testing.assert_array_equal(d["labels"], [0, 1, 1, 0])  # 0-based, by descending score
+    np.testing.assert_allclose(d["scores"], [0.9, 0.7, 0.3, 0.0])
+    np.testing.assert_array_equal(d["boxes"][:3], [[5, 6, 7, 8], [1, 2, 3, 4], [9, 9, 20, 20]])
+    d = formats.read_detections(det, n_max=1)  # top-1 only
+    assert d["num_boxes"] == 1 and d["labels"][0] == 0
+    assert formats.read_detections(det, n_max=4, score_thresh=0.5)["num_boxes"] == 2
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(pickle.dumps({"rois": Evil(), "score": np.zeros((1, 2))}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing global"):
+        formats.read_detections(str(bad), n_max=2)
+    with pytest.raises(ValueError, match="rois"):
+        formats.read_detections({"boxes": np.zeros((1, 4))}, n_max=2)
+
+
 def test_freq_bias_init_is_log_predicate_frequency():
     rels = np.zeros((1, 2, 2, 2), np.uint8)
     rels[0, 0, 1, 0] = 1

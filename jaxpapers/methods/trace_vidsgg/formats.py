@@ -10,7 +10,16 @@
   (n,) int (0-based), ``obj_feat`` (n, K) detector box-head features, ``feat2d`` (H, W, C)
   ResNet-50-DC5 conv5 map of the key frame, ``feat3d`` (T, H, W, C) I3D slices and ``rels``
   (R, 3) int rows (subject index, object index, predicate). Maps smaller than the largest are
-  zero-padded at the bottom/right.
+  zero-padded at the bottom/right. With ``model.backbone='resnet'`` (the paper presets) the
+  files hold ``frames`` (T, H, W, 3) uint8 RGB (the clip at the detector's scale, key frame in
+  the middle) instead of ``feat2d``/``feat3d``; frames are zero-padded at the bottom/right.
+* SGDet boxes: the official pre-processed detections (tools/get_vidvrd_pretrained_rois.py,
+  ``detection_models/vidvrd/pre_processed_boxes/{train,val}/<frame>.pkl``): a pickled dict with
+  ``rois`` (n, 5) float [batch index, x1, y1, x2, y2], ``score`` (n, 1 + C) class scores with a
+  zero background column first, optionally ``labels_int32`` ([array (n,)] 1-based, 0 = bg,
+  -1 = ignore). ``read_detections`` turns one into the model's padded box input (labels =
+  argmax over the foreground columns, scores = its max, as the official test path takes them),
+  with a restricted unpickler (numpy arrays and plain containers only).
 * Class vectors (GloVe 200-d rows in class order): ``.npy`` (C, D) or a GloVe text file plus a
   class list.
 """
@@ -136,7 +145,9 @@ def read_action_genome(
     return frames
 
 
-def load_precomputed(path: str, split: str, n_max: int) -> dict[str, np.ndarray]:
+def load_precomputed(
+    path: str, split: str, n_max: int, frames: bool = False, frame_shape=(0, 0)
+) -> dict[str, np.ndarray]:
     """Padded arrays (input_spec keys) from ``<path>/<split>/*.npz`` (module docstring format)."""
     files = sorted(glob.glob(os.path.join(path, split, "*.npz")))
     if not files:
@@ -147,17 +158,25 @@ def load_precomputed(path: str, split: str, n_max: int) -> dict[str, np.ndarray]
     recs = []
     for fn in files:
         z = np.load(fn)
-        need = ("boxes", "labels", "obj_feat", "feat2d", "feat3d", "rels")
+        maps = ("frames",) if frames else ("feat2d", "feat3d")
+        need = ("boxes", "labels", "obj_feat", "rels") + maps
         miss = [k for k in need if k not in z]
         if miss:
             raise ValueError(f"{fn} lacks keys {miss}.")
         if len(z["boxes"]) > n_max:
             raise ValueError(f"{fn} has {len(z['boxes'])} boxes > model.n_max={n_max}.")
         recs.append({k: z[k] for k in need})
-    h2 = max(r["feat2d"].shape[0] for r in recs), max(r["feat2d"].shape[1] for r in recs)
-    h3 = max(r["feat3d"].shape[1] for r in recs), max(r["feat3d"].shape[2] for r in recs)
     num_p = int(max(r["rels"][:, 2].max() for r in recs if len(r["rels"])) + 1)
-    out = {k: [] for k in ("boxes", "labels", "num_boxes", "rels", "obj_feat", "feat2d", "feat3d")}
+    out = {k: [] for k in ("boxes", "labels", "num_boxes", "rels", "obj_feat") + maps}
+    if frames:
+        hw = max(r["frames"].shape[1] for r in recs), max(r["frames"].shape[2] for r in recs)
+        if frame_shape[0]:
+            if hw[0] > frame_shape[0] or hw[1] > frame_shape[1]:
+                raise ValueError(f"Frames up to {hw} exceed data.frame_shape {frame_shape}.")
+            hw = tuple(frame_shape)
+    else:
+        h2 = max(r["feat2d"].shape[0] for r in recs), max(r["feat2d"].shape[1] for r in recs)
+        h3 = max(r["feat3d"].shape[1] for r in recs), max(r["feat3d"].shape[2] for r in recs)
     for r in recs:
         n = len(r["boxes"])
         pad = lambda a, shape: np.pad(a, [(0, s - d) for s, d in zip(shape, a.shape, strict=False)])  # noqa: E731
@@ -170,11 +189,64 @@ def load_precomputed(path: str, split: str, n_max: int) -> dict[str, np.ndarray]
         out["obj_feat"].append(
             pad(r["obj_feat"].astype(np.float32), (n_max, r["obj_feat"].shape[1]))
         )
+        if frames:
+            f = r["frames"]
+            out["frames"].append(pad(f.astype(np.uint8), f.shape[:1] + hw + f.shape[3:]))
+            continue
         out["feat2d"].append(pad(r["feat2d"].astype(np.float32), h2 + r["feat2d"].shape[2:]))
         out["feat3d"].append(
             pad(r["feat3d"].astype(np.float32), r["feat3d"].shape[:1] + h3 + r["feat3d"].shape[3:])
         )
     return {k: np.stack(v) for k, v in out.items()}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits numpy arrays/scalars and plain containers; any other global is refused."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing global {module}.{name}: a detection file may hold only numpy arrays."
+        )
+
+
+def read_detections(path_or_dict, n_max: int, score_thresh: float = 0.0) -> dict[str, np.ndarray]:
+    """One frame's official pre-processed detections -> padded ``boxes`` (n_max, 4) (x1, y1, x2,
+    y2), 0-based ``labels`` (n_max,), ``scores`` (n_max,) and ``num_boxes``; the ``n_max`` most
+    confident boxes with score >= ``score_thresh`` are kept, in descending score order."""
+    if isinstance(path_or_dict, dict):
+        d, where = path_or_dict, "<dict>"
+    else:
+        if not os.path.exists(path_or_dict):
+            raise FileNotFoundError(f"Detection file {path_or_dict} does not exist.")
+        with open(path_or_dict, "rb") as f:
+            d, where = _NumpyOnlyUnpickler(f).load(), path_or_dict
+    if not isinstance(d, dict) or "rois" not in d or "score" not in d:
+        raise ValueError(f"{where}: expected a dict with 'rois' (n, 5) and 'score' (n, 1 + C).")
+    rois = np.asarray(d["rois"], np.float32).reshape(-1, 5)
+    score = np.asarray(d["score"], np.float32).reshape(len(rois), -1)
+    if score.shape[1] < 2:
+        raise ValueError(f"{where}: 'score' needs a background column plus class columns.")
+    labels = score[:, 1:].argmax(1)
+    conf = score[:, 1:].max(1)
+    order = [i for i in np.argsort(-conf, kind="stable") if conf[i] >= score_thresh][:n_max]
+    k = len(order)
+    boxes = np.zeros((n_max, 4), np.float32)
+    lab = np.zeros(n_max, np.int32)
+    sc = np.zeros(n_max, np.float32)
+    boxes[:k], lab[:k], sc[:k] = rois[order, 1:], labels[order], conf[order]
+    return {"boxes": boxes, "labels": lab, "scores": sc, "num_boxes": np.int32(k)}
 
 
 def load_class_vectors(path: str, num_classes: int, dim: int, class_list: str = "") -> np.ndarray:

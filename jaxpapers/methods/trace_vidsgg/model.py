@@ -19,7 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpapers.methods.trace_vidsgg import hrtree
+from jaxpapers.layers import resnet
+from jaxpapers.methods.trace_vidsgg import backbones, hrtree
 from jaxpapers.methods.trace_vidsgg.roi_align import roi_align
 
 xavier = nn.initializers.xavier_uniform()
@@ -293,7 +294,7 @@ class TRACE(nn.Module):
     # --------------------------------------------------------------------------------------------
 
     def features(self, batch, boxes):
-        """(feat2d (B,H,W,C), feat3d (B,T,H,W,C3), detector box features (B,N,K))."""
+        """(feat2d (B,H,W,C), feat3d (B,T,H,W,C3), detector box features (B,N,K), pooled)."""
         c = self.cfg
         if c.backbone == "precomputed":
             feat2d, feat3d = (
@@ -302,6 +303,12 @@ class TRACE(nn.Module):
             )
             det_pooled = roi_align(feat2d, boxes, c.pool, c.spatial_scale, c.sampling_ratio)
             return feat2d, feat3d, batch["obj_feat"].astype(jnp.float32), det_pooled
+        if c.backbone == "resnet":
+            return self.resnet_features(batch, boxes)
+        if c.backbone != "small_cnn":
+            raise ValueError(
+                f"Unknown model.backbone {c.backbone!r}; expected small_cnn, precomputed, resnet."
+            )
         frames = batch["frames"].astype(jnp.float32) / 127.5 - 1.0  # (B, T, H, W, 3)
         key = frames[:, c.clip_len // 2]
         det_map = SmallBackbone(c.backbone_channels, name="det_body")(key)
@@ -316,6 +323,32 @@ class TRACE(nn.Module):
         )
         return feat2d, feat3d, det_feat, det_pooled
 
+    def resnet_features(self, batch, boxes):
+        """The official relation backbones on frames (paper presets; backbones.py).
+
+        Key frame -> ResNet-50-DC5 (``rel_body_2d``); the whole clip, resized by
+        ``temporal_scale`` (TEMPORAL_SCALES / detector scale), -> I3D-NL-R50-DC5
+        (``rel_body_3d``). Both get Detectron's input (BGR minus PIXEL_MEANS), as in TRACE. The
+        detector box features come precomputed (``obj_feat``: the frozen Faster R-CNN is out of
+        scope); S/O heads read the 2D map, as in the ``precomputed`` path.
+        """
+        c = self.cfg
+        x = batch["frames"].astype(jnp.float32)[..., ::-1] - jnp.asarray(
+            backbones.PIXEL_MEANS_BGR, jnp.float32
+        )
+        stages, width = tuple(c.resnet_stages), c.resnet_width
+        feat2d = resnet.resnet50_dc5(stage_sizes=stages, width=width, name="rel_body_2d")(
+            x[:, c.clip_len // 2]
+        )
+        ts = c.get("temporal_scale", 1.0)
+        if ts != 1.0:
+            b, t, h, w, ch = x.shape
+            size = (b, t, round(h * ts), round(w * ts), ch)
+            x = jax.image.resize(x, size, "bilinear", antialias=False)  # as cv2.resize
+        feat3d = backbones.I3DResNet(stage_sizes=stages, width=width, name="rel_body_3d")(x)
+        det_pooled = roi_align(feat2d, boxes, c.pool, c.spatial_scale, c.sampling_ratio)
+        return feat2d, feat3d, batch["obj_feat"].astype(jnp.float32), det_pooled
+
     def build_tree(self, boxes, num):
         c = self.cfg
         if c.context == "flat":
@@ -329,9 +362,8 @@ class TRACE(nn.Module):
         c = self.cfg
         b, t = feat3d.shape[:2]
         f = feat3d.reshape((b * t,) + feat3d.shape[2:])
-        pooled = roi_align(
-            f, jnp.repeat(boxes, t, axis=0), c.pool, c.spatial_scale, c.sampling_ratio
-        )
+        scale = c.spatial_scale * (c.get("temporal_scale", 1.0) if c.backbone == "resnet" else 1.0)
+        pooled = roi_align(f, jnp.repeat(boxes, t, axis=0), c.pool, scale, c.sampling_ratio)
         return jnp.swapaxes(pooled.reshape((b, t) + pooled.shape[1:]), 1, 2)
 
     def temporal(self, s, pooled, kind):
@@ -339,7 +371,12 @@ class TRACE(nn.Module):
         c = self.cfg
         if not c.temporal_fusion:
             return s
-        o = BoxHead(c.feat_dim, name=f"temporal_{kind}_fc")(pooled)  # (B, R, T, K)
+        if c.get("temporal_head", "mlp") == "avgpool_fc":
+            # Official with I3D_DC5 (box_head3d.Tail_Layer_3D): average pool + Linear + ReLU.
+            v = jnp.mean(pooled, axis=(-3, -2))
+            o = nn.relu(dense(c.feat_dim, name=f"temporal_{kind}_fc")(v))
+        else:  # the official non-BoxHead branch: flatten + Linear, ReLU, Linear
+            o = BoxHead(c.feat_dim, name=f"temporal_{kind}_fc")(pooled)  # (B, R, T, K)
         return TemporalAttention(c.atten_dim, name=f"temporal_{kind}_atten")(s, o)
 
     def message_passing(self, x_nodes, tree):

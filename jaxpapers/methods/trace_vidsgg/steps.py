@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jaxpapers import optim, rng, state
-from jaxpapers.methods.trace_vidsgg import formats, metrics, synthetic
+from jaxpapers.methods.trace_vidsgg import backbones, formats, metrics, synthetic
 from jaxpapers.methods.trace_vidsgg.model import TRACE
 
 
@@ -42,27 +42,42 @@ def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
         "num_boxes": jax.ShapeDtypeStruct((b,), jnp.int32),
         "rels": jax.ShapeDtypeStruct((b, n, n, p), jnp.uint8),
     }
-    if m.backbone == "precomputed":
+    if m.backbone in ("precomputed", "resnet"):  # the frozen detector's box features
         spec["obj_feat"] = jax.ShapeDtypeStruct((b, n, m.feat_dim), jnp.float32)
+    if m.backbone == "precomputed":
+        t = max(1, backbones.i3d_output_frames(m.clip_len))  # I3D slices of a clip_len clip
         spec["feat2d"] = jax.ShapeDtypeStruct((b, *d.feat2d_shape), jnp.float32)
-        spec["feat3d"] = jax.ShapeDtypeStruct((b, m.clip_len, *d.feat3d_shape), jnp.float32)
+        spec["feat3d"] = jax.ShapeDtypeStruct((b, t, *d.feat3d_shape), jnp.float32)
     else:
-        s = d.image_size
-        spec["frames"] = jax.ShapeDtypeStruct((b, m.clip_len, s, s, 3), jnp.uint8)
+        hw = tuple(d.frame_shape) if d.get("frame_shape", (0, 0))[0] else (d.image_size,) * 2
+        spec["frames"] = jax.ShapeDtypeStruct((b, m.clip_len, *hw, 3), jnp.uint8)
     return spec
 
 
 @functools.lru_cache(maxsize=4)
-def _source(data_cfg_json: str, backbone: str, split: str, n_max: int) -> dict[str, np.ndarray]:
+def _source(
+    data_cfg_json: str, backbone: str, split: str, n_max: int, feat_dim: int
+) -> dict[str, np.ndarray]:
     cfg = ml_collections.ConfigDict(__import__("json").loads(data_cfg_json))
-    if backbone == "precomputed":
-        return formats.load_precomputed(cfg.path, split, n_max)
-    return synthetic.make_frames(cfg, split)
+    if cfg.name == "precomputed" or backbone == "precomputed":
+        return formats.load_precomputed(
+            cfg.path,
+            split,
+            n_max,
+            frames=backbone == "resnet",
+            frame_shape=tuple(cfg.get("frame_shape", (0, 0))),
+        )
+    src = synthetic.make_frames(cfg, split)
+    if backbone == "resnet":
+        # The synthetic benchmark has no detector: zero box features (pipeline tests only).
+        src["obj_feat"] = np.zeros(src["boxes"].shape[:2] + (feat_dim,), np.float32)
+    return src
 
 
 def make_source(config, split: str) -> dict[str, np.ndarray]:
-    """Synthetic key frames (default) or precomputed-feature files (paper presets)."""
-    return _source(config.data.to_json(), config.model.backbone, split, config.model.n_max)
+    """Synthetic key frames (default) or key-frame files (paper presets, formats.py)."""
+    m = config.model
+    return _source(config.data.to_json(), m.backbone, split, m.n_max, m.feat_dim)
 
 
 def freq_bias_init(
@@ -80,12 +95,16 @@ def init_state(key, config) -> state.TrainState:
     spec = input_spec(config)
     dummy = {k: jnp.zeros((1,) + s.shape[1:], s.dtype) for k, s in spec.items()}
     dummy["num_boxes"] = jnp.full((1,), 2, jnp.int32)
+    if config.model.backbone == "resnet":  # no parameter depends on the frame size: init small
+        dummy["frames"] = jnp.zeros((1, config.model.clip_len, 96, 96, 3), jnp.uint8)
     k_init, k_state = jax.random.split(key)
     # Parameters are drawn with the 'rbg' PRNG (XLA RngBitGenerator): the ~70 initialisers
     # compile in a fraction of the time threefry takes on CPU. Still a pure function of `key`.
     k_rbg = jax.random.wrap_key_data(jax.random.bits(k_init, (4,), jnp.uint32), impl="rbg")
     params = jax.jit(lambda k: model.init({"params": k}, dummy, train=False)["params"])(k_rbg)
     params = dict(params)
+    if config.model.backbone == "resnet":
+        params.update(load_backbone_weights(config.model, params))
     if config.model.use_freq_bias and config.model.freq_bias_from_data:
         src = make_source(config, "train")
         params["freq_bias"] = jnp.asarray(
@@ -101,6 +120,27 @@ def init_state(key, config) -> state.TrainState:
         for name in ("embed_obj_det", "embed_s", "embed_o"):
             params[name] = jnp.asarray(vec)
     return state.TrainState.create(params, optim.make(config.optim), k_state)
+
+
+def load_backbone_weights(m, params) -> dict:
+    """Official ResNet-50 / I3D checkpoints (model.resnet2d_weights / i3d_weights) -> params."""
+    from jaxpapers.methods.trace_vidsgg import convert
+
+    out = {}
+    stages, width = tuple(m.resnet_stages), m.resnet_width
+    if m.resnet2d_weights:
+        out["rel_body_2d"] = convert.load_resnet50_dc5(
+            m.resnet2d_weights, stage_sizes=stages, width=width
+        )
+    if m.i3d_weights:
+        module = backbones.I3DResNet(stage_sizes=stages, width=width)
+        out["rel_body_3d"] = convert.load_i3d(m.i3d_weights, module=module)
+    for name, tree in out.items():
+        want = jax.tree.map(lambda a: (a.shape, a.dtype), params[name])
+        got = jax.tree.map(lambda a: (a.shape, a.dtype), tree)
+        if want != got:
+            raise ValueError(f"Converted {name} does not match the model's parameter tree.")
+    return out
 
 
 def sample_entries(key, labels, valid, fg_max: int, total: int):
