@@ -9,6 +9,12 @@ Presets and exact commands:
   tracks (analysis only of a real or saved track file, see io.py for the format):
     python -m jaxpapers.main --config=configs/granular_avalanche.py:tracks,data.path=FILE.npz \
         --workdir=/tmp/gran_t
+  lees_edwards (the default system in a Lees-Edwards periodic box at constant normal stress
+  P_yy = P instead of the wall-driven cell; stress from the virial):
+    python -m jaxpapers.main --config=configs/granular_avalanche.py:lees_edwards \
+        --workdir=/tmp/gran_le
+  (any preset: sim.boundary=lees_edwards switches geometry; re-running a command with the same
+  workdir resumes the DEM from its checkpoints, saved every sim.ckpt_every scans)
   smoke (tests: ~60 spheres, a few thousand steps):
     python -m jaxpapers.main --config=configs/granular_avalanche.py:smoke --workdir=/tmp/gran_s
 Expected numbers for the default preset are in jaxpapers/methods/granular_avalanche/README.md.
@@ -20,11 +26,12 @@ import ml_collections
 
 from jaxpapers import config_lib
 
-PRESETS = ("default", "large", "tracks", "smoke")
+PRESETS = ("default", "large", "tracks", "smoke", "lees_edwards", "smoke_le")
 
 
 def _sim() -> ml_collections.ConfigDict:
     s = ml_collections.ConfigDict()
+    s.boundary = "walls"  # 'walls' (rough walls, constant load) | 'lees_edwards' (constant volume)
     s.n = 250  # free spheres
     s.box = 5.0  # periodic box length along x and z (in d)
     s.polydispersity = 0.1  # radii uniform in r (1 +- p)
@@ -51,6 +58,9 @@ def _sim() -> ml_collections.ConfigDict:
     s.total_strain = 0.3
     s.scan_strain = 0.005  # strain between "tomography scans"
     s.sample_every = 25  # force-sensor samples averaged over this many steps
+    s.le_phi = 0.64  # Lees-Edwards: packing fraction of the nominal radii (sets L_y)
+    s.le_barostat = True  # Lees-Edwards shear at constant P_yy = P (False: constant volume)
+    s.ckpt_every = 10  # checkpoint the DEM every this many scans (0 = never)
     return s
 
 
@@ -92,6 +102,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.sim.total_strain = 1.0
     elif preset == "tracks":
         c.data.name = "tracks"
+    elif preset == "lees_edwards":
+        c.sim.boundary = "lees_edwards"
+        c.analysis.wall_margin = 0.75  # no walls: only trims the unwrapped y edges
+    elif preset == "smoke_le":
+        c.sim.boundary = "lees_edwards"
+        c.analysis.wall_margin = 0.75
+        c.sim.n = 60
+        c.sim.box = 3.5
+        c.sim.prep_time = 6.0
+        c.sim.total_strain = 0.006
+        c.sim.scan_strain = 0.002
+        c.sim.inertial_number = 1e-2
     elif preset == "smoke":
         c.sim.n = 60
         c.sim.box = 4.0

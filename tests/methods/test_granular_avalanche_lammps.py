@@ -277,3 +277,123 @@ def test_wall_driven_shear_cell_matches_lammps(tmp_path):
     assert err < 1e-6
     out = np.loadtxt(tmp_path / "out.dump", skiprows=9)
     np.testing.assert_allclose(np.asarray(st.pos)[free], out[:, 1:4], atol=1e-9)
+
+
+@pytest.mark.slow  # ~20 s: a grown packing + 600 LE steps by both codes
+def test_lees_edwards_shear_stress_matches_lammps_deform(tmp_path):
+    """Lees-Edwards at constant volume vs LAMMPS `fix deform xy erate ... remap v` (triclinic
+    box whose tilt is the LE offset) + `fix nve/sphere`, same packing, Hooke with history.
+    LAMMPS updates the tilt at the end of a step, so its forces at step n see the offset of
+    step n - 1: our offset is started one step behind (after the same setup forces) to match.
+    Compared: the configurational virial P_xy, P_yy and P_xx every 50 steps."""
+    from configs import granular_avalanche as cfg_mod
+    from jaxpapers.methods.granular_avalanche import simulate
+
+    kn, kt, gn, gt, mu, dt, gdot = 1e3, 2e3 / 7, 20.0, 10.0, 0.5, 1e-3, 0.05
+    steps = 600
+    with jax.enable_x64(True):
+        sim = cfg_mod.get_config("smoke_le,sim.kn=1000.0,sim.total_strain=0.002").sim
+        prep = simulate.shear_experiment(sim, mu, 0.0, 0, log=lambda s: None)
+        st0 = prep["final_state"]
+        lx, ly, lz = prep["meta"]["box"]
+        rad = np.asarray(prep["radius"])
+        n = len(rad)
+        box = (lx, ly, lz)
+        pos0 = np.mod(np.asarray(st0.pos), np.array(box))  # offset 0 at the start: plain wrap
+        rng = np.random.default_rng(1)
+        vel0 = rng.normal(0.0, 0.02, (n, 3))
+        vel0[:, 0] += gdot * pos0[:, 1]
+        om0 = rng.normal(0.0, 0.05, (n, 3))
+        model = contact.make_model("hooke", kn=kn, kt=kt, gamman=gn, gammat=gt, mu=mu)
+        parts = dem.make_particles(rad, None, DENS, None, box)
+        sp = dem.SimParams(
+            model=model, dt=dt, k_slots=16, skin=0.3, lees_edwards=True, shear_rate=gdot
+        )
+        st = dem.init_state(pos0, vel0, om0, parts, sp)
+        st = st.replace(wall=st.wall.at[0].set(np.mod(-gdot * ly * dt, lx)))
+
+        @jax.jit
+        def run(st):
+            def one(s, _):
+                s = dem.rebuild(s, parts, sp)
+
+                def inner(x, _):
+                    x = dem.step(x, parts, sp)
+                    return x, x.virial
+
+                return jax.lax.scan(inner, s, None, length=10)
+
+            return jax.lax.scan(one, st, None, length=steps // 10)
+
+        st, vir = run(st)
+        vir = np.asarray(vir).reshape(steps, 3, 3) / (lx * ly * lz)
+
+    f = lambda x: repr(float(x))  # noqa: E731
+    rows = [
+        f"{i + 1} 1 {f(2 * rad[i])} {f(DENS)} " + " ".join(f(x) for x in pos0[i]) for i in range(n)
+    ]
+    vrows = [f"{i + 1} " + " ".join(f(x) for x in (*vel0[i], *om0[i])) for i in range(n)]
+    data = [
+        "lees-edwards",
+        "",
+        f"{n} atoms",
+        "1 atom types",
+        "",
+        f"0.0 {f(lx)} xlo xhi",
+        f"0.0 {f(ly)} ylo yhi",
+        f"0.0 {f(lz)} zlo zhi",
+        "0.0 0.0 0.0 xy xz yz",
+        "",
+        "Atoms # sphere",
+        "",
+        *rows,
+        "",
+        "Velocities",
+        "",
+        *vrows,
+        "",
+    ]
+    (tmp_path / "data.txt").write_text("\n".join(data))
+    script = [
+        "units lj",
+        "atom_style sphere",
+        "boundary p p p",
+        "newton off",
+        "comm_modify vel yes",
+        "read_data data.txt",
+        f"pair_style gran/hooke/history {kn!r} {kt!r} {gn!r} {gt!r} {mu!r} 1",
+        "pair_coeff * *",
+        "neighbor 0.3 bin",
+        "neigh_modify delay 0 every 1 check yes",
+        f"timestep {dt!r}",
+        "fix 1 all nve/sphere",
+        f"fix 2 all deform 1 xy erate {gdot!r} remap v",
+        "compute pv all pressure NULL virial",
+        "thermo_style custom step c_pv[1] c_pv[2] c_pv[4]",
+        "thermo_modify format float %.17g norm no",
+        "thermo 50",
+        f"run {steps}",
+    ]
+    (tmp_path / "in.test").write_text("\n".join(script) + "\n")
+    subprocess.run(
+        [LMP, "-in", "in.test", "-log", "log.txt", "-screen", "none"],
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    log = (tmp_path / "log.txt").read_text().splitlines()
+    start = next(i for i, line in enumerate(log) if line.split()[:1] == ["Step"])
+    nrow = steps // 50 + 1
+    thermo = np.array(
+        [[float(x) for x in line.split()] for line in log[start + 1 : start + 1 + nrow]]
+    )
+    ours = vir[49::50][:, [0, 1, 0], [0, 1, 1]]  # P_xx, P_yy, P_xy
+    ref = thermo[1:, 1:]
+    err = np.abs(ours - ref).max() / np.abs(ref[:, :2]).max()
+    print(
+        f"LAMMPS vs JAX Lees-Edwards virial (P_xx, P_yy, P_xy) over {steps} steps: {err:.2e}; "
+        f"P_xy from {ref[0, 2]:.4f} to {ref[-1, 2]:.4f}"
+    )
+    assert np.abs(ref[:, 2]).max() > 1e-3  # a real shear stress builds up
+    assert err < 1e-6

@@ -45,8 +45,10 @@ def run(config, workdir: str) -> dict[str, float]:
                 f"N={config.sim.n} free spheres"
             )
             t0 = time.time()
-            tracks = simulate.shear_experiment(config.sim, mu, mu_roll, config.seed)
+            ckpt = os.path.join(workdir, "checkpoints", tag) if config.sim.ckpt_every else None
+            tracks = simulate.shear_experiment(config.sim, mu, mu_roll, config.seed, ckpt_dir=ckpt)
             meta = tracks.pop("meta")
+            tracks.pop("final_state")
             io.save_tracks(os.path.join(workdir, f"tracks_{tag}.npz"), tracks)
             summary, arrays = pipeline.analyse(tracks, config.analysis, workdir, tag)
             summary.update(
@@ -56,6 +58,7 @@ def run(config, workdir: str) -> dict[str, float]:
                 dem_steps=meta["steps"],
                 sim_seconds=time.time() - t0,
                 gap_over_d=meta["height"],
+                lees_edwards=float(meta["boundary"] == "lees_edwards"),
                 n_free=meta["n_free"],
             )
             summaries[tag], results[tag] = summary, arrays

@@ -10,6 +10,22 @@ constant normal load P (servo on its height, viscous damping) and is driven alon
 fixed velocity or through a spring of stiffness ``k_drive`` pulled at that velocity; the spring
 extension is the "force sensor" reading, as in a stress-controlled shear cell.
 
+Lees-Edwards mode (``SimParams.lees_edwards``): no walls, a box periodic along x, y and z whose
+y-images are displaced along x by the accumulated shear offset (integral of gamma_dot L_y dt,
+kept modulo L_x) and move with +-gamma_dot L_y (`neighbors.min_image_le`; the relative
+velocity of a pair across the boundary is corrected by n_y gamma_dot L_y). The ``wall`` slots
+hold the image box: [offset, L_y - L_y0, gamma_dot L_y, dL_y/dt]. With ``servo`` the box
+height is a piston of mass ``wall_mass`` driven by (P_yy - pressure) * area (damped by
+``wall_damping``): constant normal stress, as in the wall cell; positions are remapped
+affinely along y when L_y changes (velocities are not, like LAMMPS' ``remap x``). Without
+``servo`` the volume is constant. Plain boundary-driven shear, not SLLOD: the equations of
+motion are Newton's, the particles start on the streaming profile v_x = gamma_dot y and the
+sheared images alone drive the flow. Positions are kept unwrapped (each particle is one
+continuous image, so its stored velocity is that image's velocity and the streaming profile
+holds with the unwrapped y); only the neighbour build wraps them internally. The stress is the
+virial one, (sum_contacts r_ij f_ij + sum_i m_i v'_i v'_i) / V with the peculiar velocity
+v' = v - gamma_dot y e_x (`stress_tensor`).
+
 All arrays are float64: call the public functions inside ``with jax.enable_x64(True)`` (the
 runner in ``simulate.py`` does), never by flipping the global flag.
 """
@@ -60,6 +76,7 @@ class DEMState:
     time: jax.Array  # scalar
     max_disp: jax.Array  # scalar: largest displacement between builds seen (skin check)
     max_count: jax.Array  # scalar int: largest neighbour candidate count seen (overflow check)
+    virial: jax.Array  # (3, 3) configurational virial sum_contacts (x_i - x_j) (x) f_ij
 
 
 @struct.dataclass
@@ -82,10 +99,37 @@ class SimParams:
     driven: bool = struct.field(pytree_node=False, default=False)  # spring drive (else imposed)
     # Optional cell list (None: brute force): (lo, ncell, cell_size, capacity).
     cells: tuple | None = struct.field(pytree_node=False, default=None)
+    # Lees-Edwards boundaries (all axes periodic, no walls) sheared at `shear_rate` along x/y.
+    lees_edwards: bool = struct.field(pytree_node=False, default=False)
+    shear_rate: float = 0.0
 
 
 def _gather(a: jax.Array, idx: jax.Array) -> jax.Array:
     return jnp.take(a, idx, axis=0, mode="clip")
+
+
+def le_shift(state: DEMState, sp: SimParams) -> jax.Array | None:
+    """Lees-Edwards x offset of the image above, modulo L_x (None: not Lees-Edwards)."""
+    return state.wall[0] if sp.lees_edwards else None
+
+
+def box_now(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
+    """Current periodic lengths (the Lees-Edwards height L_y may move with the barostat)."""
+    return parts.box_len.at[1].add(state.wall[1]) if sp.lees_edwards else parts.box_len
+
+
+def _pair_geometry(state: DEMState, parts: Particles, sp: SimParams):
+    """Minimum-image x_i - x_j and v_i - v_j for every slot (Lees-Edwards aware)."""
+    j = state.nbr
+    dpos = state.pos[:, None, :] - _gather(state.pos, j)
+    vr = state.vel[:, None, :] - _gather(state.vel, j)
+    if not sp.lees_edwards:
+        return neighbors.min_image(dpos, parts.box_len), vr
+    box = box_now(state, parts, sp)
+    dele, ny = neighbors.min_image_le(dpos, box, le_shift(state, sp))
+    dv = sp.shear_rate * box[1]
+    vr = vr.at[..., 0].add(-ny * dv)
+    return dele, vr
 
 
 def compute_forces(
@@ -95,8 +139,7 @@ def compute_forces(
     n = state.pos.shape[0]
     valid = state.nbr < n
     j = state.nbr
-    dele = neighbors.min_image(state.pos[:, None, :] - _gather(state.pos, j), parts.box_len)
-    vr = state.vel[:, None, :] - _gather(state.vel, j)
+    dele, vr = _pair_geometry(state, parts, sp)
     om_i = jnp.broadcast_to(state.omega[:, None, :], dele.shape)
     rad_i = jnp.broadcast_to(parts.radius[:, None], j.shape)
     rad_j = _gather(parts.radius, j)
@@ -118,6 +161,7 @@ def compute_forces(
         valid,
         update_history,
     )
+    virial = 0.5 * jnp.einsum("nka,nkb->ab", dele, f)  # each contact is seen from both sides
     force = f.sum(axis=1)
     torque = t.sum(axis=1)
     top = parts.kind == TOP
@@ -125,15 +169,19 @@ def compute_forces(
     free = parts.kind == FREE
     grav = jnp.asarray(sp.gravity) / jnp.maximum(parts.inv_mass, 1e-300)[:, None]
     force = force + jnp.where(free[:, None], grav, 0.0)
-    return state.replace(force=force, torque=torque, shear=shear, roll=roll, wall_force=wall_force)
+    return state.replace(
+        force=force, torque=torque, shear=shear, roll=roll, wall_force=wall_force, virial=virial
+    )
 
 
 def rebuild(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
     """New neighbour list; histories follow their pairs."""
     free = parts.kind == FREE
+    shift = le_shift(state, sp)
+    box = box_now(state, parts, sp)
     if sp.cells is None:
         nbr, count = neighbors.build_brute(
-            state.pos, parts.radius, free, parts.box_len, sp.skin, sp.k_slots
+            state.pos, parts.radius, free, box, sp.skin, sp.k_slots, shift
         )
     else:
         lo, ncell, cell_size, cap = sp.cells
@@ -141,13 +189,14 @@ def rebuild(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
             state.pos,
             parts.radius,
             free,
-            parts.box_len,
+            box,
             sp.skin,
             sp.k_slots,
             lo,
             ncell,
             cell_size,
             cap,
+            shift,
         )
         # A cell fuller than its capacity silently loses candidates: flag it as an overflow.
         count = jnp.where(fill > cap, sp.k_slots + 10**6, count)
@@ -170,8 +219,46 @@ def _wall_accel(state: DEMState, sp: SimParams) -> tuple[jax.Array, jax.Array]:
     return ax, ay
 
 
+def _box_accel(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
+    """Lees-Edwards barostat: acceleration of L_y from (P_yy - P) A - damping dL_y/dt."""
+    if not sp.servo:
+        return jnp.zeros((), state.pos.dtype)
+    conf, kin = stress_tensor(state, parts, sp)
+    pyy = conf[1, 1] + kin[1, 1]
+    return ((pyy - sp.pressure) * sp.area - sp.wall_damping * state.wall[3]) / sp.wall_mass
+
+
+def _step_le(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
+    """Velocity-Verlet step in the Lees-Edwards box (image offset and optional barostat)."""
+    dt = sp.dt
+    free = (parts.kind == FREE)[:, None]
+    ly0, lx = parts.box_len[1], parts.box_len[0]
+    vy = state.wall[3] + 0.5 * dt * _box_accel(state, parts, sp)
+    vel = state.vel + 0.5 * dt * state.force * parts.inv_mass[:, None]
+    omega = state.omega + 0.5 * dt * state.torque * parts.inv_inertia[:, None]
+    pos = state.pos + dt * jnp.where(free, vel, 0.0)
+    ly_old = ly0 + state.wall[1]
+    ly = ly_old + dt * vy
+    if sp.servo:  # affine remap of y with the box height
+        pos = pos.at[:, 1].multiply(ly / ly_old)
+    vimg = sp.shear_rate * ly
+    wall = jnp.stack([jnp.mod(state.wall[0] + dt * vimg, lx), ly - ly0, vimg, vy])
+    state = state.replace(pos=pos, vel=vel, omega=omega, wall=wall, time=state.time + dt)
+    state = compute_forces(state, parts, sp)
+    vel = state.vel + 0.5 * dt * state.force * parts.inv_mass[:, None]
+    omega = state.omega + 0.5 * dt * state.torque * parts.inv_inertia[:, None]
+    state = state.replace(vel=vel, omega=omega)
+    vy = vy + 0.5 * dt * _box_accel(state, parts, sp)
+    disp = jnp.max(jnp.sum((state.pos - state.pos_build) ** 2, axis=-1))
+    return state.replace(
+        wall=state.wall.at[3].set(vy), max_disp=jnp.maximum(state.max_disp, jnp.sqrt(disp))
+    )
+
+
 def step(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
     """One velocity-Verlet step (LAMMPS nve/sphere ordering)."""
+    if sp.lees_edwards:
+        return _step_le(state, parts, sp)
     dt = sp.dt
     free = (parts.kind == FREE)[:, None]
     top = (parts.kind == TOP)[:, None]
@@ -207,9 +294,17 @@ def step(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
 
 
 def init_state(
-    pos: np.ndarray, vel: np.ndarray, omega: np.ndarray, parts: Particles, sp: SimParams
+    pos: np.ndarray,
+    vel: np.ndarray,
+    omega: np.ndarray,
+    parts: Particles,
+    sp: SimParams,
+    time: float = 0.0,
 ) -> DEMState:
-    """State with a fresh neighbour list and setup forces (no history increment, as LAMMPS)."""
+    """State with a fresh neighbour list and setup forces (no history increment, as LAMMPS).
+
+    ``time`` sets the clock (and so the Lees-Edwards offset gamma_dot L_y t).
+    """
     n = pos.shape[0]
     k = sp.k_slots
     f64 = jnp.float64
@@ -223,12 +318,17 @@ def init_state(
         shear=jnp.zeros((n, k, 3), f64),
         roll=jnp.zeros((n, k, 3), f64),
         pos_build=jnp.asarray(pos, f64),
-        wall=jnp.zeros(4, f64),
+        wall=jnp.zeros(4, f64),  # Lees-Edwards: set below
         wall_force=jnp.zeros(3, f64),
-        time=jnp.zeros((), f64),
+        time=jnp.asarray(time, f64),
         max_disp=jnp.zeros((), f64),
         max_count=jnp.zeros((), jnp.int32),
+        virial=jnp.zeros((3, 3), f64),
     )
+    if sp.lees_edwards:
+        vimg = sp.shear_rate * parts.box_len[1]
+        off = jnp.mod(vimg * st.time, parts.box_len[0])
+        st = st.replace(wall=jnp.stack([off, 0.0 * off, vimg + 0.0 * off, 0.0 * off]))
     return _setup(st, parts, sp)
 
 
@@ -236,6 +336,41 @@ def init_state(
 def _setup(st: DEMState, parts: Particles, sp: SimParams) -> DEMState:
     st = rebuild(st, parts, sp)
     return compute_forces(st, parts, sp, update_history=False)
+
+
+def stress_tensor(state: DEMState, parts: Particles, sp: SimParams) -> tuple[jax.Array, jax.Array]:
+    """(configurational, kinetic) pressure tensors (3, 3) of a Lees-Edwards box.
+
+    P = (sum_contacts r_ij (x) f_ij + sum_i m_i v'_i (x) v'_i) / V with v' = v - gamma_dot y e_x
+    (the unwrapped y, so every image gives the same v'). Compression is positive; the shear
+    stress resisting a positive shear rate is -P_xy.
+    """
+    box = box_now(state, parts, sp)
+    vol = box[0] * box[1] * box[2]
+    vp = state.vel.at[:, 0].add(-sp.shear_rate * state.pos[:, 1])
+    m = jnp.where(parts.kind == FREE, 1.0 / jnp.maximum(parts.inv_mass, 1e-300), 0.0)
+    kin = jnp.einsum("n,na,nb->ab", m, vp, vp)
+    return state.virial / vol, kin / vol
+
+
+def observe_le(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
+    """Lees-Edwards observables: [time, strain, tau, p, P_yy, L_y].
+
+    tau = -(P_xy + P_yx) / 2, p = tr P / 3 and P_yy of the full (configurational + kinetic)
+    virial pressure tensor P.
+    """
+    conf, kin = stress_tensor(state, parts, sp)
+    tot = conf + kin
+    return jnp.stack(
+        [
+            state.time,
+            sp.shear_rate * state.time,
+            -0.5 * (tot[0, 1] + tot[1, 0]),
+            jnp.trace(tot) / 3.0,
+            tot[1, 1],
+            parts.box_len[1] + state.wall[1],
+        ]
+    )
 
 
 def observe(state: DEMState, sp: SimParams) -> jax.Array:
@@ -259,8 +394,8 @@ def run_blocks(
 ) -> tuple[DEMState, jax.Array]:
     """n_blocks x (neighbour rebuild + block_steps steps).
 
-    Returns the final state and the per-step observables of `observe`, shape
-    (n_blocks * block_steps, 6): the dense "force sensor" record.
+    Returns the final state and the per-step observables of `observe` (`observe_le` in
+    Lees-Edwards mode), shape (n_blocks * block_steps, 6): the dense "force sensor" record.
     """
 
     def one(st, _):
@@ -268,7 +403,7 @@ def run_blocks(
 
         def inner(s, _):
             s = step(s, parts, sp)
-            return s, observe(s, sp)
+            return s, (observe_le(s, parts, sp) if sp.lees_edwards else observe(s, sp))
 
         st, obs = jax.lax.scan(inner, st, None, length=block_steps)
         return st, obs
@@ -294,7 +429,7 @@ def elastic_energy(state: DEMState, parts: Particles, sp: SimParams) -> jax.Arra
         raise ValueError("elastic_energy is written for the Hooke model only.")
     n = state.pos.shape[0]
     j = state.nbr
-    dele = neighbors.min_image(state.pos[:, None, :] - _gather(state.pos, j), parts.box_len)
+    dele, _ = _pair_geometry(state, parts, sp)
     r = jnp.sqrt(jnp.sum(dele**2, -1))
     overlap = jnp.maximum(parts.radius[:, None] + _gather(parts.radius, j) - r, 0.0)
     overlap = jnp.where(j < n, overlap, 0.0)
