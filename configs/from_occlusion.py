@@ -10,11 +10,16 @@ Presets and commands:
   casia_webface (paper scale: LResNet50E-IR 112x96, CASIA-WebFace 10,572 ids aligned to 112x96,
       batch 512, SGD momentum 0.9 wd 5e-4; phase 1 lr 0.1 for 40 epochs (x0.1 at 15, 30), phase 2
       lr 0.01 for 40 epochs (x0.1 at 10, 25), K=5 (226 patterns), lambda=1, clean ratio 1/3;
-      LFW pairs with occluded second images):
+      LFW pairs with occluded second images).  Training data: data.name='casia_webface', a
+      root/<identity>/<image> folder decoded lazily (jaxpapers/data/face_recognition.py);
+      evaluation: the LFW pairs split (standard pairs.txt, header '10<TAB>300', checked with its
+      images before training starts):
       python -m jaxpapers.main --config=configs/from_occlusion.py:casia_webface \
           --workdir=runs/from_casia --config.data.path=/data/CASIA-WebFace-112x96 \
           --config.eval.lfw_dir=/data/lfw-112x96 --config.eval.pairs_file=/data/lfw/pairs.txt
-      (real PDSN occluders: --config.occlusion.folder=/data/occluder)
+      (real PDSN occluders: --config.occlusion.folder=/data/occluder; an MS1M set instead:
+      --config.data.name=ms1m --config.data.path=/data/faces_emore (train.rec/train.idx or a
+      folder) --config.model.num_classes=85742 '--config.data.image_size=(112,112)')
   smoke (tests: tiny net on 32x24 inputs, one step per phase):
       python -m jaxpapers.main --config=configs/from_occlusion.py:smoke --workdir=/tmp/from_smoke
 Expected numbers: README.md in jaxpapers/methods/from_occlusion (paper: LFW 99.38, occluded LFW
@@ -48,6 +53,7 @@ def get_config(arg=None):
             grayscale=True,
             n_train_ids=30,
             in_memory=True,
+            format="auto",  # casia_webface / ms1m only: folder | rec | auto
         )
     )
     c.model = ml_collections.ConfigDict(
@@ -112,6 +118,7 @@ def get_config(arg=None):
         spe = CASIA_IMAGES // 512
         c.data.update(
             dict(
+                name="casia_webface",
                 path="/data/CASIA-WebFace-112x96",
                 image_size=(112, 96),
                 grayscale=False,
@@ -129,7 +136,7 @@ def get_config(arg=None):
             )
         )
         c.occlusion.grid = 5
-        c.eval.far = 1e-4
+        c.eval.update(dict(far=1e-4, lfw_dir="/data/lfw-112x96", pairs_file="/data/lfw/pairs.txt"))
         c.batch_size = 512
         c.clean_steps = 40 * spe
         c.num_train_steps = 80 * spe

@@ -12,6 +12,14 @@ Presets and commands:
       PGD-10, SGD 0.1 momentum 0.9 wd 5e-4, piecewise ×0.1 at 50 % / 75 %, 200 epochs of 128;
       needs a prepared TFDS cifar10 under TFDS_DATA_DIR):
       python -m jaxpapers.main --config=configs/rat.py:cifar10_preact18 --workdir=runs/rat_c10
+  cifar10_wrn34 (paper scale, WideResNet-34-10 (46.16M parameters), same SAT/RAT recipe as
+      cifar10_preact18; with `method_variant=trades` in the preset argument the TRADES recipe:
+      ε = 0.031, step 0.007, wd 2e-4, 76 epochs, lr ×0.1 after epoch 74 — notes §3.2):
+      python -m jaxpapers.main --config=configs/rat.py:cifar10_wrn34 --workdir=runs/rat_wrn
+      python -m jaxpapers.main --config=configs/rat.py:cifar10_wrn34,method_variant=trades \
+          --workdir=runs/trades_wrn
+      (WRN-28-10 instead: --config.model.arch=wrn28_10; the TRADES recipe switch only reads the
+      preset argument, not a later --config.method_variant flag.)
   smoke (tests: tiny ResNet on 8×8 digits, 2 steps):
       python -m jaxpapers.main --config=configs/rat.py:smoke --workdir=/tmp/rat_smoke
 Measured numbers and the exact commands: jaxpapers/methods/rat/README.md.
@@ -19,7 +27,7 @@ Measured numbers and the exact commands: jaxpapers/methods/rat/README.md.
 
 from jaxpapers import config_lib, optim
 
-PRESETS = ("default", "quick", "cifar10_preact18", "smoke")
+PRESETS = ("default", "quick", "cifar10_preact18", "cifar10_wrn34", "smoke")
 
 
 def get_config(arg=None):
@@ -111,13 +119,14 @@ def get_config(arg=None):
             weight_decay=5e-4,
             momentum=0.9,
         )
-    elif preset == "cifar10_preact18":
+    elif preset in ("cifar10_preact18", "cifar10_wrn34"):
         steps_per_epoch = 50000 // 128
+        epochs, milestones, wd = 200, (100, 150), 5e-4  # Rice et al.: ×0.1 at 50 % and 75 %
         c.data.name = "cifar10"
         c.data.image_shape = (32, 32, 3)
         c.data.crop_pad = 4
         c.data.flip = True
-        c.model.arch = "preact_resnet18"
+        c.model.arch = "preact_resnet18" if preset == "cifar10_preact18" else "wrn34_10"
         c.model.width = 64
         c.model.mean = (0.4914, 0.4822, 0.4465)  # Rice et al. normalise inside the model
         c.model.std = (0.2471, 0.2435, 0.2616)
@@ -126,8 +135,13 @@ def get_config(arg=None):
         c.trades.step_size = 0.007
         c.eval.pgd_step_size = 2 / 255
         c.eval.attacks = "pgd"
+        if preset == "cifar10_wrn34" and overrides.get("method_variant") == "trades":
+            # TRADES train_trades_cifar10.py: ε 0.031, step 0.007, wd 2e-4, 76 epochs, lr 0.1 for
+            # epochs 1..74 then 0.01 (its `epoch >= 75` drop, epochs counted from 1).
+            epochs, milestones, wd = 76, (74,), 2e-4
+            c.attack.eps = 0.031
         c.batch_size = 128
-        c.num_train_steps = 200 * steps_per_epoch
+        c.num_train_steps = epochs * steps_per_epoch
         c.log_every = 100
         c.ckpt_every = 5 * steps_per_epoch
         c.eval_every = 5 * steps_per_epoch
@@ -135,9 +149,9 @@ def get_config(arg=None):
             name="momentum",
             lr=0.1,
             schedule="piecewise",
-            milestones=(100 * steps_per_epoch, 150 * steps_per_epoch),
+            milestones=tuple(m * steps_per_epoch for m in milestones),
             decay_factor=0.1,
-            weight_decay=5e-4,
+            weight_decay=wd,
             momentum=0.9,
         )
     elif preset == "smoke":

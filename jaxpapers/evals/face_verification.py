@@ -179,9 +179,13 @@ def read_pairs(path: str, ext: str = "jpg") -> list[tuple[str, str, bool]]:
 
 
 def write_pairs(path: str, pairs: Sequence[tuple[str, int, str, int]], n_folds: int = 10) -> None:
-    """Writes [(name1, idx1, name2, idx2)] in LFW format (3 fields when name1 == name2)."""
+    """Writes [(name1, idx1, name2, idx2)] in LFW format (3 fields when name1 == name2).
+
+    The header is LFW's ``<sets> TAB <matched pairs per set>`` (each set holds as many mismatched
+    pairs), so the strict LFW reader of ``data.face_recognition`` accepts the file.
+    """
     with open(path, "w") as f:
-        f.write(f"{n_folds} {len(pairs) // n_folds}\n")
+        f.write(f"{n_folds}\t{len(pairs) // (2 * n_folds)}\n")
         for n1, i, n2, j in pairs:
             f.write(f"{n1}\t{i}\t{j}\n" if n1 == n2 else f"{n1}\t{i}\t{n2}\t{j}\n")
 

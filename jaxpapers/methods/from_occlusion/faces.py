@@ -3,8 +3,9 @@
 CPU preset: the ORL faces (`/work/shared/data/faces/att_orl_faces`, 40 identities x 10 grey images,
 92x112) resized to config.data.image_size; the first `n_train_ids` identities (sorted folder names)
 train the classifier, the rest form the verification pairs, so verification is on unseen people
-as in LFW.  Paper preset: CASIA-WebFace 112x96 through the suite's image_folder builder (not held
-in memory) and LFW pairs from an LFW-format pairs.txt.
+as in LFW.  Paper preset: data.name='casia_webface' (or 'ms1m': folder or insightface
+train.rec) read lazily by `jaxpapers.data.face_recognition`, and the LFW pairs split from the
+standard pairs.txt (eval.pairs_file over eval.lfw_dir), validated before training starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import numpy as np
 
 from jaxpapers import data
-from jaxpapers.data import builders
+from jaxpapers.data import builders, face_recognition
 from jaxpapers.evals import face_verification as fv
 
 
@@ -41,10 +42,22 @@ def _folder_split(config, split: str) -> dict[str, np.ndarray]:
 
 
 def make_source(config, split: str):
-    """Training arrays (held in memory) or, with data.in_memory=False, a random-access source."""
+    """Training arrays (held in memory) or, with data.in_memory=False, a random-access source.
+
+    data.name 'casia_webface' / 'ms1m': a lazily decoded identity folder or insightface RecordIO
+    set; with eval.pairs_file set, the LFW pairs file and its images are checked here too, so a
+    wrong path fails at start-up rather than at the first evaluation.
+    """
+    if config.data.name in face_recognition.TRAIN_NAMES:
+        if config.eval.pairs_file:
+            face_recognition.check_lfw_pairs(
+                config.eval.lfw_dir, config.eval.pairs_file, config.eval.pairs_ext
+            )
+        return face_recognition.open_train_source(config.data, int(config.model.num_classes))
     if config.data.name != "image_folder":
         raise ValueError(
-            f"from_occlusion reads identity folders (data.name='image_folder'), got "
+            f"from_occlusion reads identity folders (data.name='image_folder', "
+            f"{' or '.join(repr(n) for n in face_recognition.TRAIN_NAMES)}), got "
             f"{config.data.name!r}."
         )
     if not os.path.isdir(config.data.path):
@@ -71,12 +84,8 @@ def eval_pairs(config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     e = config.eval
     size = tuple(config.data.image_size)
     if e.pairs_file:
-        pairs = fv.read_pairs(e.pairs_file, e.pairs_ext)
-        paths = sorted({p for a, b, _ in pairs for p in (a, b)})
-        index = {p: i for i, p in enumerate(paths)}
-        images = np.stack([builders.read_image(os.path.join(e.lfw_dir, p), size, 3) for p in paths])
-        arr = np.asarray([(index[a], index[b], int(s)) for a, b, s in pairs], np.int64)
-        return images, -np.ones(len(paths), np.int32), arr
+        lfw = face_recognition.load_lfw_pairs(e.lfw_dir, e.pairs_file, size, 3, e.pairs_ext)
+        return lfw.images, -np.ones(len(lfw.paths), np.int32), lfw.pairs
     src = _folder_split(config, "test")
     pairs = fv.make_pairs(src["label"], int(e.num_pairs), int(e.pairs_seed))
     return src["image"], src["label"], pairs
