@@ -123,3 +123,27 @@ def test_generator_loss_official_weights():
     # The fake image is detached in the critic loss: no gradient reaches it.
     g = jax.grad(lambda f: losses.critic_loss(critic, real, f, cond, jnp.ones(2) * 0.5)[0])(fake)
     assert float(jnp.abs(g).sum()) == 0.0
+
+
+@pytest.mark.parametrize("shading", ["flat", "smooth"])
+@pytest.mark.parametrize("targets", [0, 2])
+def test_batch_equals_per_example(shading, targets):
+    """`sparse_texture_batch` (one batched rasterisation) equals `sparse_texture` per example."""
+    h = w = 24
+    verts, faces = grid_mesh(5, 3.0, 21.0, 1.0, seed=5)
+    r = np.random.default_rng(0)
+    images = r.uniform(-1, 1, (2, h, w, 3)).astype(np.float32)
+    src = np.stack([verts, verts + np.float32([1.0, -1.0, 0.0])])
+    shape = (2, targets) if targets else (2,)
+    dst = (src.reshape(2, *([1] * bool(targets)), -1, 3) + r.uniform(-1, 1, shape + (1, 3))).astype(
+        np.float32
+    )
+    out = st.sparse_texture_batch(
+        jnp.asarray(images), jnp.asarray(src), jnp.asarray(dst), faces, shading=shading
+    )
+    for i in range(2):
+        ref = st.sparse_texture(
+            jnp.asarray(images[i]), jnp.asarray(src[i]), jnp.asarray(dst[i]), faces, shading=shading
+        )
+        for a, b in zip(out, ref, strict=True):
+            np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b), atol=1e-6)

@@ -137,6 +137,36 @@ def sparse_texture_batch(
     shading: str = "flat",
     chunk: int = 256,
 ) -> tuple[Array, Array, Array]:
-    """`sparse_texture` vmapped over a batch: images [B,H,W,C], verts [B,V,3] (dst [B,(T,)V,3])."""
-    fn = functools.partial(sparse_texture, faces=faces, shading=shading, chunk=chunk)
-    return jax.vmap(fn)(images, src_verts, dst_verts)
+    """`sparse_texture` over a batch: images [B,H,W,C], verts [B,V,3] (dst [B,(T,)V,3]).
+
+    All B·(1 + T) renders go through ONE `rasterize_batch` call instead of a vmap of
+    `sparse_texture`: under vmap the rasteriser's overflow `lax.cond` becomes a select that runs
+    the dense O(H·W·F) fallback on every call (see `layers/rasterizer.rasterize`).
+    """
+    if shading not in SHADINGS:
+        raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}.")
+    if images.ndim != 4 or src_verts.ndim != 3 or dst_verts.ndim not in (3, 4):
+        raise ValueError(
+            "Expected images [B,H,W,C], src_verts [B,V,3], dst_verts [B,(T,)V,3]; got "
+            f"{images.shape}, {src_verts.shape}, {dst_verts.shape}."
+        )
+    faces = jnp.asarray(sparse_faces() if faces is None else faces, jnp.int32)
+    b, h, w = images.shape[:3]
+    colors = jax.vmap(sample_colors)(images, src_verts)  # [B, V, C]
+    t = 1 if dst_verts.ndim == 3 else dst_verts.shape[1]
+    dst = dst_verts.reshape((b * t,) + dst_verts.shape[-2:])
+    verts = jnp.concatenate([src_verts, dst])
+    cols = jnp.concatenate([colors, jnp.repeat(colors, t, axis=0)])
+    raster = rz.rasterize_batch(verts, faces, h, w, chunk=chunk)
+
+    def shade(c, r):
+        if shading == "flat":
+            return rz.shade_flat(rz.flat_colors(c, faces), r)
+        return rz.interpolate(c, r, faces)
+
+    imgs = jax.vmap(shade)(cols, raster)
+    n_src, n_dst, mask = imgs[:b], imgs[b:], raster.mask[b:]
+    if dst_verts.ndim == 4:
+        n_dst = n_dst.reshape((b, t) + n_dst.shape[1:])
+        mask = mask.reshape((b, t) + mask.shape[1:])
+    return n_src, n_dst, mask
