@@ -58,36 +58,6 @@ def sample_colors(image: Array, verts: Array) -> Array:
     return image[row, col]
 
 
-def render_colors(
-    colors: Array,
-    verts: Array,
-    faces: Array,
-    height: int,
-    width: int,
-    shading: str = "flat",
-    chunk: int = 256,
-) -> tuple[Array, Array]:
-    """Z-buffered render of a vertex-coloured mesh: (image [H, W, C], mask [H, W, 1]).
-
-    Args:
-      colors: [V, C] vertex colours.
-      verts: [V, 3] vertex positions in pixels of the output image.
-      faces: [F, 3] triangles.
-      height, width: output size.
-      shading: 'flat' (official: each pixel = mean of its triangle's 3 vertex colours) or
-        'smooth' (barycentric interpolation).
-      chunk: rasteriser chunk size.
-    """
-    if shading not in SHADINGS:
-        raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}.")
-    raster = rz.rasterize(verts, faces, height, width, chunk=chunk)
-    if shading == "flat":
-        img = rz.shade_flat(rz.flat_colors(colors, faces), raster)
-    else:
-        img = rz.interpolate(colors, raster, faces)
-    return img, raster.mask
-
-
 def sparse_texture(
     image: Array,
     src_verts: Array,
@@ -114,18 +84,10 @@ def sparse_texture(
         raise ValueError(
             f"Expected image [H,W,C] and src_verts [V,3]; got {image.shape}, {src_verts.shape}."
         )
-    faces = jnp.asarray(sparse_faces() if faces is None else faces, jnp.int32)
-    h, w = image.shape[0], image.shape[1]
-    colors = sample_colors(image, src_verts)
-    render = functools.partial(
-        render_colors, colors, faces=faces, height=h, width=w, shading=shading, chunk=chunk
+    out = sparse_texture_batch(
+        image[None], src_verts[None], dst_verts[None], faces, shading=shading, chunk=chunk
     )
-    n_src, _ = render(src_verts)
-    if dst_verts.ndim == 2:
-        n_dst, mask = render(dst_verts)
-    else:
-        n_dst, mask = jax.vmap(render)(dst_verts)
-    return n_src, n_dst, mask
+    return tuple(x[0] for x in out)
 
 
 def sparse_texture_batch(
