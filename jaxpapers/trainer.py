@@ -136,7 +136,10 @@ def train(config, workdir: str) -> dict:
                 ):
                     _evaluate(method, state, config, workdir, writer, done)
                 if _stop_agreed(stop["signal"] is not None, done, config):
-                    ckpt.save(done, state, force=True)
+                    # The cadence above may just have saved this very step (orbax refuses a
+                    # second save of one step, which lost the stop message and crashed).
+                    if ckpt.latest_step() != done:
+                        ckpt.save(done, state, force=True)
                     ckpt.wait()
                     print(
                         f"Stopped by SIGTERM at step {done}; checkpoint saved. "

@@ -116,3 +116,35 @@ def test_corrupt_checkpoint_gives_clear_error_and_is_kept(tmp_path):
     assert bad.returncode != 0
     assert "cannot be restored" in bad.stderr + bad.stdout
     assert os.path.isdir(ckdir), "the corrupt checkpoint must not be deleted or overwritten"
+
+
+def test_sigterm_on_a_checkpoint_step_stops_cleanly(tmp_path):
+    """With ``ckpt_every=1`` the stop lands on a step the cadence has just saved; the stop must
+    not save that step a second time (orbax raises StepAlreadyExistsError) and must resume."""
+    import threading
+
+    from jaxpapers import config_lib, trainer
+
+    cfg_path = os.path.join(ROOT, "configs", "classifier.py")
+    config = config_lib.load_config_file(cfg_path, "smoke")
+    with config.unlocked():
+        config.num_train_steps, config.ckpt_every, config.log_every = 400, 1, 1
+    work = str(tmp_path / "w")
+
+    def send_when_running():
+        deadline = time.time() + 240
+        while time.time() < deadline and max(_rows(work), default=0) < 2:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=send_when_running, daemon=True).start()
+    result = trainer.train(config, work)
+    if "stopped_at" not in result:
+        pytest.fail(f"the run finished before SIGTERM landed: {result}")
+    stopped = result["stopped_at"]
+    assert 2 <= stopped < 400
+    with config.unlocked():
+        config.num_train_steps = stopped + 2
+    resumed = trainer.train(config, work)
+    assert "stopped_at" not in resumed
+    assert max(_rows(work)) == stopped + 2
