@@ -107,6 +107,9 @@ def _batched(
 ) -> np.ndarray:
     """Runs a jitted `fn(x, y, key)` over fixed-size (padded) batches; one compile per shape."""
     out = []
+    # Fewer points than a batch: one smaller batch instead of padding (AA on the few points
+    # still robust would otherwise pay for a full batch of copies).
+    batch_size = max(1, min(batch_size, len(x)))
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         pad = batch_size - len(xb)
@@ -134,12 +137,14 @@ def evaluate(
     attacks_to_run: Sequence[str] = ("pgd",),
     cascade: bool = False,
     batch_size: int = 500,
+    verbose: bool = False,
     **budgets,
 ) -> dict:
     """Clean and robust accuracy of `logits_fn` on (x, y), x float in [0, 1].
 
     Args:
       attacks_to_run: names from IMPLEMENTED, or 'aa_standard' (expanded to AA_STANDARD).
+      verbose: print one progress line per attack (points attacked, accuracy, seconds).
       cascade: run each attack only on the points still robust (AutoAttack semantics) and report
         the robust accuracy after each; otherwise every attack runs alone on every clean-correct
         point, and `worst_case` counts a point robust only if it survives all of them.
@@ -173,6 +178,12 @@ def evaluate(
         alone[fooled] = False
         result[name] = float((robust if cascade else alone).mean())
         result[f"{name}_seconds"] = time.time() - t0
+        if verbose:
+            print(
+                f"{name:<8} on {len(idx):>5} points: robust accuracy {result[name]:.4f} "
+                f"({result[f'{name}_seconds']:.1f} s incl. compile)",
+                flush=True,
+            )
     result["worst_case"] = float(robust.mean())
     result["x_adv"] = x_adv
     return result
@@ -253,6 +264,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
     test = data.load(config.data, split)
     x = test["image"][: args.n].astype(np.float32) / 255.0
     y = test["label"][: args.n]
+    print(
+        f"{config.method}: {len(x)} {split} points, eps {eps}, attacks {args.attacks}", flush=True
+    )
     f = method.logits_fn(st, config)
     res = evaluate(
         f,
@@ -263,6 +277,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         attacks_to_run=args.attacks.split(","),
         cascade=bool(args.cascade),
         batch_size=args.batch_size,
+        verbose=True,
     )
     print(format_table(res))
     prefix = "robust_" + args.attacks.replace(",", "_") + (f"_{split}" if args.split else "")
