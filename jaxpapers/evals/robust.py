@@ -107,9 +107,10 @@ def _batched(
 ) -> np.ndarray:
     """Runs a jitted `fn(x, y, key)` over fixed-size (padded) batches; one compile per shape."""
     out = []
-    # Fewer points than a batch: one smaller batch instead of padding (AA on the few points
-    # still robust would otherwise pay for a full batch of copies).
-    batch_size = max(1, min(batch_size, len(x)))
+    # Equal batches of at most `batch_size`: padding wastes < one point per batch (AA's later
+    # attacks see few points; 260 points in batches of 250 would otherwise pay for 500).
+    num_batches = max(1, -(-len(x) // batch_size))
+    batch_size = max(1, -(-len(x) // num_batches))
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         pad = batch_size - len(xb)

@@ -86,3 +86,20 @@ def test_attacks_alone_and_worst_case_is_the_intersection(linear_problem):
     assert res["pgd"] <= res["fgsm"]  # PGD-10 contains the FGSM direction on a linear model
     with pytest.raises(ValueError, match="unknown attack"):
         robust.evaluate(f, x, y, jax.random.key(0), eps=0.03, attacks_to_run=("deepfool",))
+
+
+def test_batched_uses_equal_batches_and_keeps_order():
+    seen = []
+
+    def fn(xb, yb, k):
+        seen.append(xb.shape[0])
+        return xb * 2 + yb[:, None]
+
+    x = np.arange(259, dtype=np.float32)[:, None]
+    y = np.arange(259, dtype=np.int32) % 3
+    out = robust._batched(fn, x, y, jax.random.key(0), 250)
+    np.testing.assert_array_equal(out, x * 2 + y[:, None])
+    assert seen == [130, 130]  # not 250 + a 250-padded batch of 9
+    seen.clear()
+    assert robust._batched(fn, x[:7], y[:7], jax.random.key(0), 250).shape == (7, 1)
+    assert seen == [7]
