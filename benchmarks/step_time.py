@@ -26,6 +26,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<method>.py[:
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
 _AOT = flags.DEFINE_bool("aot_only", False, "Only lower and compile (paper-scale shapes on CPU).")
 _OUT = flags.DEFINE_string("out", "", "JSON output path (printed in any case).")
+_STEP = flags.DEFINE_integer(
+    "step", 0, "Global step whose phase is timed (multi-phase methods, e.g. a student stage)."
+)
 
 
 def _flops(compiled) -> float:
@@ -44,7 +47,7 @@ def _peak_memory_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def benchmark(config, steps: int, aot_only: bool) -> dict:
+def benchmark(config, steps: int, aot_only: bool, at_step: int = 0) -> dict:
     method = methods.get(config.method)
     if method.kind != "train":
         raise ValueError(f"{config.method} is an analysis method; benchmark its run() instead.")
@@ -62,7 +65,7 @@ def benchmark(config, steps: int, aot_only: bool) -> dict:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
         )
         t0 = time.perf_counter()
-        compiled = step_fn.lower(state_abs, batch_abs).compile()
+        compiled = step_fn.lower(state_abs, batch_abs, at_step).compile()
         result = {
             "method": config.method,
             "preset": config.get("preset", ""),
@@ -70,6 +73,7 @@ def benchmark(config, steps: int, aot_only: bool) -> dict:
             "devices": jax.device_count(),
             "device_kind": jax.devices()[0].device_kind,
             "batch_size": config.batch_size,
+            "phase": repr(step_fn.phase(at_step)),
             "compile_seconds": time.perf_counter() - t0,
             "flops_per_step": _flops(compiled),
         }
@@ -97,7 +101,7 @@ def benchmark(config, steps: int, aot_only: bool) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    result = benchmark(_CONFIG.value, _STEPS.value, _AOT.value)
+    result = benchmark(_CONFIG.value, _STEPS.value, _AOT.value, _STEP.value)
     text = json.dumps(result, indent=2)
     print(text)
     if _OUT.value:

@@ -1,6 +1,8 @@
 """One jitted train step for the BigGAN DGL-GAN job: teacher -> student stage 1 -> stage 2.
 
-The phase is a function of ``state.step`` (as in the StyleGAN2 half), chosen with ``lax.cond``:
+The phase is a function of the global step (`phase`), chosen on the host by the trainer, which
+compiles each phase once (``trainer.StepFunction``; a ``lax.cond`` on ``state.step`` made every
+convolution ~50x slower on XLA:CPU):
 
 * phase 0, ``step < teacher.steps``: train the teacher BigGAN (G_T, D_T).
 * phase 1, next ``student.stage1_steps``: the student (G at ``g_ch / g_divisor``) with lam = 0.
@@ -147,9 +149,12 @@ def sample_zy(key: jax.Array, n: int, config) -> tuple[jax.Array, jax.Array]:
 
 
 def gan_update(
-    gs: GanState, reals, labels, key, itr, config, role, teacher=None, lam=0.0, teacher_on=None
+    gs: GanState, reals, labels, key, itr, config, role, teacher=None, lam=0.0, teacher_on=False
 ):
-    """One BigGAN iteration of one GAN. Returns (GanState, teacher d_vars or None, metrics)."""
+    """One BigGAN iteration of one GAN. Returns (GanState, teacher d_vars or None, metrics).
+
+    ``teacher_on`` (static): add the frozen teacher D term (stage 2); stage 1 does not run D_T.
+    """
     g_net, d_net = make_nets(config, role)
     tx_g, tx_d = optim.make(config.optim.g), optim.make(config.optim.d)
     n_d, per = int(config.gan.num_d_steps), d_batch(config)
@@ -189,7 +194,10 @@ def gan_update(
         return (g_vars, optax.apply_updates(d, upd), d_vars, d_opt), (l_real, l_fake)
 
     carry = (gs.g_vars, gs.d, gs.d_vars, gs.d_opt)
-    (g_vars, d, d_vars, d_opt), (l_real, l_fake) = jax.lax.scan(d_step, carry, xs)
+    # Unrolled (num_d_steps is 1-4): XLA:CPU runs convolutions inside a while loop far slower
+    # than the same ops unrolled (jaxlib 0.10.2, default preset: 56 s vs 1.35 s per teacher
+    # iteration); on GPU/TPU unrolling only costs compile time.
+    (g_vars, d, d_vars, d_opt), (l_real, l_fake) = jax.lax.scan(d_step, carry, xs, unroll=True)
 
     z, y = sample_zy(k_g, g_batch(config), config)
     t_net = make_nets(config, "teacher")[1] if teacher is not None else None
@@ -201,24 +209,13 @@ def gan_update(
             {"params": d, **d_vars}, fake, y, train=True, mutable=list(D_COLS)
         )
         t_vars = None
-        if t_net is not None:
-
-            def run_teacher(f):
-                out, tv = t_net.apply(
-                    {"params": teacher.d, **teacher.d_vars},
-                    f,
-                    y,
-                    train=t_update,
-                    mutable=list(D_COLS),
-                )
-                return out, tv
-
-            # Only evaluated in stage 2, so stage 1 does not pay for D_T.
-            t_logits, t_vars = jax.lax.cond(
-                teacher_on,
-                run_teacher,
-                lambda f: (jnp.zeros((f.shape[0],), f.dtype), teacher.d_vars),
+        if t_net is not None and teacher_on:
+            t_logits, t_vars = t_net.apply(
+                {"params": teacher.d, **teacher.d_vars},
                 fake,
+                y,
+                train=t_update,
+                mutable=list(D_COLS),
             )
             total, term = losses.dgl_hinge_g(logits, t_logits, lam)
         else:
@@ -255,41 +252,45 @@ def gan_update(
         "d_loss": d_loss,
         "d_loss_real": jnp.mean(l_real),
         "d_loss_fake": jnp.mean(l_fake),
-        "teacher_term": term if teacher_on is None else jnp.where(teacher_on, term, 0.0),
+        "teacher_term": term,
     }
     return new, t_vars, metrics
 
 
-def train_step(state: DGLState, batch: dict, *, config) -> tuple[DGLState, dict]:
-    """The job's single train step; the phase comes from ``state.step`` (module doc)."""
+def phase(config, step: int) -> int:
+    """0 teacher, 1 student stage 1 (lam = 0), 2 student stage 2 (the DGL term)."""
+    s1, s2 = phase_bounds(config)
+    return 0 if step < s1 else (1 if step < s2 else 2)
+
+
+def train_step(state: DGLState, batch: dict, *, config, phase: int) -> tuple[DGLState, dict]:
+    """The job's train step for one (static) phase; see the module doc."""
+    if phase not in (0, 1, 2):
+        raise ValueError(f"phase must be 0, 1 or 2, got {phase!r}.")
     key = rng.step_key(state)
     reals, labels = preprocess(batch["image"]), batch["label"].astype(jnp.int32)
-    s1, s2 = phase_bounds(config)
-    phase = jnp.where(state.step < s1, 0, jnp.where(state.step < s2, 1, 2)).astype(jnp.int32)
-
-    def teacher_branch(st: DGLState):
-        t, _, m = gan_update(st.teacher, reals, labels, key, st.step + 1, config, "teacher")
-        return st.replace(teacher=t), m
-
-    def student_branch(st: DGLState):
-        on = st.step >= s2
-        lam = jnp.where(on, config.student.lam, 0.0)
-        s, t_vars, m = gan_update(
-            st.student,
+    s1, _ = phase_bounds(config)
+    if phase == 0:
+        t, _, metrics = gan_update(
+            state.teacher, reals, labels, key, state.step + 1, config, "teacher"
+        )
+        state = state.replace(teacher=t)
+    else:
+        on = phase == 2
+        s, t_vars, metrics = gan_update(
+            state.student,
             reals,
             labels,
             key,
-            st.step - s1 + 1,
+            state.step - s1 + 1,
             config,
             "student",
-            teacher=st.teacher,
-            lam=lam,
+            teacher=state.teacher,
+            lam=config.student.lam if on else 0.0,
             teacher_on=on,
         )
-        return st.replace(student=s, teacher=st.teacher.replace(d_vars=t_vars)), m
-
-    if s1 > 0:
-        state, metrics = jax.lax.cond(phase == 0, teacher_branch, student_branch, state)
-    else:  # Teacher from init_from: no teacher branch is traced.
-        state, metrics = student_branch(state)
-    return state.replace(step=state.step + 1), dict(metrics, phase=phase)
+        if on:
+            state = state.replace(teacher=state.teacher.replace(d_vars=t_vars))
+        state = state.replace(student=s)
+    metrics = dict(metrics, phase=jnp.asarray(phase, jnp.int32))
+    return state.replace(step=state.step + 1), metrics
