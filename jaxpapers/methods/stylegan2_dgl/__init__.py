@@ -15,13 +15,14 @@ import numpy as np
 from jaxpapers import data
 from jaxpapers.methods.stylegan2_dgl import steps
 from jaxpapers.methods.stylegan2_dgl.evaluate import evaluate, gan_sampler
-from jaxpapers.methods.stylegan2_dgl.steps import init_state, train_step
+from jaxpapers.methods.stylegan2_dgl.steps import init_state, phase, train_step
 
 kind = "train"
 __all__ = [
     "kind",
     "input_spec",
     "init_state",
+    "phase",
     "train_step",
     "make_source",
     "evaluate",

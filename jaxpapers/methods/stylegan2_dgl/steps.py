@@ -1,7 +1,9 @@
 """One jitted train step for the whole DGL-GAN job: teacher -> student stage 1 -> stage 2.
 
-The phase is a function of ``state.step`` (boundaries from the config), selected with
-``lax.cond`` inside the step, so the job compiles once and every stage resumes from a checkpoint:
+The phase is a function of the global step (`phase`; boundaries from the config), chosen on the
+host by the trainer, which compiles each phase once (``trainer.StepFunction``: a ``lax.cond`` on
+``state.step`` around the whole update made every convolution far slower on XLA:CPU); every stage
+resumes from a checkpoint:
 
 * phase 0, ``step < teacher.steps``: train the teacher StyleGAN2 (G_T, D_T).
 * phase 1, next ``student.stage1_steps``: train the narrow student (G_S, D_S) with alpha = 0.
@@ -159,9 +161,12 @@ def gan_update(
     role: str,
     d_teacher=None,
     alpha=0.0,
-    teacher_on=None,
+    teacher_on=False,
 ):
-    """One official StyleGAN2 iteration of one GAN; returns (new GanState, metrics)."""
+    """One official StyleGAN2 iteration of one GAN; returns (new GanState, metrics).
+
+    ``teacher_on`` (static): add the teacher D term (stage 2); stage 1 does not run D_T.
+    """
     g_net, d_net = make_nets(config, role)
     L = config.loss
     n = reals.shape[0]
@@ -176,21 +181,13 @@ def gan_update(
         fake = synth(g_net, g_params, ws, keys[2])
         logits = d_net.apply({"params": gs.d}, fake)
         t_logits = None
-        if t_net is not None:
-            # Only evaluated in stage 2 (cond), so stage 1 does not pay for D_T.
-            t_logits = jax.lax.cond(
-                teacher_on,
-                lambda f: t_net.apply({"params": d_teacher}, f),
-                lambda f: jnp.zeros((f.shape[0],), f.dtype),
-                fake,
-            )
+        if t_net is not None and teacher_on:
+            t_logits = t_net.apply({"params": d_teacher}, fake)
         total, term = losses.dgl_generator_loss(logits, t_logits, alpha)
         w_mean = jnp.mean(ws[:, 0], axis=0)
         return total, (losses.g_nonsaturating(logits), term, w_mean)
 
     (g_total, (g_main, t_term, w_mean)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(gs.g)
-    if teacher_on is not None:
-        t_term = jnp.where(teacher_on, t_term, 0.0)  # D_T is not evaluated in stage 1.
     upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
     g = optax.apply_updates(gs.g, upd)
     w_avg = w_mean + config.model.w_avg_beta * (gs.w_avg - w_mean)  # lerp(w_mean, w_avg, beta)
@@ -276,38 +273,36 @@ def gan_update(
     return new, metrics
 
 
-def train_step(state: DGLState, batch: dict, *, config) -> tuple[DGLState, dict]:
-    """The job's single train step; the phase comes from ``state.step`` (see module doc)."""
+def phase(config, step: int) -> int:
+    """0 teacher, 1 student stage 1 (alpha = 0), 2 student stage 2 (the DGL term)."""
+    s1, s2 = phase_bounds(config)
+    return 0 if step < s1 else (1 if step < s2 else 2)
+
+
+def train_step(state: DGLState, batch: dict, *, config, phase: int) -> tuple[DGLState, dict]:
+    """The job's train step for one (static) phase; see the module doc."""
+    if phase not in (0, 1, 2):
+        raise ValueError(f"phase must be 0, 1 or 2, got {phase!r}.")
     key = rng.step_key(state)
     k_aug, k_gan = jax.random.split(key)
     reals = preprocess(batch["image"], k_aug, config.aug.mirror)
-    s1, s2 = phase_bounds(config)
-    step = state.step
-    phase = jnp.where(step < s1, 0, jnp.where(step < s2, 1, 2)).astype(jnp.int32)
-
-    def teacher_branch(st: DGLState):
-        t, m = gan_update(st.teacher, reals, k_gan, st.step, config, "teacher")
-        return st.replace(teacher=t), m
-
-    def student_branch(st: DGLState):
-        on = st.step >= s2
-        alpha = jnp.where(on, config.student.alpha, 0.0)
-        s, m = gan_update(
-            st.student,
+    s1, _ = phase_bounds(config)
+    if phase == 0:
+        t, metrics = gan_update(state.teacher, reals, k_gan, state.step, config, "teacher")
+        state = state.replace(teacher=t)
+    else:
+        on = phase == 2
+        s, metrics = gan_update(
+            state.student,
             reals,
             k_gan,
-            st.step - s1,
+            state.step - s1,
             config,
             "student",
-            d_teacher=st.teacher.d,
-            alpha=alpha,
+            d_teacher=state.teacher.d,
+            alpha=config.student.alpha if on else 0.0,
             teacher_on=on,
         )
-        return st.replace(student=s), m
-
-    if s1 > 0:
-        state, metrics = jax.lax.cond(phase == 0, teacher_branch, student_branch, state)
-    else:  # Teacher loaded from init_from: no teacher branch is traced at all.
-        state, metrics = student_branch(state)
-    metrics = dict(metrics, phase=phase)
+        state = state.replace(student=s)
+    metrics = dict(metrics, phase=jnp.asarray(phase, jnp.int32))
     return state.replace(step=state.step + 1), metrics
