@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from jaxpapers.methods.synface.evaluate import evaluate  # noqa: F401
 from jaxpapers.methods.synface.faces import make_source  # noqa: F401
-from jaxpapers.methods.synface.steps import init_state, train_step  # noqa: F401
+from jaxpapers.methods.synface.steps import init_state, phase, train_step  # noqa: F401
 
 kind = "train"
 

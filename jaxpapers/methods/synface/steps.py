@@ -9,7 +9,9 @@
   with IM soft labels and, when ``dm.enabled``, domain mixup with the real images: one psi per
   batch from the grid, pixel mixing, real labels offset by ``synth.num_ids``, margin-then-mix
   logits and the official loss (`losses`).
-The phase is selected with ``lax.cond`` so the step compiles once; checkpoints resume either phase.
+The phase is a function of the global step (`phase`), chosen on the host by the trainer, which
+compiles each phase once (``trainer.StepFunction``; a ``lax.cond`` on ``state.step`` made the
+convolutions far slower on XLA:CPU); checkpoints resume either phase.
 """
 
 from __future__ import annotations
@@ -250,10 +252,18 @@ def rec_update(st: SynFaceState, batch: dict, key: jax.Array, config) -> tuple[R
 METRIC_KEYS = ("g_loss", "d_loss", "r1", "rec_loss", "rec_acc", "psi", "phi_mean")
 
 
-def train_step(state: SynFaceState, batch: dict, *, config) -> tuple[SynFaceState, dict]:
+def phase(config, step: int) -> int:
+    """0: generator (StyleGAN2) training, 1: recognition training."""
+    return 0 if step < int(config.gen.steps) else 1
+
+
+def train_step(
+    state: SynFaceState, batch: dict, *, config, phase: int
+) -> tuple[SynFaceState, dict]:
+    if phase not in (0, 1):
+        raise ValueError(f"phase must be 0 or 1, got {phase!r}.")
     key = rng.step_key(state)
     k_aug, k_gan, k_rec = jax.random.split(key, 3)
-    gen_steps = int(config.gen.steps)
 
     def full(m):
         return {k: jnp.asarray(m.get(k, 0.0), jnp.float32) for k in METRIC_KEYS}
@@ -273,11 +283,8 @@ def train_step(state: SynFaceState, batch: dict, *, config) -> tuple[SynFaceStat
         m["loss"] = m["rec_loss"]
         return st.replace(rec=rec), m
 
-    if gen_steps > 0:
-        state, metrics = jax.lax.cond(state.step < gen_steps, gan_branch, rec_branch, state)
-    else:  # Generator from init_from: the GAN branch is not traced.
-        state, metrics = rec_branch(state)
-    metrics["phase"] = (state.step >= gen_steps).astype(jnp.float32)
+    state, metrics = gan_branch(state) if phase == 0 else rec_branch(state)
+    metrics["phase"] = jnp.asarray(phase, jnp.float32)
     return state.replace(step=state.step + 1), metrics
 
 
