@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng
+from jaxpapers.lib.dgl_schedule import check_phase, phase_bounds  # noqa: F401
 from jaxpapers.methods.biggan_dgl import losses
 from jaxpapers.methods.biggan_dgl import model as M
 
@@ -81,12 +82,6 @@ def make_nets(config, role: str) -> tuple[M.Generator, M.Discriminator]:
     )
     d = M.Discriminator(m.resolution, m.d_ch // ddiv, m.num_classes, m.d_attn, m.sn_eps, m.d_init)
     return g, d
-
-
-def phase_bounds(config) -> tuple[int, int]:
-    """(first student step, first stage-2 step)."""
-    t = int(config.teacher.steps)
-    return t, t + int(config.student.stage1_steps)
 
 
 def d_batch(config) -> int:
@@ -257,16 +252,9 @@ def gan_update(
     return new, t_vars, metrics
 
 
-def phase(config, step: int) -> int:
-    """0 teacher, 1 student stage 1 (lam = 0), 2 student stage 2 (the DGL term)."""
-    s1, s2 = phase_bounds(config)
-    return 0 if step < s1 else (1 if step < s2 else 2)
-
-
 def train_step(state: DGLState, batch: dict, *, config, phase: int) -> tuple[DGLState, dict]:
     """The job's train step for one (static) phase; see the module doc."""
-    if phase not in (0, 1, 2):
-        raise ValueError(f"phase must be 0, 1 or 2, got {phase!r}.")
+    check_phase(phase)
     key = rng.step_key(state)
     reals, labels = preprocess(batch["image"]), batch["label"].astype(jnp.int32)
     s1, _ = phase_bounds(config)

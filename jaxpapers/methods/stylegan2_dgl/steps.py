@@ -27,6 +27,7 @@ import ml_collections
 import optax
 
 from jaxpapers import optim, rng
+from jaxpapers.lib.dgl_schedule import check_phase, phase_bounds  # noqa: F401
 from jaxpapers.methods.stylegan2_dgl import losses
 from jaxpapers.methods.stylegan2_dgl import model as M
 
@@ -77,12 +78,6 @@ def make_nets(config: ml_collections.ConfigDict, role: str) -> tuple[M.Generator
         m.resolution, m.fmap_base, m.fmap_max, ddiv, m.mbstd_group_size, m.mbstd_num_features, f
     )
     return g, d
-
-
-def phase_bounds(config) -> tuple[int, int]:
-    """(first student step, first stage-2 step)."""
-    t = int(config.teacher.steps)
-    return t, t + int(config.student.stage1_steps)
 
 
 def init_gan(key: jax.Array, config, role: str) -> GanState:
@@ -273,16 +268,9 @@ def gan_update(
     return new, metrics
 
 
-def phase(config, step: int) -> int:
-    """0 teacher, 1 student stage 1 (alpha = 0), 2 student stage 2 (the DGL term)."""
-    s1, s2 = phase_bounds(config)
-    return 0 if step < s1 else (1 if step < s2 else 2)
-
-
 def train_step(state: DGLState, batch: dict, *, config, phase: int) -> tuple[DGLState, dict]:
     """The job's train step for one (static) phase; see the module doc."""
-    if phase not in (0, 1, 2):
-        raise ValueError(f"phase must be 0, 1 or 2, got {phase!r}.")
+    check_phase(phase)
     key = rng.step_key(state)
     k_aug, k_gan = jax.random.split(key)
     reals = preprocess(batch["image"], k_aug, config.aug.mirror)
