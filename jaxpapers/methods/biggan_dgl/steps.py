@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng
-from jaxpapers.lib.dgl_schedule import check_phase, phase_bounds  # noqa: F401
+from jaxpapers.lib.dgl_schedule import check_phase, phase_bounds
 from jaxpapers.methods.biggan_dgl import losses
 from jaxpapers.methods.biggan_dgl import model as M
 
