@@ -136,6 +136,20 @@ def test_pgd_path_and_random_start(digits_model):
     assert float(jnp.max(jnp.abs(path[0] - x))) > 0.05  # random start really moved
     other = attacks.pgd(f, x, y, jax.random.key(1), eps=EPS, step_size=0.03, num_steps=4)
     assert not np.array_equal(np.asarray(other), np.asarray(x_t))
+    # The unrolled loop (used on CPU) walks the same path.
+    x_u, path_u = attacks.pgd(
+        f,
+        x,
+        y,
+        jax.random.key(0),
+        eps=EPS,
+        step_size=0.03,
+        num_steps=4,
+        return_path=True,
+        unroll=True,
+    )
+    np.testing.assert_allclose(path_u, path, atol=1e-6)
+    np.testing.assert_allclose(x_u, x_t, atol=1e-6)
 
 
 def test_apgd_not_worse_than_pgd_same_budget(digits_model):
