@@ -77,6 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict(
         dict(
             per_class=8,
+            use_ema=True,  # False: sample the raw G (short runs, where the EMA lags far behind)
             truncation=0.0,
             fd=True,
             feature_net="fmnist",

@@ -103,3 +103,18 @@ def test_batch_must_split_over_d_steps():
 def test_truncated_sampling_is_bounded():
     z = E.sample_z(jax.random.key(0), 512, 16, 0.5)
     assert float(jnp.abs(z).max()) <= 0.5 and float(jnp.abs(z).max()) > 0.4
+
+
+def test_sampler_uses_ema_or_raw_generator():
+    cfg = config_lib.load_config_file(CFG, "smoke")
+    st = steps.init_state(jax.random.key(0), cfg).student
+    st = st.replace(g_ema=jax.tree.map(lambda x: 0.5 * x, st.g_ema))
+    g_net, _ = steps.make_nets(cfg, "student")
+    z, y = jnp.ones((2, cfg.model.dim_z)), jnp.array([0, 1])
+    raw = g_net.apply({"params": st.g, **st.g_vars}, z, y, train=False)
+    ema = g_net.apply({"params": st.g_ema, **st.g_ema_vars}, z, y, train=False)
+    np.testing.assert_allclose(E.make_sampler(cfg, "student", st)(z, y), ema, atol=1e-6)
+    with cfg.unlocked():
+        cfg.eval.use_ema = False
+    np.testing.assert_allclose(E.make_sampler(cfg, "student", st)(z, y), raw, atol=1e-6)
+    assert float(jnp.max(jnp.abs(raw - ema))) > 1e-3

@@ -27,12 +27,15 @@ def sample_z(key: jax.Array, n: int, dim_z: int, truncation: float) -> jax.Array
 
 
 def make_sampler(config, role: str, gs: steps.GanState):
-    """A jitted ``(z, y) -> images in [-1, 1]`` of the EMA generator of ``role``."""
+    """A jitted ``(z, y) -> images in [-1, 1]`` of the EMA generator of ``role`` (the raw
+    generator with ``eval.use_ema=False``: a short run's EMA still holds mostly older weights)."""
     g_net, _ = steps.make_nets(config, role)
+    ema = bool(config.eval.get("use_ema", True))
+    params, variables = (gs.g_ema, gs.g_ema_vars) if ema else (gs.g, gs.g_vars)
 
     @jax.jit
     def sample(z, y):
-        return g_net.apply({"params": gs.g_ema, **gs.g_ema_vars}, z, y, train=False)
+        return g_net.apply({"params": params, **variables}, z, y, train=False)
 
     return sample
 
