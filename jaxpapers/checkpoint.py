@@ -98,3 +98,40 @@ def restore_params(directory: str, step: int | None = None):
             raise CheckpointError(f"Cannot read checkpoint step {step} in {directory}: {e}") from e
     finally:
         manager.close()
+
+
+def graft(target, tree, names, *, source: str = "init_from"):
+    """Returns ``target`` with the fields ``names`` replaced by the same entries of ``tree``.
+
+    ``target`` is a state dataclass (or dict); ``tree`` a restored pytree (dicts of arrays) such as
+    ``restore_params`` returns. Every grafted leaf must match the target's tree structure and
+    shape; it is cast to the target's dtype. Errors name the field and what differs, so a
+    teacher of the wrong architecture fails before training instead of inside the first step.
+    """
+    import jax.numpy as jnp
+
+    if not isinstance(tree, dict):
+        raise ValueError(f"{source}: expected a dict of fields, got {type(tree).__name__}.")
+    new = {}
+    for name in names:
+        if name not in tree:
+            raise ValueError(
+                f"{source} lacks {name!r} (has: {', '.join(map(str, list(tree)[:10]))})."
+            )
+        want = target[name] if isinstance(target, dict) else getattr(target, name)
+        got = jax.tree.map(jnp.asarray, tree[name])
+        if jax.tree.structure(got) != jax.tree.structure(want):
+            raise ValueError(
+                f"{source} {name!r}: tree structure does not match this config's model "
+                "(check the architecture settings it was trained with)."
+            )
+        for (path, a), b in zip(
+            jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True
+        ):
+            if a.shape != b.shape:
+                where = jax.tree_util.keystr(path)
+                raise ValueError(f"{source} {name!r}{where}: shape {a.shape} != {b.shape}.")
+        new[name] = jax.tree.map(lambda a, b: a.astype(b.dtype), got, want)
+    if isinstance(target, dict):
+        return {**target, **new}
+    return target.replace(**new)

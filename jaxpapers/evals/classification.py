@@ -8,21 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpapers import batching
+
 
 def predict_all(logits_fn: Callable, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Applies a jitted ``logits_fn(images) -> logits`` over ``images`` in fixed-size batches.
-
-    The last batch is padded to ``batch_size`` so the function compiles once.
-    """
-    n = len(images)
-    out = []
-    for i in range(0, n, batch_size):
-        chunk = images[i : i + batch_size]
-        pad = batch_size - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-        out.append(np.asarray(logits_fn(jnp.asarray(chunk)))[: batch_size - pad])
-    return np.concatenate(out)
+    """Applies a jitted ``logits_fn(images) -> logits`` over ``images`` in fixed-size batches
+    (``batching.map_batches``: the last batch is padded so the function compiles once)."""
+    return batching.map_batches(lambda x: logits_fn(jnp.asarray(x)), images, batch_size=batch_size)
 
 
 def accuracy(logits_fn: Callable, images: np.ndarray, labels: np.ndarray, batch_size: int) -> float:

@@ -35,9 +35,27 @@ def job():
             state, m = step_fn(state, parallel.global_batch(b, mesh), i)
             states.append(jax.device_get(state))
             metrics.append(jax.device_get(m))
-        assert step_fn.phases_seen() == [0, 1, 2]
+        # (stage, pl, r1): the lazy regularizers run in the first local step of each stage.
+        assert step_fn.phases_seen() == [(0, True, True), (1, True, True), (2, False, False)]
         assert step_fn.num_compiles() == 3, "a phase must compile once and never retrace"
+        # No conditional anywhere in the programs: the regularizers are static variants.
+        for i in range(3):  # Steps 0, 1, 2 are the three phases above.
+            hlo = step_fn.jitted(i).lower(state, parallel.global_batch(b, mesh)).as_text()
+            assert "conditional" not in hlo and "stablehlo.case" not in hlo
     return cfg, method, state, states, metrics
+
+
+def test_lazy_regularizers_follow_the_local_step():
+    """Path length every g_reg_interval, R1 every d_reg_interval steps of each stage."""
+    cfg = config_lib.load_config_file(CFG, "default")
+    method = methods.get("stylegan2_dgl")
+    t = cfg.teacher.steps
+    seen = [method.phase(cfg, s) for s in range(t + 40)]
+    for s, p in enumerate(seen):
+        local = s if s < t else s - t
+        assert p.stage == (0 if s < t else 1)
+        assert p.pl == (local % cfg.loss.g_reg_interval == 0)
+        assert p.r1 == (local % cfg.loss.d_reg_interval == 0)
 
 
 def _equal(a, b) -> bool:

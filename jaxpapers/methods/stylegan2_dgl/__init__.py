@@ -13,10 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import data
-from jaxpapers.lib.dgl_schedule import phase
 from jaxpapers.methods.stylegan2_dgl import steps
 from jaxpapers.methods.stylegan2_dgl.evaluate import evaluate, gan_sampler
-from jaxpapers.methods.stylegan2_dgl.steps import init_state, train_step
+from jaxpapers.methods.stylegan2_dgl.steps import init_state, phase, train_step
 
 kind = "train"
 __all__ = [

@@ -73,6 +73,30 @@ def path_length_penalty(
     return jnp.square(lengths - new_mean), jax.lax.stop_gradient(new_mean)
 
 
+def r1_update(
+    d_apply: Callable[[Any, jax.Array], jax.Array],
+    d_params: Any,
+    d_opt: Any,
+    tx_d: optax.GradientTransformation,
+    reals: jax.Array,
+    *,
+    gamma: float,
+    interval: int,
+) -> tuple[Any, Any, jax.Array]:
+    """One lazy-R1 D update: ``(gamma / 2) * E||grad_x D(x)||^2 * interval`` as its own Adam step
+    (moments shared with the main D loss; the optimizer carries the official lr/beta correction).
+    The caller decides on the host whether this step runs it (every ``interval`` D steps), so the
+    convolutions stay at the top level of the program. Returns (D params, D opt state, penalty)."""
+
+    def r1_loss(p):
+        pen = r1_penalty(lambda x: d_apply(p, x), reals)
+        return jnp.mean(pen) * (gamma / 2) * interval, jnp.mean(pen)
+
+    (_, pen), grads = jax.value_and_grad(r1_loss, has_aux=True)(d_params)
+    updates, d_opt = tx_d.update(grads, d_opt, d_params)
+    return optax.apply_updates(d_params, updates), d_opt, pen
+
+
 def lazy_r1_update(
     d_apply: Callable[[Any, jax.Array], jax.Array],
     d_params: Any,

@@ -27,7 +27,6 @@ import optax
 from jaxpapers import optim, rng
 from jaxpapers.layers import face_backbones as fb
 from jaxpapers.lib import margin_heads as mh
-from jaxpapers.methods.from_occlusion.steps import fast_key
 from jaxpapers.methods.stylegan2_dgl import losses as sg_losses
 from jaxpapers.methods.stylegan2_dgl.steps import ema_beta
 from jaxpapers.methods.synface import losses, synthesis
@@ -105,13 +104,13 @@ def init_state(key: jax.Array, config) -> SynFaceState:
     g_net, d_net = M.build_generator(config), M.build_discriminator(config)
     gc = config.gen
     g = g_net.init(
-        {"params": fast_key(kg), "noise": fast_key(kn)},
+        {"params": rng.fast_key(kg), "noise": rng.fast_key(kn)},
         jnp.zeros((1, gc.z_dim)),
         jnp.zeros((1,), jnp.int32),
     )["params"]
     ng = max(1, gc.mbstd_group_size)
     d = d_net.init(
-        fast_key(kd),
+        rng.fast_key(kd),
         jnp.zeros((ng, gc.resolution, gc.resolution, gc.img_channels)),
         jnp.zeros((ng,), jnp.int32),
     )["params"]
@@ -125,10 +124,12 @@ def init_state(key: jax.Array, config) -> SynFaceState:
     )
     net, head = build_net(config), build_head(config)
     r = gc.resolution
-    v = net.init({"params": fast_key(kr), "dropout": fast_key(kdrop)}, jnp.zeros((1, r, r, 3)))
-    cls = head.init(fast_key(kc), jnp.zeros((1, config.rec.embed_dim)), jnp.zeros((1,), jnp.int32))[
-        "params"
-    ]
+    v = net.init(
+        {"params": rng.fast_key(kr), "dropout": rng.fast_key(kdrop)}, jnp.zeros((1, r, r, 3))
+    )
+    cls = head.init(
+        rng.fast_key(kc), jnp.zeros((1, config.rec.embed_dim)), jnp.zeros((1,), jnp.int32)
+    )["params"]
     params = {"net": v["params"], "cls": cls}
     rec = RecState(
         params=params, batch_stats=v["batch_stats"], opt=optim.make(config.optim.rec).init(params)
@@ -228,7 +229,7 @@ def rec_update(st: SynFaceState, batch: dict, key: jax.Array, config) -> tuple[R
             {"params": params["net"], "batch_stats": st.rec.batch_stats},
             x,
             train=True,
-            rngs={"dropout": fast_key(k_drop)},
+            rngs={"dropout": rng.fast_key(k_drop)},
             mutable=["batch_stats"],
         )
         # margin_logits with the mixed target matrix == losses.mixed_logits (tested).
