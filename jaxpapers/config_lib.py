@@ -108,10 +108,11 @@ def finalize(config: ConfigDict, overrides: dict[str, str] | None = None) -> Con
 
 
 def _fill_schedule_lengths(node: ConfigDict, num_steps: int) -> None:
-    """Optimizer blocks with ``total_steps == 0`` decay over the whole run."""
+    """Optimizer blocks with ``total_steps == 0`` decay over the whole run (counted in optimizer
+    updates: micro-steps divided by ``accum_steps``)."""
     if "schedule" in node and "total_steps" in node and node.total_steps == 0:
         with node.unlocked():
-            node.total_steps = num_steps
+            node.total_steps = num_steps // max(1, int(node.get("accum_steps", 1)))
     for value in node.values():
         if isinstance(value, ConfigDict):
             _fill_schedule_lengths(value, num_steps)

@@ -3,6 +3,14 @@
 Every method describes its optimizer(s) with ``optim.config(...)`` blocks in its config file and
 builds them inside its step with ``optim.make(block)``. Multi-network methods keep one named block
 per network (``config.optim.g``, ``config.optim.d``).
+
+Gradient accumulation (``accum_steps=k``) lives here rather than in each method's step: the
+trainer's steps become micro-steps, the optimizer averages k consecutive gradients and updates
+the parameters on every k-th call (``optax.MultiSteps``), so any method gets the large-batch
+update of k micro-batches without a loop inside its jitted step (a ``lax.scan`` of convolutions
+is what XLA:CPU runs slowest). Learning-rate schedules count optimizer updates, i.e. micro-steps
+divided by k. Batch statistics (BatchNorm) are per micro-batch, as in PyTorch accumulation loops
+such as BigGAN-PyTorch's ``num_D_accumulations``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ def config(**overrides: Any) -> ml_collections.ConfigDict:
             clip_norm=0.0,  # Global-norm clipping; 0 switches it off.
             # ((regex over the '/'-joined param path, multiplier), ...). The first match wins.
             lr_multipliers=(),
+            # Gradient accumulation: average the gradients of this many consecutive train steps
+            # (micro-batches) and apply one update; parameters stay fixed in between.
+            accum_steps=1,
         )
     )
     for k, v in overrides.items():
@@ -143,7 +154,13 @@ def make(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
             chain.append(optax.sgd(lr, momentum=momentum, nesterov=cfg.name == "nesterov"))
     if cfg.lr_multipliers:
         chain.append(_scale_by_multipliers(tuple(tuple(r) for r in cfg.lr_multipliers)))
-    return optax.chain(*chain)
+    tx = optax.chain(*chain)
+    k = int(cfg.get("accum_steps", 1))
+    if k < 1:
+        raise ValueError(f"accum_steps must be >= 1, got {k}.")
+    if k > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
+    return tx
 
 
 def ema_update(ema, new, decay):

@@ -86,3 +86,38 @@ def test_ema_update_and_bad_names():
         optim.make(optim.config(name="lion"))
     with pytest.raises(KeyError, match="Unknown optimizer option"):
         optim.config(learning_rate=1.0)
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum"])
+def test_accumulated_update_equals_the_large_batch_update(name):
+    """k micro-batch steps with accum_steps=k == one step on the k-times larger batch (a model
+    without batch statistics, mean loss), to float32 rounding; params fixed in between."""
+    k, b = 4, 8
+    x = jax.random.normal(jax.random.key(0), (k * b, 5))
+    y = jax.random.normal(jax.random.key(1), (k * b, 3))
+    params = {"w": jax.random.normal(jax.random.key(2), (5, 3)), "b": jnp.zeros((3,))}
+
+    def loss(p, xb, yb):
+        return jnp.mean((jnp.tanh(xb @ p["w"] + p["b"]) - yb) ** 2)
+
+    big = optim.make(optim.config(name=name, lr=0.1, weight_decay=1e-3))
+    want, _ = big.update(jax.grad(loss)(params, x, y), big.init(params), params)
+    want = optax.apply_updates(params, want)
+
+    acc = optim.make(optim.config(name=name, lr=0.1, weight_decay=1e-3, accum_steps=k))
+    p, s = params, acc.init(params)
+    for i in range(k):
+        g = jax.grad(loss)(p, x[i * b : (i + 1) * b], y[i * b : (i + 1) * b])
+        u, s = acc.update(g, s, p)
+        new = optax.apply_updates(p, u)
+        if i < k - 1:  # Micro-steps leave the parameters untouched.
+            for a, c in zip(jax.tree.leaves(new), jax.tree.leaves(p), strict=True):
+                np.testing.assert_array_equal(a, c)
+        p = new
+    for a, c in zip(jax.tree.leaves(p), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+
+
+def test_accum_steps_must_be_positive():
+    with pytest.raises(ValueError, match="accum_steps"):
+        optim.make(optim.config(accum_steps=0))
