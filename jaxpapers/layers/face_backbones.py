@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpapers.layers.norm import TorchBatchNorm
+
 Array = jax.Array
 
 # BN momentum 0.9 in Flax == PyTorch momentum 0.1 (the default in both official codes); eps 1e-5.
@@ -62,8 +64,9 @@ def kernel_initializer(name: str) -> Any:
 def batch_norm(
     train: bool, name: str | None = None, use_scale: bool = True, dtype=None
 ) -> nn.Module:
-    """BatchNorm with PyTorch's default statistics (momentum 0.1, eps 1e-5)."""
-    return nn.BatchNorm(
+    """BatchNorm with PyTorch's default statistics (momentum 0.1, eps 1e-5, unbiased running
+    variance: `TorchBatchNorm`)."""
+    return TorchBatchNorm(
         use_running_average=not train,
         momentum=BN_MOMENTUM,
         epsilon=BN_EPS,

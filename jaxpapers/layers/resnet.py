@@ -24,8 +24,10 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-# PyTorch's default BatchNorm: momentum 0.1 (flax: 0.9), eps 1e-5.
-BatchNorm = lambda train, **kw: nn.BatchNorm(
+from jaxpapers.layers.norm import TorchBatchNorm
+
+# PyTorch's default BatchNorm: momentum 0.1 (flax: 0.9), eps 1e-5, unbiased running variance.
+BatchNorm = lambda train, **kw: TorchBatchNorm(
     use_running_average=not train, momentum=0.9, epsilon=1e-5, **kw
 )
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # Kaiming (fan_out, relu).
