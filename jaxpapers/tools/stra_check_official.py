@@ -16,15 +16,18 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from jaxpapers.methods.stra.attention import LocalStructuralAttention
 from jaxpapers.methods.stra.convert import from_torch
 from jaxpapers.methods.stra.model import StRAResNet
 
-_NPZ = flags.DEFINE_string(
-    "npz", None, "The .npz written by benchmarks/compare_stra/torch_side.py."
-)
+PROG = "jaxpapers.tools.stra_check_official"
+
+
+def define_flags() -> None:
+    """Flags exist only when run as a program (importing the module defines none)."""
+    flags.DEFINE_string("npz", None, "The .npz written by benchmarks/compare_stra/torch_side.py.")
 
 
 def _sd(data, prefix: str) -> dict[str, np.ndarray]:
@@ -78,19 +81,26 @@ def compare(path: str) -> dict[str, float]:
 
 
 def _fail(message: str) -> None:
-    print(f"stra_check_official: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
-def main(argv) -> None:
-    if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; pass the file as --npz=PATH.")
-    if not _NPZ.value or not os.path.isfile(_NPZ.value):
-        _fail(
-            f"--npz={_NPZ.value!r} is not a file (benchmarks/compare_stra/torch_side.py writes it)."
-        )
+def main(argv: list[str]) -> None:
+    """--help: the docstring and flags, exit 0; bad input: one line on stderr, exit 2."""
+    if any(a in ("--help", "-h", "--helpshort") for a in argv[1:]):
+        print(__doc__.strip() + "\n\n" + flags.FLAGS.main_module_help())
+        sys.exit(0)
     try:
-        res = compare(_NPZ.value)
+        rest = flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(f"{e} (see --help)")
+    if len(rest) > 1:
+        _fail(f"unexpected arguments {rest[1:]}; pass the file as --npz=PATH")
+    path = flags.FLAGS.npz
+    if not path or not os.path.isfile(path):
+        _fail(f"--npz={path!r} is not a file (benchmarks/compare_stra/torch_side.py writes it)")
+    try:
+        res = compare(path)
     except (ValueError, KeyError, OSError) as e:
         _fail(str(e))
     for k, v in res.items():
@@ -98,4 +108,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    main(sys.argv)
