@@ -35,8 +35,8 @@ from absl import app, flags, logging
 from benchmarks import step_time
 from jaxpapers import config_lib
 from jaxpapers.evals import robust
+from jaxpapers.methods import rat
 from jaxpapers.methods.hedge_defense import protocol
-from jaxpapers.methods.rat import steps as rat_steps
 
 _WHAT = flags.DEFINE_list("what", ["train", "aa", "aa_stages", "hedge"], "Parts to run.")
 _VARIANTS = flags.DEFINE_list("variants", ["sat"], "rat method variants for 'train'.")
@@ -72,11 +72,11 @@ class _Timer:
 def _model(batch: int):
     path, preset = PRESET.split(":")
     config = config_lib.load_config_file(path, preset)
-    st = rat_steps.init_state(jax.random.key(0), config)
-    logits_fn = jax.jit(rat_steps.logits_fn(st, config))
+    st = rat.init_state(jax.random.key(0), config)
+    logits_fn = jax.jit(rat.logits_fn(st, config))
     x = np.asarray(jax.random.uniform(jax.random.key(1), (batch, 32, 32, 3)), np.float32)
     y = np.asarray(jnp.argmax(logits_fn(x), -1), np.int32)
-    return rat_steps.logits_fn(st, config), x, y
+    return rat.logits_fn(st, config), x, y
 
 
 def bench_train(variant: str, steps: int) -> dict:

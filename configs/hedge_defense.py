@@ -35,8 +35,16 @@ def get_config(arg=None):
         dict(run_dir="", rat_preset="quick", variant="sat", train_steps=0)
     )
     # The defense (official defaults: 20 steps, step 0.007, eps 0.031, random start, path sum).
+    # unroll: 'auto' unrolls the step loop on CPU only (same iterates, faster there), 'yes', 'no'.
     c.hedge = config_lib.ConfigDict(
-        dict(eps=0.031, step_size=0.007, num_steps=20, random_init=True, predict="path_logit_sum")
+        dict(
+            eps=0.031,
+            step_size=0.007,
+            num_steps=20,
+            random_init=True,
+            predict="path_logit_sum",
+            unroll="auto",
+        )
     )
     # Attacks on the bare model (non-adaptive protocol).
     c.eval = config_lib.ConfigDict(

@@ -12,7 +12,7 @@ from jaxpapers import config_lib
 from jaxpapers.data import face_recognition as fr
 from jaxpapers.data import read_source
 from jaxpapers.evals import face_verification as fv
-from jaxpapers.methods.from_occlusion import faces
+from jaxpapers.methods.from_occlusion import faces, inputs
 
 MAGIC = struct.pack("<I", fr.RECORDIO_MAGIC)
 
@@ -184,7 +184,7 @@ def _casia(tmp_path, extra=""):
 def test_from_occlusion_casia_preset_reads_folder_and_lfw_pairs(tmp_path):
     c = _casia(tmp_path)
     assert c.data.name == "casia_webface" and c.eval.pairs_file.endswith("pairs.txt")
-    src = faces.make_source(c, "train")
+    src = inputs.make_source(c, "train")
     assert isinstance(src, fr.FaceFolderSource) and len(src) == 6
     assert read_source(src, np.array([0]))["image"].shape == (1, 112, 96, 3)
     images, labels, pairs = faces.eval_pairs(c)
@@ -192,17 +192,17 @@ def test_from_occlusion_casia_preset_reads_folder_and_lfw_pairs(tmp_path):
     # A RecordIO folder is picked up by format 'auto' under the ms1m name.
     rec = _write_rec(tmp_path / "emore", [0, 1, 2])
     c2 = _casia(tmp_path / "b", f",data.name=ms1m,data.path={rec}")
-    assert isinstance(faces.make_source(c2, "train"), fr.RecordIOSource)
+    assert isinstance(inputs.make_source(c2, "train"), fr.RecordIOSource)
 
 
 def test_from_occlusion_casia_preset_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="casia_webface folder"):
-        faces.make_source(_casia(tmp_path / "a", f",data.path={tmp_path / 'none'}"), "train")
+        inputs.make_source(_casia(tmp_path / "a", f",data.path={tmp_path / 'none'}"), "train")
     with pytest.raises(ValueError, match="holds 3 identities but model.num_classes=5"):
-        faces.make_source(_casia(tmp_path / "b", ",model.num_classes=5"), "train")
+        inputs.make_source(_casia(tmp_path / "b", ",model.num_classes=5"), "train")
     with pytest.raises(FileNotFoundError, match="pairs file"):
-        faces.make_source(_casia(tmp_path / "c", ",eval.pairs_file=/nonexistent/pairs.txt"), "x")
+        inputs.make_source(_casia(tmp_path / "c", ",eval.pairs_file=/nonexistent/pairs.txt"), "x")
     with pytest.raises(ValueError, match="data.format"):
-        faces.make_source(_casia(tmp_path / "d", ",data.format=lmdb"), "train")
+        inputs.make_source(_casia(tmp_path / "d", ",data.format=lmdb"), "train")
     with pytest.raises(FileNotFoundError, match="train.rec"):
-        faces.make_source(_casia(tmp_path / "e", ",data.format=rec"), "train")
+        inputs.make_source(_casia(tmp_path / "e", ",data.format=rec"), "train")

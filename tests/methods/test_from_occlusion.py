@@ -87,3 +87,30 @@ def test_phase_semantics(three_steps):
         m1["loss"], m1["loss_cls"] + config.loss.weight_pred * m1["loss_pred"], rtol=1e-5
     )
     np.testing.assert_allclose(m0["loss"], m0["loss_cls"], rtol=1e-6)
+
+
+def test_load_init_takes_all_but_the_pattern_predictor(three_steps):
+    """init_from: network (but the OPP), classifier, BN statistics loaded; baseline = loaded."""
+    config, (s0, _, s2), _ = three_steps
+    tree = jax.device_get({"params": s2.params, "batch_stats": s2.batch_stats, "step": s2.step})
+    loaded = fro.load_init(s0, tree, config)
+
+    def same(a, b):
+        return all(
+            np.array_equal(x, y)
+            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        )
+
+    for name in ("backbone", "head", "fpn", "mask_decoder"):
+        assert same(_sub(loaded.params, name), _sub(s2.params, name))
+    assert same(_sub(loaded.params, "opp"), _sub(s0.params, "opp"))
+    assert not same(_sub(s2.params, "opp"), _sub(s0.params, "opp"))
+    assert same(loaded.params["cls"], s2.params["cls"])
+    assert same(loaded.batch_stats, s2.batch_stats)
+    assert same(loaded.baseline["params"], loaded.params["net"])
+    assert same(loaded.opt_mask, s0.opt_mask) and int(loaded.step) == 0
+    with pytest.raises(ValueError, match="params/net"):
+        fro.load_init(s0, {"params": {}}, config)
+    bad = jax.tree.map(lambda a: a[..., :1] if a.ndim else a, tree)
+    with pytest.raises(ValueError, match="shape"):
+        fro.load_init(s0, bad, config)

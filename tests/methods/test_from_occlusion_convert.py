@@ -16,7 +16,8 @@ import pytest
 
 from jaxpapers import config_lib
 from jaxpapers.layers.face_backbones import feature_hw
-from jaxpapers.methods.from_occlusion import convert, steps
+from jaxpapers.lib import occlusion
+from jaxpapers.methods.from_occlusion import convert, model, steps
 
 
 def _official_state_dict(config, rng):
@@ -25,7 +26,7 @@ def _official_state_dict(config, rng):
     w0, w1, w2, w3, w4 = m.widths
     f, e = m.fpn_features, m.embed_dim
     h, w = feature_hw(tuple(config.data.image_size))
-    p = steps.oc.num_patterns(config.occlusion.grid)
+    p = occlusion.num_patterns(config.occlusion.grid)
     sd = OrderedDict()
 
     def bn(k, n):
@@ -161,7 +162,7 @@ def test_read_convert_and_layouts(tmp_path, monkeypatch):
         stats["head"]["bn_in"]["mean"].reshape(h, w, c), mean_t.transpose(1, 2, 0)
     )
     # The converted weights run.
-    net = steps.build_net(config)
+    net = model.build_net(config)
     out = jax.jit(lambda v, x: net.apply(v, x))(
         {"params": params["net"], "batch_stats": stats}, jnp.zeros((1, 32, 24, 3))
     )

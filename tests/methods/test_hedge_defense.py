@@ -83,6 +83,41 @@ def test_linear_model_step_follows_the_first_order_analysis():
     assert np.all(np.abs(np.asarray(dz[0])) <= eta * np.abs(np.asarray(W)).sum(0) + 1e-6)
 
 
+CONV_W = jnp.asarray(rng.normal(size=(3, 3, 1, 4)).astype(np.float32) * 0.5)
+
+
+def conv_net(x):
+    """A tiny conv classifier: the kind of model whose loop body XLA:CPU runs slowly rolled."""
+    h = jax.lax.conv_general_dilated(
+        x, CONV_W, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return jnp.tanh(h).mean(axis=(1, 2)) @ W[:4] + B
+
+
+@pytest.mark.parametrize("predict", defense.PREDICT_MODES)
+def test_unrolled_defense_equals_rolled(predict):
+    x = jnp.asarray(rng.uniform(size=(4, 3, 4, 1)).astype(np.float32))
+    run = lambda unroll: jax.jit(
+        lambda a, k: defense.hedge(conv_net, a, k, num_steps=6, predict=predict, unroll=unroll)
+    )(x, jax.random.PRNGKey(4))
+    (z_rolled, x_rolled), (z_unrolled, x_unrolled) = run(1), run(True)
+    np.testing.assert_allclose(x_unrolled, x_rolled, atol=1e-6)
+    np.testing.assert_allclose(z_unrolled, z_rolled, rtol=1e-5, atol=1e-5)
+
+
+def test_unroll_option_and_config_kwargs():
+    assert defense.unroll_for("yes") is True and defense.unroll_for("no") == 1
+    assert defense.unroll_for("auto") == (True if jax.default_backend() == "cpu" else 1)
+    with pytest.raises(ValueError, match="hedge.unroll"):
+        defense.unroll_for("sometimes")
+    c = config_lib.load_config_file("configs/hedge_defense.py", "smoke,hedge.unroll=no")
+    kw = defense.hedge_kwargs(c.hedge)
+    assert kw["unroll"] == 1 and kw["num_steps"] == c.hedge.num_steps
+    # Configs saved before the option existed run with 'auto'.
+    old = config_lib.ConfigDict({k: v for k, v in c.hedge.items() if k != "unroll"})
+    assert defense.hedge_kwargs(old)["unroll"] == defense.unroll_for("auto")
+
+
 def test_bad_mode_is_rejected():
     with pytest.raises(ValueError, match="predict mode"):
         defense.hedge(linear, jnp.zeros((1, 3, 4, 1)), jax.random.PRNGKey(0), predict="mean")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxpapers import config_lib, testing
+from jaxpapers.methods import rat
 from jaxpapers.methods.rat import steps
 
 
@@ -43,7 +44,7 @@ def test_rat_inputs_are_in_ball_with_soft_targets_summing_to_one():
     st = steps.init_state(jax.random.key(0), c)
     x = jax.random.uniform(jax.random.key(1), (16, 8, 8, 1))
     y = jnp.arange(16) % 10
-    run = jax.jit(lambda k: steps.rat_inputs(steps.logits_fn(st, c), x, y, k, c)[:2])
+    run = jax.jit(lambda k: steps.rat_inputs(rat.logits_fn(st, c), x, y, k, c)[:2])
     xs, q = run(jax.random.key(2))
     assert xs.shape == (48, 8, 8, 1) and q.shape == (48, 10)
     xr = jnp.tile(x, (3, 1, 1, 1))

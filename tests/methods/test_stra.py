@@ -65,3 +65,23 @@ def test_evaluate_smoke(tmp_path, smoke, jit_result):
     out = stra.evaluate(jax.device_get(final), smoke, str(tmp_path))
     assert 0.0 <= out["test_accuracy"] <= 1.0
     assert (tmp_path / "pool_maps.png").exists()
+
+
+def test_check_official_tool_cli(tmp_path):
+    """--help exits 0; a missing or foreign .npz is one line on stderr and exit status 2."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        cmd = [sys.executable, "-m", "jaxpapers.tools.stra_check_official", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    help_ = run("--help")
+    assert help_.returncode == 0 and "python -m jaxpapers.tools.stra_check_official" in help_.stdout
+    assert "--npz" in help_.stdout
+    missing = run(f"--npz={tmp_path / 'none.npz'}")
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    foreign = run(f"--npz={tmp_path / 'other.npz'}")
+    assert foreign.returncode == 2 and "block/x" in foreign.stderr
+    assert foreign.stderr.startswith("jaxpapers.tools.stra_check_official: error: ")

@@ -1,10 +1,7 @@
 """``classifier``: a plain supervised image classifier (the clean baseline of RAT, hedge, StRA)."""
 
-from jaxpapers.methods.classifier.steps import (  # noqa: F401
-    evaluate,
-    init_state,
-    input_spec,
-    train_step,
-)
+from jaxpapers.methods.classifier.evaluate import evaluate, logits_fn  # noqa: F401
+from jaxpapers.methods.classifier.inputs import input_spec  # noqa: F401
+from jaxpapers.methods.classifier.steps import init_state, train_step  # noqa: F401
 
 kind = "train"

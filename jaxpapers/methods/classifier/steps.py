@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jaxpapers import data, optim, rng, state
-from jaxpapers.evals import classification
+from jaxpapers import optim, rng, state
 from jaxpapers.layers import resnet
 from jaxpapers.lib import augment
-
-
-def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
-    b = config.batch_size
-    return {
-        "image": jax.ShapeDtypeStruct((b, *config.data.image_shape), jnp.uint8),
-        "label": jax.ShapeDtypeStruct((b,), jnp.int32),
-    }
 
 
 def init_state(key, config) -> state.TrainState:
@@ -59,16 +49,3 @@ def train_step(st: state.TrainState, batch, *, config):
     st = st.apply_gradients(grads, optim.make(config.optim), batch_stats=stats)
     acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return st, {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads)}
-
-
-def evaluate(st: state.TrainState, config, workdir: str) -> dict[str, float]:
-    """Top-1 accuracy on the test split (``config.data.eval_split``)."""
-    test = data.load(config.data, config.data.eval_split)
-    model = resnet.build(config.model)
-    fn = classification.jit_logits(model, {"params": st.params, "batch_stats": st.batch_stats})
-    acc = classification.accuracy(fn, test["image"], test["label"], config.eval_batch_size)
-    return {"test_accuracy": acc, "test_examples": float(len(test["label"]))}
-
-
-def num_params(tree) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))

@@ -11,6 +11,7 @@ predicted occlusion patterns over occluded inputs, and ROC curves.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -18,10 +19,28 @@ import jax
 import numpy as np
 from PIL import Image, ImageDraw
 
-from jaxpapers import viz
+from jaxpapers import batching, viz
 from jaxpapers.evals import face_verification as fv
 from jaxpapers.lib import occlusion as oc
-from jaxpapers.methods.from_occlusion import faces, steps
+from jaxpapers.methods.from_occlusion import faces
+from jaxpapers.methods.from_occlusion.inputs import normalize
+from jaxpapers.methods.from_occlusion.model import FROMNet, build_net
+from jaxpapers.methods.from_occlusion.occluders import occluders
+
+
+def embed(variables: dict, images: np.ndarray, config, masked: bool, batch: int = 64):
+    """Embeddings (and masks, pattern logits) of uint8 images in eval mode, batched on host."""
+    fn = _embed_fn(build_net(config))
+    cat = batching.map_batches(lambda x: fn(variables, x), images, batch_size=batch)
+    cat["embedding"] = cat["emb_masked"] if masked else cat["emb"]
+    return cat
+
+
+# Cached per network (a hashable module): evaluate embeds several image sets per model, and a new
+# jitted function each time would recompile.
+@functools.lru_cache(maxsize=8)
+def _embed_fn(net: FROMNet):
+    return jax.jit(lambda v, x: net.apply(v, normalize(x), train=False))
 
 
 def _rank1(emb_clean, emb_probe, labels):
@@ -35,8 +54,8 @@ def _rank1(emb_clean, emb_probe, labels):
 
 
 def _scores(config, variables, images, occluded, pairs, masked):
-    clean = steps.embed(variables, images, config, masked)
-    occ = steps.embed(variables, occluded, config, masked)
+    clean = embed(variables, images, config, masked)
+    occ = embed(variables, occluded, config, masked)
     i, j = pairs[:, 0], pairs[:, 1]
     return (
         clean,
@@ -70,7 +89,7 @@ def _mask_picture(path, images, out, boxes, config, n=12):
 
 def evaluate(state, config, workdir: str) -> dict[str, float]:
     images, labels, pairs = faces.eval_pairs(config)
-    occs, _ = steps.occluders(config)
+    occs, _ = occluders(config)
     occluded, boxes = oc.occlude_dataset(
         images, occs, seed=int(config.eval.occ_seed), factor=float(config.eval.occ_factor)
     )

@@ -11,11 +11,9 @@ standard pairs.txt (eval.pairs_file over eval.lfw_dir), validated before trainin
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
-from jaxpapers import data
 from jaxpapers.data import builders, face_recognition
 from jaxpapers.evals import face_verification as fv
 
@@ -39,40 +37,6 @@ def _folder_split(config, split: str) -> dict[str, np.ndarray]:
         )
     keep = labels < n_train if split == "train" else labels >= n_train
     return {"image": images[keep], "label": labels[keep] - (0 if split == "train" else n_train)}
-
-
-def make_source(config, split: str):
-    """Training arrays (held in memory) or, with data.in_memory=False, a random-access source.
-
-    data.name 'casia_webface' / 'ms1m': a lazily decoded identity folder or insightface RecordIO
-    set; with eval.pairs_file set, the LFW pairs file and its images are checked here too, so a
-    wrong path fails at start-up rather than at the first evaluation.
-    """
-    if config.data.name in face_recognition.TRAIN_NAMES:
-        if config.eval.pairs_file:
-            face_recognition.check_lfw_pairs(
-                config.eval.lfw_dir, config.eval.pairs_file, config.eval.pairs_ext
-            )
-        return face_recognition.open_train_source(config.data, int(config.model.num_classes))
-    if config.data.name != "image_folder":
-        raise ValueError(
-            f"from_occlusion reads identity folders (data.name='image_folder', "
-            f"{' or '.join(repr(n) for n in face_recognition.TRAIN_NAMES)}), got "
-            f"{config.data.name!r}."
-        )
-    if not os.path.isdir(config.data.path):
-        raise FileNotFoundError(
-            f"Face folder {config.data.path!r} not found; set --config.data.path=<root/id/img>."
-        )
-    if not config.data.in_memory:
-        return data.open_source(config.data, split)
-    src = _folder_split(config, split)
-    if split == "train" and int(src["label"].max()) + 1 != config.model.num_classes:
-        raise ValueError(
-            f"model.num_classes={config.model.num_classes} but the training split has "
-            f"{int(src['label'].max()) + 1} identities."
-        )
-    return src
 
 
 def eval_pairs(config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

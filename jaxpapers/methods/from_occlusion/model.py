@@ -29,6 +29,8 @@ from jaxpapers.layers.face_backbones import (
     batch_norm,
     kernel_initializer,
 )
+from jaxpapers.lib import margin_heads as mh
+from jaxpapers.lib import occlusion as oc
 
 Array = jax.Array
 VARIANTS = ("3d", "2d", "fc")
@@ -161,3 +163,23 @@ class FROMNet(nn.Module):
             pattern_logits=logits.astype(jnp.float32),
             emb=emb,
         )
+
+
+def build_net(config) -> FROMNet:
+    m = config.model
+    return FROMNet(
+        widths=tuple(m.widths),
+        depths=tuple(m.depths),
+        embed_dim=m.embed_dim,
+        dropout=m.dropout,
+        fpn_features=m.fpn_features,
+        num_patterns=oc.num_patterns(config.occlusion.grid),
+        variant=m.variant,
+        dtype=jnp.bfloat16 if m.bf16 else None,
+    )
+
+
+def build_head(config) -> mh.MarginHead:
+    m = config.model
+    margin = mh.make_margin(m.margin, m.scale, m.margin_m)
+    return mh.MarginHead(m.num_classes, margin)

@@ -15,19 +15,19 @@ and frozen in phase 2, so `evaluate` can compare baseline vs FROM from one run.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jaxpapers import optim, rng
+from jaxpapers import checkpoint, optim, rng
 from jaxpapers.lib import margin_heads as mh
 from jaxpapers.lib import occlusion as oc
-from jaxpapers.methods.from_occlusion.model import FROMNet
+from jaxpapers.methods.from_occlusion.inputs import normalize
+from jaxpapers.methods.from_occlusion.model import build_head, build_net
+from jaxpapers.methods.from_occlusion.occluders import occluders
 
 MASK_BRANCH = ("fpn", "mask_decoder", "opp")  # submodules not trained in phase 1
 
@@ -41,53 +41,6 @@ class FromState:
     opt_mask: Any
     baseline: Any  # {'params': net params, 'batch_stats': ...} at the end of phase 1
     rng: jax.Array
-
-
-def build_net(config) -> FROMNet:
-    m = config.model
-    return FROMNet(
-        widths=tuple(m.widths),
-        depths=tuple(m.depths),
-        embed_dim=m.embed_dim,
-        dropout=m.dropout,
-        fpn_features=m.fpn_features,
-        num_patterns=oc.num_patterns(config.occlusion.grid),
-        variant=m.variant,
-        dtype=jnp.bfloat16 if m.bf16 else None,
-    )
-
-
-def build_head(config) -> mh.MarginHead:
-    m = config.model
-    margin = mh.make_margin(m.margin, m.scale, m.margin_m)
-    return mh.MarginHead(m.num_classes, margin)
-
-
-@functools.lru_cache(maxsize=4)
-def _bank(folder: str, hw: tuple[int, int], seed: int, variants: int, grayscale: bool):
-    occs = (
-        oc.load_occluders(folder, grayscale)
-        if folder
-        else oc.procedural_occluders(seed, variants, hw, grayscale)
-    )
-    return occs, oc.build_bank(occs, hw)
-
-
-def occluders(config):
-    """(occluder list, device bank) for the config: a folder of real occluders, else procedural."""
-    o = config.occlusion
-    return _bank(
-        o.folder,
-        tuple(config.data.image_size),
-        int(o.seed),
-        int(o.variants),
-        bool(config.data.grayscale),
-    )
-
-
-def normalize(images: jax.Array) -> jax.Array:
-    """uint8 -> [-1, 1] (ToTensor + Normalize(0.5, 0.5))."""
-    return images.astype(jnp.float32) / 127.5 - 1.0
 
 
 def _select(flag, a, b):
@@ -121,23 +74,27 @@ def init_state(key: jax.Array, config) -> FromState:
     )
 
 
+def occluded_inputs(k_flip: jax.Array, k_occ: jax.Array, images: jax.Array, is_mask, config):
+    """Flipped (p=0.5), then in phase 2 occluded, normalised images and their pattern labels.
+
+    The flip comes before occlusion, as the official loader; in phase 1 every label is 0 (clean).
+    """
+    flip = jax.random.bernoulli(k_flip, 0.5, (images.shape[0],))[:, None, None, None]
+    images = jnp.where(flip, images[:, :, ::-1], images)
+    _, bank = occluders(config)
+    patterns = oc.pattern_boxes(*config.data.image_size, config.occlusion.grid)
+    occ, _, pat = oc.occlude_batch(k_occ, images, bank, config.occlusion.clean_ratio, patterns)
+    images = jnp.where(is_mask, occ, images)
+    return normalize(images), jnp.where(is_mask, pat, 0)
+
+
 def train_step(state: FromState, batch: dict, *, config) -> tuple[FromState, dict]:
     key = rng.step_key(state)
     k_flip, k_occ, k_drop = jax.random.split(key, 3)
     k_drop = rng.fast_key(k_drop)
-    images, labels = batch["image"], batch["label"]
-    n = images.shape[0]
+    labels = batch["label"]
     is_mask = state.step >= config.clean_steps
-
-    # Random horizontal flip (p=0.5) before occlusion, as the official loader.
-    flip = jax.random.bernoulli(k_flip, 0.5, (n,))[:, None, None, None]
-    images = jnp.where(flip, images[:, :, ::-1], images)
-    _, bank = occluders(config)
-    patterns = oc.pattern_boxes(*config.data.image_size, config.occlusion.grid)
-    occ, boxes, pat = oc.occlude_batch(k_occ, images, bank, config.occlusion.clean_ratio, patterns)
-    images = jnp.where(is_mask, occ, images)
-    pat = jnp.where(is_mask, pat, 0)
-    x = normalize(images)
+    x, pat = occluded_inputs(k_flip, k_occ, batch["image"], is_mask, config)
     net, head = build_net(config), build_head(config)
     lam = jnp.where(is_mask, config.loss.weight_pred, 0.0)
 
@@ -165,20 +122,7 @@ def train_step(state: FromState, batch: dict, *, config) -> tuple[FromState, dic
         return loss_cls + lam * loss_pred, aux
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    tx_clean, tx_mask = optim.make(config.optim.clean), optim.make(config.optim.mask)
-    u_clean, opt_clean = tx_clean.update(grads, state.opt_clean, state.params)
-    u_mask, opt_mask = tx_mask.update(grads, state.opt_mask, state.params)
-    updates = _select(is_mask, u_mask, _freeze_mask_branch(u_clean))
-    params = optax.apply_updates(state.params, updates)
-    new_baseline = {"params": params["net"], "batch_stats": aux["stats"]}
-    new_state = state.replace(
-        step=state.step + 1,
-        params=params,
-        batch_stats=aux["stats"],
-        opt_clean=_select(is_mask, state.opt_clean, opt_clean),
-        opt_mask=_select(is_mask, opt_mask, state.opt_mask),
-        baseline=_select(is_mask, state.baseline, new_baseline),
-    )
+    new_state = apply_phase_updates(state, grads, aux["stats"], is_mask, config)
     metrics = dict(
         loss=loss,
         loss_cls=aux["loss_cls"],
@@ -191,44 +135,34 @@ def train_step(state: FromState, batch: dict, *, config) -> tuple[FromState, dic
     return new_state, metrics
 
 
+def apply_phase_updates(state: FromState, grads, stats, is_mask, config) -> FromState:
+    """Advances the phase's optimizer (phase 1: mask branch frozen) and the baseline snapshot."""
+    tx_clean, tx_mask = optim.make(config.optim.clean), optim.make(config.optim.mask)
+    u_clean, opt_clean = tx_clean.update(grads, state.opt_clean, state.params)
+    u_mask, opt_mask = tx_mask.update(grads, state.opt_mask, state.params)
+    updates = _select(is_mask, u_mask, _freeze_mask_branch(u_clean))
+    params = optax.apply_updates(state.params, updates)
+    new_baseline = {"params": params["net"], "batch_stats": stats}
+    return state.replace(
+        step=state.step + 1,
+        params=params,
+        batch_stats=stats,
+        opt_clean=_select(is_mask, state.opt_clean, opt_clean),
+        opt_mask=_select(is_mask, opt_mask, state.opt_mask),
+        baseline=_select(is_mask, state.baseline, new_baseline),
+    )
+
+
 def load_init(state: FromState, tree: dict, config) -> FromState:
     """init_from a phase-1 (baseline) run: every weight except the OPP ('regress'), plus the
     classifier, as FROM's load_pretrained; the baseline snapshot is the loaded network."""
     del config
-    if "params" not in tree or "net" not in tree["params"]:
+    if not isinstance(tree, dict) or "net" not in tree.get("params", {}):
         raise ValueError("init_from must point at a from_occlusion run (params/net missing).")
-    src_net = tree["params"]["net"]
-    net = dict(src_net)
-    net["opp"] = state.params["net"]["opp"]
-    params = {"net": net, "cls": tree["params"]["cls"]}
-    params = jax.tree.map(
-        lambda a, b: jnp.asarray(b, a.dtype).reshape(a.shape), state.params, params
-    )
-    stats = jax.tree.map(
-        lambda a, b: jnp.asarray(b, a.dtype), state.batch_stats, tree["batch_stats"]
-    )
-    return state.replace(
-        params=params, batch_stats=stats, baseline={"params": params["net"], "batch_stats": stats}
-    )
-
-
-def embed(variables: dict, images: np.ndarray, config, masked: bool, batch: int = 64):
-    """Embeddings (and masks, pattern logits) of uint8 images in eval mode, batched on host."""
-    net = build_net(config)
-    fn = _embed_fn(net)
-    outs = []
-    for i in range(0, len(images), batch):
-        chunk = images[i : i + batch]
-        pad = batch - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-        o = jax.device_get(fn(variables, jnp.asarray(chunk)))
-        outs.append({k: v[: batch - pad] for k, v in o.items()})
-    cat = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    cat["embedding"] = cat["emb_masked"] if masked else cat["emb"]
-    return cat
-
-
-@functools.lru_cache(maxsize=8)
-def _embed_fn(net: FROMNet):
-    return jax.jit(lambda v, x: net.apply(v, normalize(x), train=False))
+    net = {**tree["params"]["net"], "opp": state.params["net"]["opp"]}
+    source = {
+        "params": {"net": net, "cls": tree["params"].get("cls")},
+        "batch_stats": tree.get("batch_stats"),
+    }
+    state = checkpoint.graft(state, source, ("params", "batch_stats"))
+    return state.replace(baseline={"params": state.params["net"], "batch_stats": state.batch_stats})

@@ -1,4 +1,5 @@
-"""The classifier the defense protects: restored from a `rat`/`classifier` run, or trained here.
+"""The classifier the defense protects: restored from a run of any method with a ``logits_fn``
+hook (`rat`, `classifier`), or trained here.
 
 The defense is meant for adversarially trained models (its argument is that adversarial training
 gives the true class the smaller local Lipschitz constant), so when no run is given the CPU default
@@ -59,12 +60,10 @@ def load(run_dir: str) -> tuple[Callable[[jax.Array], jax.Array], ml_collections
     with jax.set_mesh(mesh):
         state, _ = trainer.init(method, run_cfg, mesh)
         state = checkpoint.restore_dir(run_dir, state)
-    if hasattr(method, "logits_fn"):
-        return method.logits_fn(state, run_cfg), run_cfg
-    if run_cfg.method == "classifier":
-        from jaxpapers.layers import resnet
-
-        model = resnet.build(run_cfg.model)
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
-        return (lambda x: model.apply(variables, x, train=False)), run_cfg
-    raise ValueError(f"Method {run_cfg.method!r} has no logits_fn(state, config) hook.")
+    logits_fn = getattr(method, "logits_fn", None)  # the contract's hook of classifier methods
+    if logits_fn is None:
+        raise ValueError(
+            f"{run_dir} is a {run_cfg.method!r} run, which has no logits_fn(state, config) hook; "
+            "point --config.base.run_dir at a classifier run (e.g. rat or classifier)."
+        )
+    return logits_fn(state, run_cfg), run_cfg

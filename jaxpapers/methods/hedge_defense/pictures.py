@@ -22,13 +22,7 @@ def flip_examples(
     before (bare model) and after (hedge prediction; softmax of the summed logits). Returns the
     number of such points among ``x_adv``.
     """
-    hedge_kw = dict(
-        eps=hcfg.eps,
-        step_size=hcfg.step_size,
-        num_steps=hcfg.num_steps,
-        random_init=hcfg.random_init,
-        predict=hcfg.predict,
-    )
+    hedge_kw = defense.hedge_kwargs(hcfg)
     x = jnp.asarray(x_adv[:256])
     before = jax.nn.softmax(logits_fn(x))
     after_logits, x_t = jax.jit(lambda a, kk: defense.hedge(logits_fn, a, kk, **hedge_kw))(x, key)

@@ -32,13 +32,7 @@ def _batched_predict(fn, x: np.ndarray, key, batch_size: int) -> np.ndarray:
 
 def classifiers(logits_fn, hcfg) -> dict:
     """The three jitted classifiers of the table: ``name -> fn(x, key) -> predicted labels``."""
-    hedge_kw = dict(
-        eps=hcfg.eps,
-        step_size=hcfg.step_size,
-        num_steps=hcfg.num_steps,
-        random_init=hcfg.random_init,
-        predict=hcfg.predict,
-    )
+    hedge_kw = defense.hedge_kwargs(hcfg)
     return {
         "none": jax.jit(lambda x, k: jnp.argmax(logits_fn(x), -1)),
         "noise": jax.jit(
@@ -107,6 +101,7 @@ def adaptive(logits_fn, x: np.ndarray, y: np.ndarray, key, config, base_points: 
         step_size=hcfg.step_size,
         num_steps=acfg.hedge_steps,
         random_init=hcfg.random_init,
+        unroll=defense.unroll_for(hcfg.get("unroll", "auto")),
     )
     loss = acfg.loss
     if loss == "dlr-t":

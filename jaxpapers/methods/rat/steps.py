@@ -19,36 +19,9 @@ from jaxpapers.layers import resnet
 from jaxpapers.lib import attacks, augment
 from jaxpapers.lib.attacks import losses
 from jaxpapers.methods.rat import region
+from jaxpapers.methods.rat.model import apply_model, eval_logits
 
 VARIANTS = ("standard", "sat", "trades", "rat")
-
-
-def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
-    b = config.batch_size
-    return {
-        "image": jax.ShapeDtypeStruct((b, *config.data.image_shape), jnp.uint8),
-        "label": jax.ShapeDtypeStruct((b,), jnp.int32),
-    }
-
-
-def _normalize(x: jax.Array, config) -> jax.Array:
-    mean = jnp.asarray(config.model.mean, jnp.float32)
-    std = jnp.asarray(config.model.std, jnp.float32)
-    return (x - mean) / std
-
-
-def apply_model(variables: dict, x: jax.Array, config, train: bool, mutable: bool = False):
-    """The classifier on pixels x ∈ [0, 1]; normalisation is part of the model function."""
-    model = resnet.build(config.model)
-    if mutable:
-        return model.apply(variables, _normalize(x, config), train=train, mutable=["batch_stats"])
-    return model.apply(variables, _normalize(x, config), train=train)
-
-
-def logits_fn(st, config) -> Callable[[jax.Array], jax.Array]:
-    """Eval-mode logits of the state's model on [0, 1] pixels: what every attack differentiates."""
-    variables = {"params": st.params, "batch_stats": st.batch_stats}
-    return lambda x: apply_model(variables, x, config, train=False)
 
 
 def init_state(key: jax.Array, config) -> state.TrainState:
@@ -113,16 +86,15 @@ def rat_inputs(
     return flat, q.reshape(flat.shape[0], -1), diag
 
 
-def train_step(st: state.TrainState, batch: dict, *, config) -> tuple[state.TrainState, dict]:
-    variant = config.method_variant
-    k_aug, k_att = jax.random.split(rng.step_key(st))
-    x = augment.crop_flip(
-        k_aug, augment.to_float(batch["image"]), config.data.crop_pad, config.data.flip
-    )
-    y = batch["label"]
-    num_classes = config.model.num_classes
-    f_eval = logits_fn(st, config)
+def attack_inputs(
+    variant: str, f_eval: Callable, x: jax.Array, y: jax.Array, key: jax.Array, config
+) -> tuple[jax.Array, jax.Array, dict]:
+    """The points the model trains on, their targets (B', K) and diagnostics, per objective.
+
+    Gradients are stopped: the inner maximisation is not differentiated through.
+    """
     a = config.attack
+    num_classes = config.model.num_classes
     extra: dict = {}
     if variant == "standard":
         x_train, targets = x, jax.nn.one_hot(y, num_classes)
@@ -131,7 +103,7 @@ def train_step(st: state.TrainState, batch: dict, *, config) -> tuple[state.Trai
             f_eval,
             x,
             y,
-            k_att,
+            key,
             eps=a.eps,
             step_size=a.step_size,
             num_steps=a.num_steps,
@@ -139,13 +111,13 @@ def train_step(st: state.TrainState, batch: dict, *, config) -> tuple[state.Trai
         )
         targets = jax.nn.one_hot(y, num_classes)
     elif variant == "rat":
-        x_train, targets, extra = rat_inputs(f_eval, x, y, k_att, config)
+        x_train, targets, extra = rat_inputs(f_eval, x, y, key, config)
     elif variant == "trades":
         t = config.trades
         x_train = attacks.trades_attack(
             f_eval,
             x,
-            k_att,
+            key,
             eps=a.eps,
             step_size=t.step_size,
             num_steps=t.num_steps,
@@ -154,30 +126,43 @@ def train_step(st: state.TrainState, batch: dict, *, config) -> tuple[state.Trai
         targets = jax.nn.one_hot(y, num_classes)
     else:
         raise ValueError(f"method_variant must be one of {VARIANTS}, got {variant!r}")
-    x_train, targets = jax.lax.stop_gradient(x_train), jax.lax.stop_gradient(targets)
+    return jax.lax.stop_gradient(x_train), jax.lax.stop_gradient(targets), extra
 
-    def loss_fn(params):
-        variables = {"params": params, "batch_stats": st.batch_stats}
-        if variant == "trades":
-            # TRADES eq. (5): CE(f(x), y) + β·KL(f(x) ‖ f(x')) with the clean probabilities NOT
-            # detached; two train-mode passes update BN statistics in turn, as the reference.
-            z_nat, upd = apply_model(variables, x, config, train=True, mutable=True)
-            variables = {"params": params, "batch_stats": upd["batch_stats"]}
-            z_adv, upd = apply_model(variables, x_train, config, train=True, mutable=True)
-            ce = jnp.mean(losses.cross_entropy(z_nat, y))
-            kl = jnp.mean(losses.kl_to_reference(z_adv, z_nat))
-            return ce + config.trades.beta * kl, (z_adv, upd["batch_stats"], {"trades_kl": kl})
-        z, upd = apply_model(variables, x_train, config, train=True, mutable=True)
-        loss = jnp.mean(losses.soft_cross_entropy(z, targets))
-        aux = {}
-        if variant == "rat" and config.rat.clean_weight > 0:
-            variables = {"params": params, "batch_stats": upd["batch_stats"]}
-            z_nat, upd = apply_model(variables, x, config, train=True, mutable=True)
-            clean = jnp.mean(losses.cross_entropy(z_nat, y))
-            loss = loss + config.rat.clean_weight * clean
-            aux["rat_clean_ce"] = clean
-        return loss, (z, upd["batch_stats"], aux)
 
+def objective(params, st: state.TrainState, x, y, x_train, targets, config):
+    """The training loss of ``config.method_variant`` and (logits, new BN statistics, metrics)."""
+    variables = {"params": params, "batch_stats": st.batch_stats}
+    if config.method_variant == "trades":
+        # TRADES eq. (5): CE(f(x), y) + β·KL(f(x) ‖ f(x')) with the clean probabilities NOT
+        # detached; two train-mode passes update BN statistics in turn, as the reference.
+        z_nat, upd = apply_model(variables, x, config, train=True, mutable=True)
+        variables = {"params": params, "batch_stats": upd["batch_stats"]}
+        z_adv, upd = apply_model(variables, x_train, config, train=True, mutable=True)
+        ce = jnp.mean(losses.cross_entropy(z_nat, y))
+        kl = jnp.mean(losses.kl_to_reference(z_adv, z_nat))
+        return ce + config.trades.beta * kl, (z_adv, upd["batch_stats"], {"trades_kl": kl})
+    z, upd = apply_model(variables, x_train, config, train=True, mutable=True)
+    loss = jnp.mean(losses.soft_cross_entropy(z, targets))
+    aux = {}
+    if config.method_variant == "rat" and config.rat.clean_weight > 0:
+        variables = {"params": params, "batch_stats": upd["batch_stats"]}
+        z_nat, upd = apply_model(variables, x, config, train=True, mutable=True)
+        clean = jnp.mean(losses.cross_entropy(z_nat, y))
+        loss = loss + config.rat.clean_weight * clean
+        aux["rat_clean_ce"] = clean
+    return loss, (z, upd["batch_stats"], aux)
+
+
+def train_step(st: state.TrainState, batch: dict, *, config) -> tuple[state.TrainState, dict]:
+    k_aug, k_att = jax.random.split(rng.step_key(st))
+    x = augment.crop_flip(
+        k_aug, augment.to_float(batch["image"]), config.data.crop_pad, config.data.flip
+    )
+    y = batch["label"]
+    # Attacks run on the eval-mode model (BatchNorm running statistics).
+    f_eval = eval_logits({"params": st.params, "batch_stats": st.batch_stats}, config)
+    x_train, targets, extra = attack_inputs(config.method_variant, f_eval, x, y, k_att, config)
+    loss_fn = lambda p: objective(p, st, x, y, x_train, targets, config)
     (loss, (z, stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params)
     st = st.apply_gradients(grads, optim.make(config.optim), batch_stats=stats)
     labels = jnp.argmax(targets, -1)

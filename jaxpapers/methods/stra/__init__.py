@@ -1,11 +1,7 @@
 """``stra``: Structure-Regularized Attention (Zhang et al., arXiv 2106.06672), see README.md."""
 
 from jaxpapers.methods.stra.evaluate import evaluate  # noqa: F401
-from jaxpapers.methods.stra.steps import (  # noqa: F401
-    init_state,
-    input_spec,
-    make_source,
-    train_step,
-)
+from jaxpapers.methods.stra.inputs import input_spec, make_source  # noqa: F401
+from jaxpapers.methods.stra.steps import init_state, train_step  # noqa: F401
 
 kind = "train"

@@ -11,7 +11,8 @@ import numpy as np
 from jaxpapers import data, viz
 from jaxpapers.evals.classification import predict_all
 from jaxpapers.methods.stra import reid
-from jaxpapers.methods.stra.steps import REID_DATA, jit_forward, make_source
+from jaxpapers.methods.stra.inputs import REID_DATA, make_source, normalise
+from jaxpapers.methods.stra.model import build_model
 
 
 def evaluate(st, config, workdir: str) -> dict[str, float]:
@@ -53,3 +54,20 @@ def save_pool_maps(st, config, images: np.ndarray, path: str) -> str:
             heat = np.stack([up, 0.2 * np.ones_like(up), 1.0 - up], -1)  # red = high weight
             rows.append(0.5 * heat + 0.5 * img.mean(-1, keepdims=True))
     return viz.save_image_grid(path, np.stack(rows), nrow=1 + maps.shape[-1], scale=2)
+
+
+def jit_forward(st, config, keep_maps: bool = False):
+    """Eval-mode ``uint8 images -> (logits, feature[, pooling maps of the last StRA block])``."""
+    model = build_model(config, keep_maps=keep_maps)
+    variables = {"params": st.params, "batch_stats": st.batch_stats}
+
+    @jax.jit
+    def fn(images):
+        x = normalise(images, config)
+        if not keep_maps:
+            return model.apply(variables, x, train=False)
+        out, inter = model.apply(variables, x, train=False, mutable=["intermediates", "losses"])
+        maps = jax.tree.leaves(inter["intermediates"])
+        return out, maps[-1]
+
+    return fn

@@ -154,6 +154,25 @@ class StRAResNet(nn.Module):
         return logits, v
 
 
+def build_model(config, keep_maps: bool = False) -> StRAResNet:
+    """The network of ``config.model`` (``keep_maps``: sow the pooling maps for pictures)."""
+    m = config.model
+    return StRAResNet(
+        num_classes=m.num_classes,
+        stage_sizes=tuple(m.stage_sizes),
+        width=m.width,
+        block=m.block,
+        attn_stages=tuple(m.attn_stages),
+        heads=m.heads,
+        kernel_size=m.kernel_size,
+        ratio=m.ratio,
+        last_stride=m.last_stride,
+        stem=m.stem,
+        neck_dim=m.neck_dim,
+        keep_maps=keep_maps,
+    )
+
+
 def total_diversity(losses: dict | None, batch: int) -> jax.Array:
     """Per-sample diversity loss summed over all StRA blocks (zeros if the model has none)."""
     leaves = jax.tree.leaves(losses or {})

@@ -18,50 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers import data, optim, rng, state
+from jaxpapers import optim, rng, state
 from jaxpapers.lib import augment
-from jaxpapers.methods.stra import convert, reid
-from jaxpapers.methods.stra.model import StRAResNet, total_diversity
-
-REID_DATA = ("market1501", "att_faces")
-
-
-def build_model(config, keep_maps: bool = False) -> StRAResNet:
-    m = config.model
-    return StRAResNet(
-        num_classes=m.num_classes,
-        stage_sizes=tuple(m.stage_sizes),
-        width=m.width,
-        block=m.block,
-        attn_stages=tuple(m.attn_stages),
-        heads=m.heads,
-        kernel_size=m.kernel_size,
-        ratio=m.ratio,
-        last_stride=m.last_stride,
-        stem=m.stem,
-        neck_dim=m.neck_dim,
-        keep_maps=keep_maps,
-    )
-
-
-def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
-    b = config.batch_size
-    return {
-        "image": jax.ShapeDtypeStruct((b, *config.data.image_shape), jnp.uint8),
-        "label": jax.ShapeDtypeStruct((b,), jnp.int32),
-    }
-
-
-def make_source(config, split: str) -> dict[str, np.ndarray]:
-    """Training arrays: re-ID folders read here, everything else through ``data.load``."""
-    name, shape = config.data.name, tuple(config.data.image_shape)
-    if name == "market1501":
-        src = reid.read_market1501(config.data.path, split, shape[:2])
-    elif name == "att_faces":
-        src = reid.read_att_faces(config.data.path, split, shape[:2], config.data.num_train_ids)
-    else:
-        return data.load(config.data, split)
-    return {"image": src["image"], "label": src["label"]} if split == "train" else src
+from jaxpapers.methods.stra import convert
+from jaxpapers.methods.stra.inputs import normalise
+from jaxpapers.methods.stra.model import build_model, total_diversity
 
 
 def init_state(key, config) -> state.TrainState:
@@ -87,13 +48,6 @@ def load_pretrained(variables, path: str) -> dict:
     with np.load(path) as f:
         state_dict = {k: f[k] for k in f.files}
     return convert.from_torch(state_dict, variables, strict=False)
-
-
-def normalise(images: jax.Array, config) -> jax.Array:
-    """uint8 -> float, (x - mean) / std per channel (ImageNet statistics for RGB re-ID)."""
-    x = augment.to_float(images)
-    mean, std = jnp.asarray(config.data.mean), jnp.asarray(config.data.std)
-    return (x - mean) / std
 
 
 def random_erase(key: jax.Array, x: jax.Array, prob: float) -> jax.Array:
@@ -191,20 +145,3 @@ def train_step(st: state.TrainState, batch, *, config):
         "accuracy": acc,
         "grad_norm": optax.tree.norm(grads),
     }
-
-
-def jit_forward(st: state.TrainState, config, keep_maps: bool = False):
-    """Eval-mode ``uint8 images -> (logits, feature[, pooling maps of the last StRA block])``."""
-    model = build_model(config, keep_maps=keep_maps)
-    variables = {"params": st.params, "batch_stats": st.batch_stats}
-
-    @jax.jit
-    def fn(images):
-        x = normalise(images, config)
-        if not keep_maps:
-            return model.apply(variables, x, train=False)
-        out, inter = model.apply(variables, x, train=False, mutable=["intermediates", "losses"])
-        maps = jax.tree.leaves(inter["intermediates"])
-        return out, maps[-1]
-
-    return fn

@@ -4,11 +4,11 @@ NOT imported by the project (it needs torch). Run it in a separate torch venv ag
 shenao-zhang/StRA@21cc7c3 ``models/`` kept OUTSIDE the project (README, 'Check against the
 official code'):
 
-    python official_dump.py OFFICIAL_DIR OUT.npz [--full]
+    python benchmarks/compare_stra/torch_side.py OFFICIAL_DIR OUT.npz [--full]
 
 OFFICIAL_DIR holds ``models/{StRARes,component,stru_mask_value,__init__}.py``. Weights are seeded
 random (BN affine parameters and running statistics too, so eval mode is non-trivial).
-``python -m jaxpapers.methods.stra.check_official OUT.npz`` then compares our modules.
+``python -m jaxpapers.tools.stra_check_official --npz=OUT.npz`` then compares our modules.
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Parameters, FLOPs and CPU throughput of ResNet-50 variants (plain / StRA / SE / CBAM / NL).
 
-    python -m jaxpapers.methods.stra.complexity [--bench] [--height 256 --width 128]
+    python -m benchmarks.stra_complexity [--bench] [--height=256 --width=128] [--blocks=plain,stra]
 
 FLOPs are XLA's cost analysis of the eval-mode forward of one image (a multiply-add counts 2),
 lowered without compiling. ``--bench`` also times the jitted forward and train step (batch 8,
@@ -9,15 +9,21 @@ Adam) per variant and prints images/s; prints one JSON line per variant.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import optax
+from absl import app, flags
 
 from jaxpapers.methods.stra.model import BLOCKS, StRAResNet, count_params, total_diversity
+
+_HEIGHT = flags.DEFINE_integer("height", 256, "Input height.")
+_WIDTH = flags.DEFINE_integer("width", 128, "Input width.")
+_BENCH = flags.DEFINE_bool("bench", False, "Also time the jitted forward and train step.")
+_BLOCKS = flags.DEFINE_list("blocks", list(BLOCKS), f"Stage-5 blocks, from {BLOCKS}.")
 
 
 def variant(block: str, num_classes: int = 751) -> StRAResNet:
@@ -25,7 +31,8 @@ def variant(block: str, num_classes: int = 751) -> StRAResNet:
     return StRAResNet(num_classes=num_classes, block=block)
 
 
-def flops(model, shape) -> float:
+def flops(model, shape) -> tuple[float, int]:
+    """(XLA cost-analysis FLOPs of one eval-mode image, number of parameters)."""
     x = jnp.zeros((1, *shape), jnp.float32)
     v = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
     fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
@@ -71,15 +78,16 @@ def bench(model, shape, batch: int = 8, reps: int = 3) -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--bench", action="store_true")
-    p.add_argument("--blocks", default=",".join(BLOCKS))
-    a = p.parse_args()
-    shape = (a.height, a.width, 3)
-    for block in a.blocks.split(","):
+def main(argv) -> None:
+    if len(argv) > 1:
+        print(f"stra_complexity: unexpected arguments {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
+    unknown = [b for b in _BLOCKS.value if b not in BLOCKS]
+    if unknown or _HEIGHT.value <= 0 or _WIDTH.value <= 0:
+        print(f"stra_complexity: blocks must be in {BLOCKS} and sizes positive", file=sys.stderr)
+        sys.exit(2)
+    shape = (_HEIGHT.value, _WIDTH.value, 3)
+    for block in _BLOCKS.value:
         model = variant(block)
         f, n = flops(model, shape)
         row = {
@@ -88,10 +96,10 @@ def main() -> None:
             "gflops": f / 1e9,
             "device": jax.devices()[0].device_kind,
         }
-        if a.bench:
+        if _BENCH.value:
             row.update(bench(model, shape))
         print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import flax.serialization
 import jax
@@ -12,7 +13,12 @@ import numpy as np
 
 from jaxpapers import data
 from jaxpapers.evals import robust
-from jaxpapers.methods.rat import steps
+from jaxpapers.methods.rat.model import eval_logits
+
+
+def logits_fn(st, config) -> Callable[[jax.Array], jax.Array]:
+    """Eval-mode logits of the state's model on [0, 1] pixels: what every attack differentiates."""
+    return eval_logits({"params": st.params, "batch_stats": st.batch_stats}, config)
 
 
 def evaluate(st, config, workdir: str) -> dict[str, float]:
@@ -21,7 +27,7 @@ def evaluate(st, config, workdir: str) -> dict[str, float]:
     n = min(e.num_examples, len(test["label"]))
     x = test["image"][:n].astype(np.float32) / 255.0
     y = np.asarray(test["label"][:n], np.int32)
-    f = steps.logits_fn(jax.device_get(st), config)
+    f = logits_fn(jax.device_get(st), config)
     res = robust.evaluate(
         f,
         x,

@@ -1,0 +1,44 @@
+"""StRA's batches: uint8 images + labels; re-ID folders (Market-1501, AT&T faces) read on the host.
+
+Images are normalised on device (``normalise``, ImageNet statistics for RGB re-ID), after the
+uint8 batch has been transferred.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpapers import data
+from jaxpapers.lib import augment
+from jaxpapers.methods.stra import reid
+
+REID_DATA = ("market1501", "att_faces")
+
+
+def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
+    b = config.batch_size
+    return {
+        "image": jax.ShapeDtypeStruct((b, *config.data.image_shape), jnp.uint8),
+        "label": jax.ShapeDtypeStruct((b,), jnp.int32),
+    }
+
+
+def make_source(config, split: str) -> dict[str, np.ndarray]:
+    """Training arrays: re-ID folders read here, everything else through ``data.load``."""
+    name, shape = config.data.name, tuple(config.data.image_shape)
+    if name == "market1501":
+        src = reid.read_market1501(config.data.path, split, shape[:2])
+    elif name == "att_faces":
+        src = reid.read_att_faces(config.data.path, split, shape[:2], config.data.num_train_ids)
+    else:
+        return data.load(config.data, split)
+    return {"image": src["image"], "label": src["label"]} if split == "train" else src
+
+
+def normalise(images: jax.Array, config) -> jax.Array:
+    """uint8 -> float, (x - mean) / std per channel (ImageNet statistics for RGB re-ID)."""
+    x = augment.to_float(images)
+    mean, std = jnp.asarray(config.data.mean), jnp.asarray(config.data.std)
+    return (x - mean) / std
