@@ -14,10 +14,9 @@ Presets:
                 converted with ``python -m jaxpapers.convert.stylegan2 --pkl F --out TEACHER_DIR``):
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:ffhq1024 --workdir=DIR \
           --config.data.path=/data/ffhq --config.init_from=TEACHER_DIR
-  teacher       trains the Fashion-MNIST teacher from scratch (the official ``cifar`` recipe scaled to
-                2 cores: 2 mapping layers, no path-length reg, no style mixing, gamma 0.01; synthesis
-                64 channels at 4-16, 32 at 32; batch 32); the teacher shipped with the package
-                was made by this preset:
+  teacher       the Fashion-MNIST teacher from scratch: the official ``cifar`` recipe (2 mapping
+                layers, no path-length reg, no style mixing, gamma 0.01) at widths 2 cores can
+                train (64 channels at 4-16, 32 at 32; batch 32; 30k steps):
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:teacher --workdir=/tmp/sg2t
   smoke         tiny 8x8 model, 1 teacher step, 1 stage-1 step, then stage 2 (tests).
 
