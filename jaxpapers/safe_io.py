@@ -116,6 +116,10 @@ CONTAINER_GLOBALS: dict[tuple[str, str], Any] = {
     ("_codecs", "encode"): _latin1_encode,
 }
 
+class EasyDictStub(dict):
+    """Inert stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access) in NVIDIA pickles."""
+
+
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 

@@ -34,23 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxpapers import safe_io
+
 MAPPING_LR_MUL = 0.01
-
-_NUMPY_OK = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),
-    ("collections", "OrderedDict"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-}
-
 
 class TFNetworkStub:
     """Inert stand-in for ``dnnlib.tflib.network.Network``: it only stores the pickled state."""
@@ -73,23 +59,41 @@ class TFNetworkStub:
         return dict(self.state.get("static_kwargs", {}))
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Admits only the TF Network class (as a stub) and NumPy array reconstruction."""
+class RestrictedUnpickler(safe_io.RestrictedUnpickler):
+    """Admits only the TF Network class (as a stub), dnnlib's EasyDict (a plain dict) and the
+    checked NumPy/container reconstructors of `jaxpapers.safe_io` (no bare ``numpy.ndarray``
+    constructor: NumPy's own pickles name it only as an argument of ``_reconstruct``)."""
+
+    ALLOWED = {
+        **safe_io.NUMPY_GLOBALS,
+        **safe_io.CONTAINER_GLOBALS,
+        ("dnnlib.tflib.network", "Network"): TFNetworkStub,
+        ("dnnlib.util", "EasyDict"): safe_io.EasyDictStub,
+    }
+
+    def __init__(self, file, where: str = "<StyleGAN2 pickle>"):
+        super().__init__(file, self.ALLOWED, where=where)
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("dnnlib.tflib.network", "Network"):
-            return TFNetworkStub
-        if (module, name) in _NUMPY_OK:
+        try:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"Refusing to load {module}.{name}: the StyleGAN2 TF pickle format needs only "
-            "dnnlib.tflib.network.Network and NumPy arrays, and a pickle naming anything else "
-            "could run code. Is this really an official StyleGAN2 TensorFlow pickle?"
-        )
+        except safe_io.UnsafeFileError:
+            raise safe_io.UnsafeFileError(
+                f"Refusing to load {module}.{name}: the StyleGAN2 TF pickle format needs only "
+                "dnnlib.tflib.network.Network and NumPy arrays, and a pickle naming anything else "
+                "could run code. Is this really an official StyleGAN2 TensorFlow pickle?"
+            ) from None
 
 
-def load_pickle(data: bytes) -> tuple[TFNetworkStub, TFNetworkStub, TFNetworkStub]:
-    nets = RestrictedUnpickler(io.BytesIO(data)).load()
+def load_pickle(
+    data: bytes, where: str = "<StyleGAN2 pickle>"
+) -> tuple[TFNetworkStub, TFNetworkStub, TFNetworkStub]:
+    try:
+        nets = RestrictedUnpickler(io.BytesIO(data), where).load()
+    except safe_io.UnsafeFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the C unpickler raises many types on bad input.
+        raise ValueError(f"{where}: not a valid StyleGAN2 TF pickle ({type(e).__name__}: {e}).") from e
     if not (
         isinstance(nets, tuple)
         and len(nets) == 3

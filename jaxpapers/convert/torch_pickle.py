@@ -109,7 +109,8 @@ class _LazyTensor:
         return np.array(view)
 
 
-def _globals(where: str) -> dict:
+def tensor_globals(where: str) -> dict:
+    """The globals a pickle of torch tensors may name, mapped to inert numpy rebuilders."""
     def rebuild_tensor(storage, storage_offset, size, stride, *unused):
         return _LazyTensor(storage, storage_offset, size, stride, where)
 
@@ -139,7 +140,7 @@ def _refuse_as_checkpoint_error(fn, *args, **kwargs):
 
 
 def _unpickle(file, where: str, storage_for, extra=None):
-    allowed = {**_globals(where), **(extra or {})}
+    allowed = {**tensor_globals(where), **(extra or {})}
     return _refuse_as_checkpoint_error(
         safe_io.load_pickle, file, allowed, where=where, persistent_load=storage_for
     )
