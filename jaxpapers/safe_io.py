@@ -183,8 +183,10 @@ def load_pickle(
         return RestrictedUnpickler(
             source, allowed, where=where, persistent_load=persistent_load
         ).load()
-    except UnsafeFileError:
-        raise
+    except UnsafeFileError as e:
+        if str(e).startswith(where):
+            raise
+        raise type(e)(f"{where}: {e}") from None  # a stand-in's own check
     except ValueError as e:
         if str(e).startswith(where):  # a reconstructor's own check, already naming the file
             raise

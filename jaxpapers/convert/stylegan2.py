@@ -73,13 +73,14 @@ class RestrictedUnpickler(safe_io.RestrictedUnpickler):
 
     def __init__(self, file, where: str = "<StyleGAN2 pickle>"):
         super().__init__(file, self.ALLOWED, where=where)
+        self.where = where
 
     def find_class(self, module: str, name: str) -> Any:
         try:
             return super().find_class(module, name)
         except safe_io.UnsafeFileError:
             raise safe_io.UnsafeFileError(
-                f"Refusing to load {module}.{name}: the StyleGAN2 TF pickle format needs only "
+                f"{self.where}: Refusing to load {module}.{name}: the StyleGAN2 TF pickle format needs only "
                 "dnnlib.tflib.network.Network and NumPy arrays, and a pickle naming anything else "
                 "could run code. Is this really an official StyleGAN2 TensorFlow pickle?"
             ) from None
@@ -99,7 +100,7 @@ def load_pickle(
         and len(nets) == 3
         and all(isinstance(n, TFNetworkStub) for n in nets)
     ):
-        raise ValueError("Expected a pickled tuple (G, D, Gs) of dnnlib Network objects.")
+        raise ValueError(f"{where}: expected a pickled tuple (G, D, Gs) of dnnlib Network objects.")
     return nets
 
 
@@ -178,9 +179,17 @@ def convert_discriminator(v: dict, resolution: int) -> dict:
     return d
 
 
-def convert(data: bytes) -> tuple[dict, dict]:
+def convert_file(path: str) -> tuple[dict, dict]:
+    """``convert`` of a pickle file (errors name the file)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
+    with open(path, "rb") as f:
+        return convert(f.read(), where=path)
+
+
+def convert(data: bytes, where: str = "<StyleGAN2 pickle>") -> tuple[dict, dict]:
     """Pickle bytes -> ({'teacher': {g, d, g_ema, w_avg}}, architecture info)."""
-    g_net, d_net, gs_net = load_pickle(data)
+    g_net, d_net, gs_net = load_pickle(data, where)
     gv, dv, gsv = collect_vars(g_net), collect_vars(d_net), collect_vars(gs_net)
     const = _get(gv, "synthesis/4x4/Const/const")
     kw = gs_net.static_kwargs
