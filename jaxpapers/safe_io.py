@@ -116,8 +116,9 @@ CONTAINER_GLOBALS: dict[tuple[str, str], Any] = {
     ("_codecs", "encode"): _latin1_encode,
 }
 
+
 class EasyDictStub(dict):
-    """Inert stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access) in NVIDIA pickles."""
+    """Inert stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access)."""
 
 
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
@@ -194,7 +195,9 @@ def load_pickle(
     except (MemoryError, RecursionError, OverflowError) as e:
         raise ValueError(f"{where}: malformed pickle ({type(e).__name__}).") from e
     except Exception as e:  # noqa: BLE001 - the C unpickler raises many types on bad input.
-        raise ValueError(f"{where}: not a valid pickle of this format ({type(e).__name__}: {e}).") from e
+        raise ValueError(
+            f"{where}: not a valid pickle of this format ({type(e).__name__}: {e})."
+        ) from e
 
 
 def load_numpy_pickle(path: str, extra: Mapping[tuple[str, str], Any] | None = None) -> Any:

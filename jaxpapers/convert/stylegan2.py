@@ -38,6 +38,7 @@ from jaxpapers import safe_io
 
 MAPPING_LR_MUL = 0.01
 
+
 class TFNetworkStub:
     """Inert stand-in for ``dnnlib.tflib.network.Network``: it only stores the pickled state."""
 
@@ -80,9 +81,9 @@ class RestrictedUnpickler(safe_io.RestrictedUnpickler):
             return super().find_class(module, name)
         except safe_io.UnsafeFileError:
             raise safe_io.UnsafeFileError(
-                f"{self.where}: Refusing to load {module}.{name}: the StyleGAN2 TF pickle format needs only "
-                "dnnlib.tflib.network.Network and NumPy arrays, and a pickle naming anything else "
-                "could run code. Is this really an official StyleGAN2 TensorFlow pickle?"
+                f"{self.where}: Refusing to load {module}.{name}: the StyleGAN2 TF pickle format "
+                "needs only dnnlib.tflib.network.Network and NumPy arrays, and a pickle naming "
+                "anything else could run code. Is this really an official StyleGAN2 TF pickle?"
             ) from None
 
 
@@ -94,7 +95,9 @@ def load_pickle(
     except safe_io.UnsafeFileError:
         raise
     except Exception as e:  # noqa: BLE001 - the C unpickler raises many types on bad input.
-        raise ValueError(f"{where}: not a valid StyleGAN2 TF pickle ({type(e).__name__}: {e}).") from e
+        raise ValueError(
+            f"{where}: not a valid StyleGAN2 TF pickle ({type(e).__name__}: {e})."
+        ) from e
     if not (
         isinstance(nets, tuple)
         and len(nets) == 3

@@ -63,7 +63,9 @@ def _allowed(where: str) -> dict[tuple[str, str], Any]:
         ):
             raise ValueError(f"{where}: a persistent object's meta is not a class record.")
         src = meta.get("module_src")
-        return PersistentModule(meta["class_name"], meta["state"], src if isinstance(src, str) else "")
+        return PersistentModule(
+            meta["class_name"], meta["state"], src if isinstance(src, str) else ""
+        )
 
     def load_from_bytes(data):
         if not isinstance(data, (bytes, bytearray)):
@@ -108,7 +110,9 @@ def _collect(mod: PersistentModule, prefix: str, out: dict, where: str) -> None:
                 continue
             value = torch_pickle.materialize_tree(value)
             if not isinstance(value, np.ndarray):
-                raise ValueError(f"{where}: {prefix}{name} is {type(value).__name__}, not a tensor.")
+                raise ValueError(
+                    f"{where}: {prefix}{name} is {type(value).__name__}, not a tensor."
+                )
             out[prefix + str(name)] = value
     for name, sub in (state.get("_modules") or {}).items():
         if sub is None:

@@ -80,7 +80,8 @@ class _LazyTensor:
                 "negative entry or mismatched ranks."
             )
         numel = math.prod(size)
-        end = 0 if numel == 0 else offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+        reach = sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        end = 0 if numel == 0 else offset + 1 + reach
         if end > storage.numel:
             raise ValueError(
                 f"{where}: tensor view (offset {offset}, size {size}, stride {stride}) reaches "
@@ -111,6 +112,7 @@ class _LazyTensor:
 
 def tensor_globals(where: str) -> dict:
     """The globals a pickle of torch tensors may name, mapped to inert numpy rebuilders."""
+
     def rebuild_tensor(storage, storage_offset, size, stride, *unused):
         return _LazyTensor(storage, storage_offset, size, stride, where)
 

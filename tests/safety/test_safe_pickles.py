@@ -427,7 +427,9 @@ def _persistent(class_name, params=None, buffers=None, modules=None, src="", **a
         "_parameters": collections.OrderedDict(
             (k, _ada_tensor(v, True)) for k, v in (params or {}).items()
         ),
-        "_buffers": collections.OrderedDict((k, _ada_tensor(v)) for k, v in (buffers or {}).items()),
+        "_buffers": collections.OrderedDict(
+            (k, _ada_tensor(v)) for k, v in (buffers or {}).items()
+        ),
         "_non_persistent_buffers_set": set(),
         "_forward_hooks": collections.OrderedDict(),
         "_modules": collections.OrderedDict(modules or {}),

@@ -113,7 +113,9 @@ def read_action_genome(
         if not isinstance(obj, dict):
             raise ValueError(f"{p}: expected a dict keyed by frame, got {type(obj).__name__}.")
     try:
-        return _action_genome_frames(persons, objects, obj_id, rel_id, split, object_pkl, person_pkl)
+        return _action_genome_frames(
+            persons, objects, obj_id, rel_id, split, object_pkl, person_pkl
+        )
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         raise ValueError(
             f"{person_pkl} / {object_pkl}: not in the Action Genome annotation layout "
