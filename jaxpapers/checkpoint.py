@@ -171,7 +171,7 @@ class Checkpointer:
                 bad.append(earlier)
                 continue
             if not fallback:
-                raise CheckpointError(
+                raise type(error)(
                     f"{error} The newest intact earlier checkpoint is step {earlier}; set "
                     f"--config.ckpt_fallback=True to resume from it (steps {bad} are then moved "
                     f"to {self.directory}_corrupt), or move step {step} away yourself."
@@ -183,7 +183,7 @@ class Checkpointer:
                 flush=True,
             )
             return state
-        raise CheckpointError(f"{error} No intact earlier checkpoint exists.") from error
+        raise type(error)(f"{error} No intact earlier checkpoint exists.") from error
 
     def _quarantine(self, steps) -> None:
         if jax.process_index() == 0:
