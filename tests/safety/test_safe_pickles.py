@@ -40,10 +40,12 @@ class G:
 class R:
     """An object pickled as ``func(*args)`` (plus BUILD ``state`` when given)."""
 
-    def __init__(self, func, args, state=None):
-        self.func, self.args, self.state = func, args, state
+    def __init__(self, func, args, state=None, items=None):
+        self.func, self.args, self.state, self.items = func, args, state, items
 
     def __reduce__(self):
+        if self.items is not None:
+            return (self.func, self.args, self.state, None, iter(self.items.items()))
         if self.state is None:
             return (self.func, self.args)
         return (self.func, self.args, self.state)
@@ -199,6 +201,28 @@ def test_numpy_stand_ins_refuse_allocations(tmp_path):
     path.write_bytes(pickle.dumps({"a": np.arange(3.0), "b": np.float64(2.5)}, protocol=2))
     out = safe_io.load_numpy_pickle(str(path))
     assert out["a"].tolist() == [0.0, 1.0, 2.0] and out["b"] == 2.5
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_plain_numpy_and_container_pickles_load(protocol):
+    obj = {
+        "a": np.arange(6.0).reshape(2, 3),
+        "f": np.asfortranarray(np.ones((2, 3), np.int16)),
+        "s": np.float64(2.5),
+        "rec": np.zeros(2, dtype=[("a", "<f4"), ("b", "<i8")]),
+        "o": np.array([{"x": 1}, None], dtype=object),
+        "set": {1, 2},
+        "od": collections.OrderedDict(a=1),
+        "bytes": b"xyz",
+        "empty": b"",
+    }
+    allowed = {**safe_io.NUMPY_GLOBALS, **safe_io.CONTAINER_GLOBALS}
+    out = safe_io.load_pickle(pickle.dumps(obj, protocol=protocol), allowed)
+    for k in ("a", "f", "rec"):
+        np.testing.assert_array_equal(out[k], obj[k])
+        assert out[k].dtype == obj[k].dtype
+    assert out["s"] == 2.5 and out["o"][0] == {"x": 1} and out["set"] == {1, 2}
+    assert out["od"] == obj["od"] and out["bytes"] == b"xyz" and out["empty"] == b""
 
 
 def test_malformed_pickle_names_the_file(tmp_path):
@@ -434,7 +458,7 @@ def _persistent(class_name, params=None, buffers=None, modules=None, src="", **a
         "_forward_hooks": collections.OrderedDict(),
         "_modules": collections.OrderedDict(modules or {}),
         "_init_args": (),
-        "_init_kwargs": R(G("dnnlib.util", "EasyDict"), (), None),
+        "_init_kwargs": R(G("dnnlib.util", "EasyDict"), (), None, attrs.pop("kwargs", {})),
         **attrs,
     }
     meta = {
@@ -466,7 +490,11 @@ def _ada_snapshot(rng, src=""):
         )
         b4 = _persistent("SynthesisBlock", modules={"conv1": conv1})
         synthesis = _persistent("SynthesisNetwork", modules={"b4": b4})
-        return _persistent("Generator", modules={"mapping": mapping, "synthesis": synthesis})
+        return _persistent(
+            "Generator",
+            modules={"mapping": mapping, "synthesis": synthesis},
+            kwargs={"z_dim": 4, "mapping_kwargs": R(G("dnnlib.util", "EasyDict"), (), None, {})},
+        )
 
     disc = _persistent("Discriminator", {"b4.weight": d_w})
     snapshot = {
@@ -494,6 +522,7 @@ def test_stylegan2_ada_reader_values(tmp_path, protocol):
     assert t["G.mapping.w_avg"].tolist() == [1.0] * 4
     assert set(k.split(".")[0] for k in t) == {"G", "D", "G_ema"}
     assert net.class_names == {"G": "Generator", "D": "Discriminator", "G_ema": "Generator"}
+    assert net.init_kwargs["G"] == {"z_dim": 4, "mapping_kwargs": {}}
     assert not marker.exists(), "module_src must never be executed"
 
 
