@@ -30,8 +30,13 @@ class UnsafeFileError(pickle.UnpicklingError, ValueError):
 class _Token:
     """A non-callable stand-in for a class that a pickle may name only as an argument."""
 
+    __slots__ = ("name",)
+
     def __init__(self, name: str):
-        self.name = name
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, key, value):  # BUILD opcodes must not alter a shared token
+        raise UnsafeFileError(f"a pickle tried to set {key!r} on {self!r}.")
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
@@ -124,6 +129,22 @@ class EasyDictStub(dict):
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
+def _fresh(value):
+    """A per-unpickler copy of an allowed global, so that a BUILD opcode aimed at the global
+    itself (setting ``__defaults__`` of a function, attributes of a class) changes only this
+    load's copy, never the process-wide object other files are read with."""
+    if isinstance(value, type):
+        return type(value.__name__, (value,), {"__module__": value.__module__})
+    if callable(value) and not isinstance(value, _Token):
+
+        def call(*args, **kwargs):
+            return value(*args, **kwargs)
+
+        call.__name__ = getattr(value, "__name__", "call")
+        return call
+    return value
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only ``allowed[(module, name)]`` and nothing else.
 
@@ -142,7 +163,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         encoding: str = "latin1",
     ):
         super().__init__(file, encoding=encoding)
-        self._allowed, self._where, self._persistent = allowed, where, persistent_load
+        self._allowed = {k: _fresh(v) for k, v in allowed.items()}
+        self._where, self._persistent = where, persistent_load
 
     def find_class(self, module: str, name: str) -> Any:
         module = _PY2_MODULES.get(module, module)

@@ -225,6 +225,18 @@ def test_plain_numpy_and_container_pickles_load(protocol):
     assert out["od"] == obj["od"] and out["bytes"] == b"xyz" and out["empty"] == b""
 
 
+def test_build_on_an_allowed_global_cannot_poison_later_loads():
+    allowed = {**safe_io.NUMPY_GLOBALS, **safe_io.CONTAINER_GLOBALS}
+    # GLOBAL builtins.set; BUILD (None, {'__defaults__': ((7,),)}): rewrites set()'s default.
+    poison = b"\x80\x02cbuiltins\nset\nN}X\x0c\x00\x00\x00__defaults__K\x07\x85\x85s\x86b."
+    safe_io.load_pickle(poison, allowed)
+    assert safe_io.load_pickle(dumps(R(G("builtins", "set"), ())), allowed) == set()
+    token = b"\x80\x02cnumpy\nndarray\nN}X\x04\x00\x00\x00nameK\x07s\x86b."
+    with pytest.raises(safe_io.UnsafeFileError):
+        safe_io.load_pickle(token, allowed)
+    assert safe_io.NDARRAY.name == "numpy.ndarray"
+
+
 def test_malformed_pickle_names_the_file(tmp_path):
     path = tmp_path / "cut.pkl"
     path.write_bytes(pickle.dumps({"a": list(range(100))})[:-20])
