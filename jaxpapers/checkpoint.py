@@ -58,7 +58,9 @@ def _leaf_digest(leaf) -> str | None:
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
         if not leaf.is_fully_addressable:
-            return None
+            if not leaf.sharding.is_fully_replicated:
+                return None
+            leaf = leaf.addressable_data(0)  # every process holds the same full copy
     arr = np.ascontiguousarray(np.asarray(leaf))
     h = hashlib.sha256(f"{arr.dtype.str}|{arr.shape}|".encode())
     h.update(arr.view(np.uint8).reshape(-1) if arr.size else b"")
