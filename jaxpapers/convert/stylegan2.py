@@ -6,8 +6,9 @@ Usage:
 The pickle (NVlabs/stylegan2, used by DGL-GAN as its teacher) is a tuple (G, D, Gs) of
 ``dnnlib.tflib.network.Network`` objects whose state holds ``variables`` (list of (name, numpy
 array)) and ``components`` (sub-networks, e.g. ``mapping``/``synthesis``). A pickle can execute
-code, so it is read with a restricted unpickler that admits only that class (replaced by an inert
-stub) and the NumPy/stdlib constructors arrays need; anything else is refused.
+code, so it is read with a restricted unpickler (`jaxpapers.safe_io`) that admits only that class
+(replaced by an inert stub, its ``build_module_src`` never run) and the checked NumPy/stdlib
+reconstructors arrays need; anything else is refused.
 
 Name/layout mapping (official -> ours, see methods/stylegan2_dgl/model.py):
 * ``mapping/Dense{i}/weight|bias`` -> ``mapping/fc{i}``, multiplied by the mapping lr multiplier
