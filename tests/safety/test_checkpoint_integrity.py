@@ -30,23 +30,23 @@ def _save_steps(directory, steps=(1, 2, 3)):
     ck.close()
 
 
-def _flip_array_bytes(step_dir: str, n: int = 64) -> str:
-    """Flips ``n`` bytes in the middle of the biggest array data file of a checkpoint step."""
+def _flip_array_bytes(step_dir: str, n: int = 64, every_file: bool = False) -> None:
+    """Flips ``n`` bytes in the middle of the biggest array data file of a checkpoint step (of
+    every data file with ``every_file``: OCDBT stores tiny arrays inside its index nodes)."""
     files = [
         os.path.join(d, f)
         for d, _, fs in os.walk(step_dir)
         for f in fs
-        if os.path.basename(d) == "d" and "ocdbt" in d
+        if os.path.basename(d) == "d"
     ]
-    victim = max(files, key=os.path.getsize)
-    with open(victim, "r+b") as f:
-        data = bytearray(f.read())
-        mid = len(data) // 2
-        for i in range(mid, mid + n):
-            data[i] ^= 0xFF
-        f.seek(0)
-        f.write(data)
-    return victim
+    for victim in files if every_file else [max(files, key=os.path.getsize)]:
+        with open(victim, "r+b") as f:
+            data = bytearray(f.read())
+            mid = max(0, len(data) // 2 - n // 2)
+            for i in range(mid, min(mid + n, len(data))):
+                data[i] ^= 0xFF
+            f.seek(0)
+            f.write(data)
 
 
 def test_flipped_bytes_are_an_error_naming_steps_and_nothing_is_touched(tmp_path):
@@ -217,3 +217,17 @@ def test_truncate_after_is_atomic_and_keeps_earlier_rows(tmp_path):
     metrics.truncate_after(path, 2)
     assert [r["step"] for r in metrics.read_jsonl(path)] == [1, 2, 2]
     assert os.listdir(tmp_path) == ["metrics.jsonl"]
+
+
+def test_trainer_refuses_a_corrupt_newest_checkpoint_unless_fallback(tmp_path, fake_method):
+    full, work = str(tmp_path / "full"), str(tmp_path / "w")
+    trainer.train(_config(), full)
+    trainer.train(_config(), work)
+    ckdir = os.path.join(work, "checkpoints")
+    _flip_array_bytes(os.path.join(ckdir, "6"), every_file=True)
+    with pytest.raises(checkpoint.CheckpointError, match="step 6.*earlier checkpoint is step 3"):
+        trainer.train(_config(num_train_steps=9), work)
+    assert os.path.isdir(os.path.join(ckdir, "6")), "nothing is moved without the flag"
+    trainer.train(_config(ckpt_fallback=True), work)  # resumes from 3 and redoes 4..6
+    assert os.path.isdir(os.path.join(f"{ckdir}_corrupt", "6"))
+    assert _rows(work) == _rows(full)
