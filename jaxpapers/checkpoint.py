@@ -1,20 +1,118 @@
-"""Orbax checkpoints (the only module that imports orbax).
+"""Orbax checkpoints (the only module that imports orbax), with a digest of every array.
 
 Saves are atomic (Orbax writes into a temporary directory and renames it when complete), so a
 crash mid-save never replaces a good checkpoint; ``restore`` turns a truncated or corrupt
 checkpoint into an error that names the directory.
+
+Integrity: with every step, ``<directory>/integrity/<step>.json`` records the sha256 of every
+array (its dtype, shape and bytes). It is written atomically (temporary file, fsync, rename)
+*before* Orbax starts the step, so once a step is visible its digest exists. Rules:
+  * digest present and every array matches: the step is intact;
+  * digest present and an array differs (or the digest file is unreadable): the step is
+    corrupt; restoring it raises :class:`CorruptCheckpointError` naming the step and the newest
+    intact earlier step; ``restore(..., fallback=True)`` (config ``ckpt_fallback``) resumes
+    from that step instead and moves the newer corrupt steps to ``<directory>_corrupt/``;
+  * no digest (a checkpoint written before digests existed, or the file was removed): restored
+    unverified, with a warning; never treated as corrupt;
+  * a digest without its step (a crash between the two writes) is ignored and pruned later.
+A failed restore never deletes or overwrites anything.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+INTEGRITY_DIR = "integrity"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read into the expected state."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's arrays do not match the digest written with it."""
+
+
+def _leaf_name(path) -> str:
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def _leaf_digest(leaf) -> str | None:
+    """sha256 of a leaf's dtype, shape and bytes; None for arrays this process cannot see whole."""
+    if isinstance(leaf, jax.Array):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if not leaf.is_fully_addressable:
+            if not leaf.sharding.is_fully_replicated:
+                return None
+            leaf = leaf.addressable_data(0)  # every process holds the same full copy
+    arr = np.ascontiguousarray(np.asarray(leaf))
+    h = hashlib.sha256(f"{arr.dtype.str}|{arr.shape}|".encode())
+    h.update(arr.view(np.uint8).reshape(-1) if arr.size else b"")
+    return h.hexdigest()
+
+
+def tree_digest(tree) -> dict[str, str | None]:
+    """``{'params/dense/kernel': sha256, ...}`` over every leaf of a (restored or live) tree."""
+    return {
+        _leaf_name(p): _leaf_digest(leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def _digest_path(directory: str, step: int) -> str:
+    return os.path.join(directory, INTEGRITY_DIR, f"{int(step)}.json")
+
+
+def _write_digest(directory: str, step: int, digest: dict) -> None:
+    path = _digest_path(directory, step)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({"format": 1, "step": int(step), "arrays": digest}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def verify(directory: str, step: int, tree, *, strict: bool = True) -> bool:
+    """Checks a restored ``tree`` against the digest of ``step``; True if verified, False when
+    the step has no digest (unverified). Raises CorruptCheckpointError on any mismatch.
+
+    ``strict``: every digested array must be in ``tree`` (restores into a target structure);
+    raw restores (``restore_params``) compare the arrays both name.
+    """
+    path = _digest_path(directory, step)
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path) as f:
+            saved = json.load(f)["arrays"]
+        if not isinstance(saved, dict):
+            raise TypeError("arrays is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CorruptCheckpointError(f"digest file {path} is unreadable ({e})") from e
+    got = tree_digest(tree)
+    bad = [n for n, d in got.items() if d is not None and n in saved and saved[n] not in (None, d)]
+    missing = [n for n, d in saved.items() if d is not None and n not in got] if strict else []
+    if bad or missing:
+        what = f"arrays {bad[:3]} differ from" if bad else f"arrays {missing[:3]} are missing from"
+        raise CorruptCheckpointError(f"{what} the digest written with the checkpoint ({path})")
+    return True
 
 
 class Checkpointer:
@@ -31,17 +129,75 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state, force: bool = False) -> bool:
-        return self.manager.save(int(step), args=ocp.args.StandardSave(state), force=force)
+        step = int(step)
+        existing = set(self.manager.all_steps())
+        # The digest goes first: once Orbax makes the step visible, its digest is on disk.
+        if step not in existing and jax.process_index() == 0:
+            _write_digest(self.directory, step, tree_digest(state))
+        saved = self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+        if jax.process_index() == 0:
+            self._prune_digests(existing | {step})
+        return saved
+
+    def _prune_digests(self, keep: set) -> None:
+        folder = os.path.join(self.directory, INTEGRITY_DIR)
+        if not os.path.isdir(folder):
+            return
+        for name in os.listdir(folder):
+            stem = name.split(".")[0]
+            if name.endswith(".json") and stem.isdigit() and int(stem) not in keep:
+                os.remove(os.path.join(folder, name))
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
-    def restore(self, state_like, step: int | None = None):
-        """Restores into the structure, shapes and shardings of ``state_like``."""
-        step = self.latest_step() if step is None else step
+    def restore(self, state_like, step: int | None = None, fallback: bool = False):
+        """Restores into the structure, shapes and shardings of ``state_like`` and verifies it.
+
+        A corrupt step raises CheckpointError naming the newest intact earlier step; with
+        ``fallback`` that step is restored instead and the newer corrupt ones are moved aside.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        step = steps[0] if step is None and steps else step
         if step is None:
             raise CheckpointError(f"No checkpoint in {self.directory}.")
-        return restore_into(self.manager, step, state_like, self.directory)
+        try:
+            return restore_verified(self.manager, step, state_like, self.directory)
+        except CheckpointError as first_error:
+            error = first_error
+        bad = [step]
+        for earlier in (s for s in steps if s < step):
+            try:
+                state = restore_verified(self.manager, earlier, state_like, self.directory)
+            except CheckpointError:
+                bad.append(earlier)
+                continue
+            if not fallback:
+                raise type(error)(
+                    f"{error} The newest intact earlier checkpoint is step {earlier}; set "
+                    f"--config.ckpt_fallback=True to resume from it (steps {bad} are then moved "
+                    f"to {self.directory}_corrupt), or move step {step} away yourself."
+                ) from error
+            self._quarantine(bad)
+            print(
+                f"Checkpoint step(s) {bad} in {self.directory} are corrupt ({error}); resumed "
+                f"from step {earlier}. The corrupt steps were moved to {self.directory}_corrupt.",
+                flush=True,
+            )
+            return state
+        raise type(error)(f"{error} No intact earlier checkpoint exists.") from error
+
+    def _quarantine(self, steps) -> None:
+        if jax.process_index() == 0:
+            dest = f"{self.directory}_corrupt"
+            os.makedirs(os.path.join(dest, INTEGRITY_DIR), exist_ok=True)
+            for s in steps:
+                src = os.path.join(self.directory, str(s))
+                if os.path.isdir(src):
+                    os.rename(src, os.path.join(dest, str(s)))
+                if os.path.exists(_digest_path(self.directory, s)):
+                    shutil.move(_digest_path(self.directory, s), _digest_path(dest, s))
+        self.manager.reload()
 
     def close(self) -> None:
         self.manager.wait_until_finished()
@@ -50,6 +206,20 @@ class Checkpointer:
 
 def _abstract(state_like):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
+
+
+def restore_verified(manager, step, state_like, where):
+    """``restore_into`` plus the digest check (see the module docstring for the rules)."""
+    state = restore_into(manager, step, state_like, where)
+    try:
+        verified = verify(where, step, state)
+    except CorruptCheckpointError as e:
+        raise CorruptCheckpointError(
+            f"Checkpoint step {step} in {where} is corrupt: {e}. Nothing was overwritten."
+        ) from None
+    if not verified:
+        print(f"Checkpoint step {step} in {where} has no digest; restored unverified.", flush=True)
+    return state
 
 
 def restore_into(manager, step, state_like, where):
@@ -75,7 +245,7 @@ def restore_dir(directory: str, state_like, step: int | None = None):
         step = manager.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"No checkpoint in {directory}.")
-        return restore_into(manager, step, state_like, directory)
+        return restore_verified(manager, step, state_like, directory)
     finally:
         manager.close()
 
@@ -93,9 +263,16 @@ def restore_params(directory: str, step: int | None = None):
         if step is None:
             raise CheckpointError(f"No checkpoint in {directory}.")
         try:
-            return manager.restore(step, args=ocp.args.StandardRestore())
+            tree = manager.restore(step, args=ocp.args.StandardRestore())
         except Exception as e:
             raise CheckpointError(f"Cannot read checkpoint step {step} in {directory}: {e}") from e
+        try:
+            verify(directory, step, tree, strict=False)
+        except CorruptCheckpointError as e:
+            raise CorruptCheckpointError(
+                f"Checkpoint step {step} in {directory} is corrupt: {e}."
+            ) from None
+        return tree
     finally:
         manager.close()
 

@@ -27,6 +27,9 @@ def base_config(method: str) -> ConfigDict:
     c.eval_every = 0  # 0: evaluate only at the end of training.
     c.ckpt_every = 500
     c.keep_ckpts = 3
+    # On a corrupt newest checkpoint, resume from the newest intact earlier one (moving the
+    # corrupt ones to checkpoints_corrupt/) instead of stopping with an error.
+    c.ckpt_fallback = False
     c.resume_from = ""  # A checkpoint directory to resume from when the workdir has none.
     c.init_from = ""  # A checkpoint directory whose params initialise the model (method hook).
     c.prefetch = 2

@@ -46,6 +46,36 @@ class MetricWriter:
             self._tb.close()
 
 
+def truncate_after(path: str, step: int) -> None:
+    """Keeps only the rows with ``step <= step`` of a metrics file (atomically; process 0).
+
+    A run killed after its last checkpoint has already written rows for the steps it will redo
+    on resume; dropping them makes a resumed run's file equal an uninterrupted run's.
+    """
+    if jax.process_index() != 0 or not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row_step = int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut off by the kill
+        if row_step <= step:
+            keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) == len(lines):
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.writelines(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def read_jsonl(path: str) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -11,6 +11,7 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -104,7 +105,7 @@ def restore_or_init(method, config, mesh, ckpt: checkpoint.Checkpointer):
     state, shardings = init(method, config, mesh)
     if ckpt.latest_step() is not None:
         print(f"Resuming from {ckpt.directory} step {ckpt.latest_step()}", flush=True)
-        return ckpt.restore(state), shardings
+        return ckpt.restore(state, fallback=bool(config.get("ckpt_fallback", False))), shardings
     if config.resume_from:
         print(f"Resuming from {config.resume_from}", flush=True)
         return checkpoint.restore_dir(config.resume_from, state), shardings
@@ -129,6 +130,33 @@ def _check_finite(step: int, scalars: dict) -> None:
         )
 
 
+@jax.jit
+def _state_is_finite(state) -> jax.Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(state)
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _save_if_finite(ckpt, step: int, state, scalars, force: bool = False) -> None:
+    """Saves ``state`` only if it and this step's metrics are finite, whatever the cadences.
+
+    Finiteness is otherwise checked only at log steps, so a NaN state could become the newest
+    checkpoint (ckpt_every not a multiple of log_every, or a SIGTERM save) and every re-run would
+    resume it. Raising here keeps the last good checkpoint the newest one.
+    """
+    if scalars is not None:
+        _check_finite(step, {k: float(v) for k, v in jax.device_get(scalars).items()})
+    if not bool(jax.device_get(_state_is_finite(state))):
+        raise NonFiniteLossError(
+            f"Non-finite values in the train state at step {step}; it was not checkpointed and "
+            "the last good checkpoint is kept. Lower the learning rate or check the input data."
+        )
+    ckpt.save(step, state, force=force)
+
+
 def train_source(method, config, split="train"):
     if hasattr(method, "make_source"):
         return method.make_source(config, split)
@@ -150,6 +178,8 @@ def train(config, workdir: str) -> dict:
         with jax.set_mesh(mesh):
             state, shardings = restore_or_init(method, config, mesh, ckpt)
             start = int(jax.device_get(state.step))
+            # Rows a killed run wrote after its last checkpoint are re-written by this run.
+            metrics.truncate_after(writer.path, start)
             step_fn = compile_step(method, config, mesh, shardings)
             loader = data.Loader(
                 train_source(method, config),
@@ -171,7 +201,7 @@ def train(config, workdir: str) -> dict:
                     writer.write(done, last, "train/")
                     progress.print(done, last)
                 if config.ckpt_every and done % config.ckpt_every == 0:
-                    ckpt.save(done, state)
+                    _save_if_finite(ckpt, done, state, scalars)
                 if (
                     config.eval_every
                     and done % config.eval_every == 0
@@ -182,7 +212,7 @@ def train(config, workdir: str) -> dict:
                     # The cadence above may just have saved this very step (orbax refuses a
                     # second save of one step, which lost the stop message and crashed).
                     if ckpt.latest_step() != done:
-                        ckpt.save(done, state, force=True)
+                        _save_if_finite(ckpt, done, state, scalars, force=True)
                     ckpt.wait()
                     print(
                         f"Stopped by SIGTERM at step {done}; checkpoint saved. "
@@ -198,7 +228,7 @@ def train(config, workdir: str) -> dict:
                     flush=True,
                 )
             if ckpt.latest_step() != final_step:
-                ckpt.save(final_step, state, force=True)
+                _save_if_finite(ckpt, final_step, state, None, force=True)
             ckpt.wait()
             result = dict(last)
             result["train_seconds"] = time.time() - t_start

@@ -6,8 +6,9 @@ Usage:
 The pickle (NVlabs/stylegan2, used by DGL-GAN as its teacher) is a tuple (G, D, Gs) of
 ``dnnlib.tflib.network.Network`` objects whose state holds ``variables`` (list of (name, numpy
 array)) and ``components`` (sub-networks, e.g. ``mapping``/``synthesis``). A pickle can execute
-code, so it is read with a restricted unpickler that admits only that class (replaced by an inert
-stub) and the NumPy/stdlib constructors arrays need; anything else is refused.
+code, so it is read with a restricted unpickler (`jaxpapers.safe_io`) that admits only that class
+(replaced by an inert stub, its ``build_module_src`` never run) and the checked NumPy/stdlib
+reconstructors arrays need; anything else is refused.
 
 Name/layout mapping (official -> ours, see methods/stylegan2_dgl/model.py):
 * ``mapping/Dense{i}/weight|bias`` -> ``mapping/fc{i}``, multiplied by the mapping lr multiplier
@@ -34,22 +35,9 @@ from typing import Any
 
 import numpy as np
 
-MAPPING_LR_MUL = 0.01
+from jaxpapers import safe_io
 
-_NUMPY_OK = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),
-    ("collections", "OrderedDict"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-}
+MAPPING_LR_MUL = 0.01
 
 
 class TFNetworkStub:
@@ -73,29 +61,50 @@ class TFNetworkStub:
         return dict(self.state.get("static_kwargs", {}))
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Admits only the TF Network class (as a stub) and NumPy array reconstruction."""
+class RestrictedUnpickler(safe_io.RestrictedUnpickler):
+    """Admits only the TF Network class (as a stub), dnnlib's EasyDict (a plain dict) and the
+    checked NumPy/container reconstructors of `jaxpapers.safe_io` (no bare ``numpy.ndarray``
+    constructor: NumPy's own pickles name it only as an argument of ``_reconstruct``)."""
+
+    ALLOWED = {
+        **safe_io.NUMPY_GLOBALS,
+        **safe_io.CONTAINER_GLOBALS,
+        ("dnnlib.tflib.network", "Network"): TFNetworkStub,
+        ("dnnlib.util", "EasyDict"): safe_io.EasyDictStub,
+    }
+
+    def __init__(self, file, where: str = "<StyleGAN2 pickle>"):
+        super().__init__(file, self.ALLOWED, where=where)
+        self.where = where
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("dnnlib.tflib.network", "Network"):
-            return TFNetworkStub
-        if (module, name) in _NUMPY_OK:
+        try:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"Refusing to load {module}.{name}: the StyleGAN2 TF pickle format needs only "
-            "dnnlib.tflib.network.Network and NumPy arrays, and a pickle naming anything else "
-            "could run code. Is this really an official StyleGAN2 TensorFlow pickle?"
-        )
+        except safe_io.UnsafeFileError:
+            raise safe_io.UnsafeFileError(
+                f"{self.where}: Refusing to load {module}.{name}: the StyleGAN2 TF pickle format "
+                "needs only dnnlib.tflib.network.Network and NumPy arrays, and a pickle naming "
+                "anything else could run code. Is this really an official StyleGAN2 TF pickle?"
+            ) from None
 
 
-def load_pickle(data: bytes) -> tuple[TFNetworkStub, TFNetworkStub, TFNetworkStub]:
-    nets = RestrictedUnpickler(io.BytesIO(data)).load()
+def load_pickle(
+    data: bytes, where: str = "<StyleGAN2 pickle>"
+) -> tuple[TFNetworkStub, TFNetworkStub, TFNetworkStub]:
+    try:
+        nets = RestrictedUnpickler(io.BytesIO(data), where).load()
+    except safe_io.UnsafeFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the C unpickler raises many types on bad input.
+        raise ValueError(
+            f"{where}: not a valid StyleGAN2 TF pickle ({type(e).__name__}: {e})."
+        ) from e
     if not (
         isinstance(nets, tuple)
         and len(nets) == 3
         and all(isinstance(n, TFNetworkStub) for n in nets)
     ):
-        raise ValueError("Expected a pickled tuple (G, D, Gs) of dnnlib Network objects.")
+        raise ValueError(f"{where}: expected a pickled tuple (G, D, Gs) of dnnlib Network objects.")
     return nets
 
 
@@ -174,9 +183,17 @@ def convert_discriminator(v: dict, resolution: int) -> dict:
     return d
 
 
-def convert(data: bytes) -> tuple[dict, dict]:
+def convert_file(path: str) -> tuple[dict, dict]:
+    """``convert`` of a pickle file (errors name the file)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
+    with open(path, "rb") as f:
+        return convert(f.read(), where=path)
+
+
+def convert(data: bytes, where: str = "<StyleGAN2 pickle>") -> tuple[dict, dict]:
     """Pickle bytes -> ({'teacher': {g, d, g_ema, w_avg}}, architecture info)."""
-    g_net, d_net, gs_net = load_pickle(data)
+    g_net, d_net, gs_net = load_pickle(data, where)
     gv, dv, gsv = collect_vars(g_net), collect_vars(d_net), collect_vars(gs_net)
     const = _get(gv, "synthesis/4x4/Const/const")
     kw = gs_net.static_kwargs

@@ -1,18 +1,23 @@
 """Reads ``torch.save`` files (state dicts, nested dicts of tensors) WITHOUT torch, safely.
 
 A pickle is code: a downloaded checkpoint must not be able to run any. The restricted unpickler
-admits only the globals a plain checkpoint needs (``collections.OrderedDict``, the tensor/parameter
-rebuild functions and the ``torch.*Storage`` type tags, all mapped to numpy); anything else
-raises :class:`UnsafeCheckpointError`. Both the zip format (torch >= 1.6) and the legacy format
-(one pickle stream followed by the raw storages) are read. Shared by every converter of the
-suite (FID Inception, BigGAN-PyTorch, FROM).
+(`jaxpapers.safe_io`) admits only the globals a plain checkpoint needs (``collections.OrderedDict``,
+the tensor/parameter rebuild functions and the ``torch.*Storage`` type tags, all mapped to numpy);
+anything else raises :class:`UnsafeCheckpointError`. Both the zip format (torch >= 1.6) and the
+legacy format (one pickle stream followed by the raw storages) are read. Shared by every
+converter of the suite (FID Inception, BigGAN-PyTorch, FROM) and by the StyleGAN2-ADA reader.
+
+Malformed files are refused before memory is touched: every tensor's (size, stride, offset) is
+checked against its storage's declared length before a view is made, only the bytes the tensors
+actually use are decompressed/read, and every length field is checked against the real size of
+the file (or zip member) first.
 """
 
 from __future__ import annotations
 
-import collections
+import io
+import math
 import os
-import pickle
 import struct
 import zipfile
 from typing import Any
@@ -20,8 +25,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from jaxpapers import safe_io
 
-class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+
+class UnsafeCheckpointError(safe_io.UnsafeFileError):
     """The checkpoint's pickle references something other than tensors and dicts."""
 
 
@@ -38,147 +45,273 @@ _STORAGE_DTYPES = {
     "BoolStorage": np.bool_,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# data.pkl of a real checkpoint is a few MB even for billion-parameter models; a bigger one is
+# a decompression bomb.
+MAX_PICKLE_BYTES = 256 << 20
 
 
 class _StorageType:
     def __init__(self, name: str):
-        if name not in _STORAGE_DTYPES:
-            raise pickle.UnpicklingError(f"unsupported torch storage type torch.{name}")
+        self.name = name
         self.dtype = np.dtype(_STORAGE_DTYPES[name])
 
 
 class _Storage:
-    """A storage whose bytes may arrive after the pickle (legacy format)."""
+    """A storage whose bytes are read only after the pickle told how many the tensors need."""
 
-    def __init__(self, dtype: np.dtype, numel: int):
-        self.dtype, self.numel, self.array = dtype, numel, None
+    def __init__(self, dtype: np.dtype, numel: int, key: str, where: str):
+        if not isinstance(numel, int) or numel < 0:
+            raise ValueError(f"{where}: storage {key!r} declares {numel!r} elements.")
+        self.dtype, self.numel, self.key, self.array = dtype, numel, key, None
+        self.need = 0  # elements the tensors viewing this storage reach
 
 
 class _LazyTensor:
-    def __init__(self, storage: _Storage, offset: int, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), stride
+    def __init__(self, storage: _Storage, offset, size, stride, where: str):
+        if not isinstance(storage, _Storage):
+            raise ValueError(f"{where}: a tensor's storage is {type(storage).__name__}.")
+        size, stride = tuple(size), tuple(stride)
+        ints = (offset, *size, *stride)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise ValueError(f"{where}: tensor size/stride/offset must be integers, got {ints}.")
+        if len(size) != len(stride) or offset < 0 or min(ints) < 0:
+            raise ValueError(
+                f"{where}: tensor view (offset {offset}, size {size}, stride {stride}) has a "
+                "negative entry or mismatched ranks."
+            )
+        numel = math.prod(size)
+        reach = sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        end = 0 if numel == 0 else offset + 1 + reach
+        if end > storage.numel:
+            raise ValueError(
+                f"{where}: tensor view (offset {offset}, size {size}, stride {stride}) reaches "
+                f"element {end} of storage {storage.key!r}, which holds {storage.numel}."
+            )
+        if numel > max(storage.numel, 1):
+            # Zero strides (expanded tensors) could otherwise turn 4 bytes into any allocation.
+            raise ValueError(
+                f"{where}: tensor of {numel} elements views a storage of {storage.numel}."
+            )
+        storage.need = max(storage.need, end)
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+        self.where = where
 
     def materialize(self) -> np.ndarray:
         base = self.storage.array
-        if base is None:
-            raise ValueError("torch file is truncated: a tensor's storage bytes are missing.")
-        if not self.size:
-            return np.array(base[self.offset])
+        if base is None or len(base) < self.storage.need:
+            raise ValueError(f"{self.where}: a tensor's storage bytes are missing (truncated).")
+        if math.prod(self.size) == 0:
+            return np.zeros(self.size, base.dtype)
         item = base.dtype.itemsize
+        # Bounds were checked in __init__ against the storage, and base holds `need` elements.
         view = np.lib.stride_tricks.as_strided(
-            base[self.offset :], self.size, [s * item for s in self.stride]
+            base[self.offset :], self.size, [s * item for s in self.stride], writeable=False
         )
         return np.array(view)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
-    return _LazyTensor(storage, storage_offset, size, stride)
+def tensor_globals(where: str) -> dict:
+    """The globals a pickle of torch tensors may name, mapped to inert numpy rebuilders."""
+
+    def rebuild_tensor(storage, storage_offset, size, stride, *unused):
+        return _LazyTensor(storage, storage_offset, size, stride, where)
+
+    def rebuild_parameter(data, requires_grad=False, backward_hooks=None, *unused):
+        return data
+
+    allowed: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): safe_io.CONTAINER_GLOBALS[("collections", "OrderedDict")],
+        ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor"): rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+    }
+    for name in _STORAGE_DTYPES:
+        allowed[("torch", name)] = _StorageType(name)
+    return allowed
 
 
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *unused):
-    return data
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles torch state dicts without torch; any other global is refused."""
-
-    def __init__(self, file, storage_loader):
-        super().__init__(file)
-        self._storage_loader = storage_loader
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name.endswith("Storage"):
-            return _StorageType(name)
+def _refuse_as_checkpoint_error(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except UnsafeCheckpointError:
+        raise
+    except safe_io.UnsafeFileError as e:
         raise UnsafeCheckpointError(
-            f"refusing global {module}.{name}: a checkpoint may hold only tensors and dicts "
-            "(loading this one could run code)."
-        )
-
-    def persistent_load(self, pid):
-        return self._storage_loader(pid)
+            f"{e} A checkpoint may hold only tensors and dicts (loading this one could run code)."
+        ) from e
 
 
-def _materialize_tree(obj):
+def _unpickle(file, where: str, storage_for, extra=None):
+    allowed = {**tensor_globals(where), **(extra or {})}
+    return _refuse_as_checkpoint_error(
+        safe_io.load_pickle, file, allowed, where=where, persistent_load=storage_for
+    )
+
+
+def _storage_pid(pid, where: str):
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+        raise ValueError(f"{where}: unexpected persistent id {str(pid)[:200]}")
+    _, stype, key, _location, numel = pid[:5]
+    if not isinstance(stype, _StorageType):
+        raise ValueError(f"{where}: persistent id names storage type {stype!r}.")
+    return stype, str(key), numel
+
+
+def _tensors(obj, out: list) -> list:
+    if isinstance(obj, _LazyTensor):
+        out.append(obj)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _tensors(v, out)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _tensors(v, out)
+    return out
+
+
+def materialize_tree(obj):
+    """Replaces every lazy tensor of a loaded tree by its numpy array (storages must be read)."""
     if isinstance(obj, _LazyTensor):
         return obj.materialize()
     if isinstance(obj, dict):
-        return {k: _materialize_tree(v) for k, v in obj.items()}
+        return type(obj)((k, materialize_tree(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialize_tree(v) for v in obj)
+        return type(obj)(materialize_tree(v) for v in obj)
     return obj
 
 
-def _read_zip(path: str) -> dict:
+class _BoundedReader(io.RawIOBase):
+    """A read-only stream that refuses to deliver more than ``limit`` bytes (inflation bombs)."""
+
+    def __init__(self, raw, limit: int, where: str):
+        self._raw, self._left, self._where = raw, limit, where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._left <= 0:
+            extra = self._raw.read(1)
+            if extra:
+                raise ValueError(f"{self._where}: pickle larger than {MAX_PICKLE_BYTES} bytes.")
+            return 0
+        data = self._raw.read(min(len(b), self._left))
+        self._left -= len(data)
+        b[: len(data)] = data
+        return len(data)
+
+
+def _read_zip(path: str) -> Any:
     with zipfile.ZipFile(path) as zf:
         pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
         if not pkl:
             raise ValueError(f"{path}: zip file without data.pkl; not a torch.save file.")
         prefix = pkl[0][: -len("data.pkl")]
-
-        def load_storage(pid):
-            kind, stype, key, _location, numel = pid[:5]
-            if kind != "storage":
-                raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-            st = _Storage(stype.dtype, numel)
-            st.array = np.frombuffer(zf.read(f"{prefix}data/{key}"), dtype=stype.dtype)
-            return st
-
-        with zf.open(pkl[0]) as f:
-            obj = _RestrictedUnpickler(f, load_storage).load()
-        return _materialize_tree(obj)
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        raise UnsafeCheckpointError(f"refusing global {module}.{name} in a torch file header")
-
-
-def _read_legacy(path: str) -> dict:
-    with open(path, "rb") as f:
-        if _PlainUnpickler(f).load() != _LEGACY_MAGIC:
-            raise ValueError(
-                f"{path}: not a torch.save file (neither zip format nor legacy magic number)."
-            )
-        _PlainUnpickler(f).load()  # protocol version
-        _PlainUnpickler(f).load()  # sys_info
         storages: dict[str, _Storage] = {}
 
-        def load_storage(pid):
-            kind, stype, key, _location, numel = pid[:5]
-            view = pid[5] if len(pid) > 5 else None
-            if kind != "storage":
-                raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        def storage_for(pid):
+            stype, key, numel = _storage_pid(pid, path)
             if key not in storages:
-                storages[key] = _Storage(stype.dtype, numel)
-            if view is not None:
-                raise ValueError(f"{path}: storage views are not supported by this reader.")
+                storages[key] = _Storage(stype.dtype, numel, key, path)
             return storages[key]
 
-        obj = _RestrictedUnpickler(f, load_storage).load()
-        keys = _PlainUnpickler(f).load()
-        for key in keys:
-            st = storages[key]
-            (count,) = struct.unpack("<q", f.read(8))
-            # The size header counts elements (older torch) or bytes (untyped storages).
-            nbytes = count if count == st.numel * st.dtype.itemsize else count * st.dtype.itemsize
-            data = f.read(nbytes)
+        with zf.open(pkl[0]) as raw:
+            reader = io.BufferedReader(_BoundedReader(raw, MAX_PICKLE_BYTES, path))
+            obj = _unpickle(reader, path, storage_for)
+        _tensors(obj, [])
+        for key, st in storages.items():
+            name = f"{prefix}data/{key}"
+            try:
+                info = zf.getinfo(name)
+            except KeyError:
+                raise ValueError(f"{path}: storage member {name} is missing.") from None
+            nbytes = st.need * st.dtype.itemsize
+            if info.file_size < nbytes:
+                raise ValueError(
+                    f"{path}: storage {name} holds {info.file_size} bytes, its tensors need "
+                    f"{nbytes}."
+                )
+            with zf.open(info) as m:
+                data = m.read(nbytes)  # only what the tensors use: never the whole member
             if len(data) != nbytes:
-                raise ValueError(f"{path}: truncated storage {key}.")
+                raise ValueError(f"{path}: storage {name} is truncated.")
             st.array = np.frombuffer(data, dtype=st.dtype)
-        return _materialize_tree(obj)
+        return materialize_tree(obj)
+
+
+def read_legacy(f, where: str, *, extra_globals=None) -> Any:
+    """The object of a legacy-format ``torch.save`` stream ``f`` (lazy tensors materialized).
+
+    A bare storage as the object (what ``torch.storage._load_from_bytes`` holds inside plain
+    pickles of tensors) is returned as a :class:`_Storage` with its bytes read.
+    """
+    start = f.tell()
+    end = f.seek(0, os.SEEK_END)
+    f.seek(start)
+    plain = {}
+    header = [safe_io.load_pickle(f, plain, where=where) for _ in range(3)]
+    if header[0] != _LEGACY_MAGIC:
+        raise ValueError(f"{where}: not a torch.save file (neither zip format nor legacy magic).")
+    storages: dict[str, _Storage] = {}
+
+    def storage_for(pid):
+        stype, key, numel = _storage_pid(pid, where)
+        if len(pid) > 5 and pid[5] is not None:
+            raise ValueError(f"{where}: storage views are not supported by this reader.")
+        if key not in storages:
+            storages[key] = _Storage(stype.dtype, numel, key, where)
+        return storages[key]
+
+    obj = _unpickle(f, where, storage_for, extra_globals)
+    _tensors(obj, [])
+    if isinstance(obj, _Storage):
+        obj.need = obj.numel
+    keys = safe_io.load_pickle(f, plain, where=where)
+    if not isinstance(keys, list):
+        raise ValueError(f"{where}: storage key list is missing.")
+    for key in keys:
+        st = storages.get(str(key))
+        if st is None:
+            raise ValueError(f"{where}: storage key {key!r} was not declared by the pickle.")
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{where}: truncated storage {key}.")
+        (count,) = struct.unpack("<q", head)
+        # The size header counts elements (older torch) or bytes (untyped storages).
+        item = st.dtype.itemsize
+        if count == st.numel * item:
+            nbytes = count
+        elif count == st.numel:
+            nbytes = count * item
+        else:
+            raise ValueError(
+                f"{where}: storage {key} size field {count} disagrees with its declared "
+                f"{st.numel} elements."
+            )
+        left = end - f.tell()
+        if nbytes > left:
+            raise ValueError(
+                f"{where}: storage {key} declares {nbytes} bytes, the file has {left} left."
+            )
+        data = f.read(st.need * item)
+        if len(data) != st.need * item:
+            raise ValueError(f"{where}: truncated storage {key}.")
+        f.seek(nbytes - len(data), os.SEEK_CUR)
+        st.array = np.frombuffer(data, dtype=st.dtype)
+    return materialize_tree(obj)
 
 
 def load(path: str, hint: str = "") -> Any:
     """The object a ``torch.save`` file holds, tensors as numpy arrays (nested dicts kept)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist. {hint}".strip())
-    return _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
+    if zipfile.is_zipfile(path):
+        try:
+            return _read_zip(path)
+        except (zipfile.BadZipFile, NotImplementedError, EOFError, OSError) as e:
+            raise ValueError(f"{path}: corrupt torch zip file ({e}).") from e
+    with open(path, "rb") as f:
+        return read_legacy(f, path)
 
 
 def read_state_dict(path: str, hint: str = "") -> dict[str, np.ndarray]:

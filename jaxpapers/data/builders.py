@@ -193,8 +193,18 @@ class JaxpapersImageFolder(tfds.core.GeneratorBasedBuilder):
 
     @staticmethod
     def key(root, image_size, channels, test_every) -> str:
-        text = f"{os.path.abspath(root)}|{tuple(image_size)}|{channels}|{test_every}"
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        """The cache key: the build settings and (relative path, size, mtime_ns) of every image.
+
+        Keyed by content rather than by the folder's path, so adding, removing, replacing or
+        touching an image builds a fresh cache instead of silently reusing the old one.
+        """
+        h = hashlib.sha256(f"{tuple(image_size)}|{channels}|{test_every}".encode())
+        _, files = list_image_folder(root)
+        for path, label in files:
+            st = os.stat(path)
+            rel = os.path.relpath(path, root)
+            h.update(f"\n{rel}|{label}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:16]
 
     def _info(self):
         return tfds.core.DatasetInfo(

@@ -27,10 +27,12 @@ import dataclasses
 import io
 import os
 import struct
+import weakref
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from jaxpapers import safe_io
 from jaxpapers.data import builders
 from jaxpapers.evals import face_verification as fv
 
@@ -96,15 +98,31 @@ def _read_record(fd: int, offset: int, path: str) -> bytes:
     return b"".join(out)
 
 
-def unpack_record(record: bytes) -> tuple[int, np.ndarray, bytes]:
+def unpack_record(record: bytes, where: str = "RecordIO record") -> tuple[int, np.ndarray, bytes]:
     """(flag, label vector float32, payload) as ``mxnet.recordio.unpack``."""
     if len(record) < _IR_HEADER.size:
-        raise ValueError(f"RecordIO payload of {len(record)} bytes is shorter than its header.")
+        raise ValueError(f"{where}: payload of {len(record)} bytes is shorter than its header.")
     flag, label, _, _ = _IR_HEADER.unpack_from(record)
     body = record[_IR_HEADER.size :]
     if flag > 0:
-        return flag, np.frombuffer(body[: 4 * flag], np.float32).copy(), body[4 * flag :]
+        if len(body) < 4 * flag:
+            raise ValueError(
+                f"{where}: header announces {flag} float labels ({4 * flag} bytes), the record "
+                f"has {len(body)} bytes after its header."
+            )
+        labels = np.frombuffer(body[: 4 * flag], np.float32).copy()
+        return flag, labels, body[4 * flag :]
     return 0, np.asarray([label], np.float32), body
+
+
+def _key_count(value: float, where: str, what: str, limit: int) -> int:
+    """A record-0 label used as a key bound: a finite whole number in [1, limit]."""
+    if not np.isfinite(value) or value != int(value) or not 1 <= value <= limit:
+        raise ValueError(
+            f"{where}: header record 0 gives {what} = {value!r}; with this .idx it must be a "
+            f"whole number in [1, {limit}]. The file is corrupt or not an insightface RecordIO set."
+        )
+    return int(value)
 
 
 class RecordIOSource:
@@ -132,16 +150,30 @@ class RecordIOSource:
             raise ValueError(f"{idx_path} is empty.")
         self.image_size, self.channels = tuple(int(s) for s in image_size), int(channels)
         self._fd = os.open(self.rec_path, os.O_RDONLY)
+        # Closes the descriptor when the source is collected or at interpreter exit (a __del__
+        # could run after `os` is torn down and print an AttributeError).
+        self._closer = weakref.finalize(self, os.close, self._fd)
         self._identities: int | None = None
-        flag, head, _ = unpack_record(self._read(0)) if 0 in self.offsets else (0, None, b"")
-        if flag > 0:
+        head = None
+        if 0 in self.offsets:
+            flag, head, _ = unpack_record(self._read(0), f"{self.rec_path} key 0")
+        if head is not None and flag > 0:
             # insightface: record 0 = (first non-image key, end key); identity records between.
+            # Both are checked against the .idx before anything is allocated from them.
             if len(head) < 2:
                 raise ValueError(
                     f"{self.rec_path}: header record 0 has {len(head)} label(s), not 2."
                 )
-            self.keys = np.arange(1, int(head[0]), dtype=np.int64)
-            self._identities = int(head[1]) - int(head[0])
+            # Image keys 1 .. first-1 must all be in the .idx, so first <= #keys + 1.
+            n_keys = len(self.offsets)
+            first = _key_count(float(head[0]), self.rec_path, "the first non-image key", n_keys + 1)
+            end = _key_count(float(head[1]), self.rec_path, "the end key", max(self.offsets) + 1)
+            if end < first:
+                raise ValueError(
+                    f"{self.rec_path}: header record 0 gives identity keys [{first}, {end})."
+                )
+            self.keys = np.arange(1, first, dtype=np.int64)
+            self._identities = end - first
         else:
             self.keys = np.asarray(sorted(self.offsets), np.int64)
         missing = np.setdiff1d(self.keys, np.fromiter(self.offsets, np.int64, len(self.offsets)))
@@ -153,16 +185,27 @@ class RecordIOSource:
         prop = os.path.join(root, "property")  # insightface: "num_classes,h,w"
         if os.path.isfile(prop):
             with open(prop) as f:
-                self._identities = int(f.read().split(",")[0])
+                first_field = f.read(4096).split(",")[0].strip()
+            if not first_field.isdigit() or int(first_field) < 1:
+                raise ValueError(f"{prop}: expected 'num_classes,h,w', got {first_field!r}.")
+            self._identities = int(first_field)
+
+    def close(self) -> None:
+        self._closer()
 
     def _read(self, key: int) -> bytes:
         return _read_record(self._fd, self.offsets[int(key)], self.rec_path)
+
+    def _unpack(self, key: int) -> tuple[int, np.ndarray, bytes]:
+        return unpack_record(self._read(key), f"{self.rec_path} key {key}")
 
     @property
     def num_classes(self) -> int:
         """Identities (record 0 / `property` file; else 1 + max label over all records)."""
         if self._identities is None:
-            labels = [unpack_record(self._read(k))[1][0] for k in self.keys]
+            labels = [self._unpack(k)[1][0] for k in self.keys]
+            if not np.all(np.isfinite(labels)) or min(labels) < 0:
+                raise ValueError(f"{self.rec_path}: labels must be finite and >= 0.")
             self._identities = int(max(labels)) + 1
         return self._identities
 
@@ -173,7 +216,9 @@ class RecordIOSource:
         out = []
         for i in indices:
             key = int(self.keys[i])
-            _, label, payload = unpack_record(self._read(key))
+            _, label, payload = self._unpack(key)
+            if not np.isfinite(label[0]) or label[0] < 0:
+                raise ValueError(f"{self.rec_path} key {key}: label {label[0]} is not a class id.")
             try:
                 with Image.open(io.BytesIO(payload)) as img:
                     img = img.convert("L" if self.channels == 1 else "RGB")
@@ -190,11 +235,6 @@ class RecordIOSource:
                 }
             )
         return out
-
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def open_train_source(data_cfg, num_classes: int = 0):
@@ -282,7 +322,7 @@ def check_lfw_pairs(lfw_dir: str, pairs_file: str, ext: str = "jpg") -> tuple[li
     pairs, fold = read_lfw_pairs(pairs_file, ext)
     for k, (a, b, _) in enumerate(pairs):
         for p in (a, b):
-            if not os.path.isfile(os.path.join(lfw_dir, p)):
+            if not os.path.isfile(safe_io.confined_join(lfw_dir, p, what=f"{pairs_file}: image")):
                 raise FileNotFoundError(
                     f"{pairs_file}: pair {k + 1} names {p!r}, which is missing under "
                     f"{lfw_dir!r}; check eval.lfw_dir and eval.pairs_ext={ext!r}."
@@ -302,7 +342,10 @@ def load_lfw_pairs(
     paths = sorted({p for a, b, _ in pairs for p in (a, b)})
     index = {p: i for i, p in enumerate(paths)}
     images = np.stack(
-        [builders.read_image(os.path.join(lfw_dir, p), tuple(image_size), channels) for p in paths]
+        [
+            builders.read_image(safe_io.confined_join(lfw_dir, p), tuple(image_size), channels)
+            for p in paths
+        ]
     )
     rows = np.asarray([(index[a], index[b], int(s)) for a, b, s in pairs], np.int64)
     return LfwPairs(images=images, paths=paths, pairs=rows, fold=fold)

@@ -167,14 +167,17 @@ def read_pairs(path: str, ext: str = "jpg") -> list[tuple[str, str, bool]]:
     if lines and len(lines[0]) == 2 and all(t.isdigit() for t in lines[0]):
         lines = lines[1:]  # header "<folds> <pairs per fold>"
     for toks in lines:
-        if len(toks) == 3:
-            name, i, j = toks
-            pairs.append((_lfw_path(name, i, ext), _lfw_path(name, j, ext), True))
-        elif len(toks) == 4:
-            n1, i, n2, j = toks
-            pairs.append((_lfw_path(n1, i, ext), _lfw_path(n2, j, ext), False))
-        else:
-            raise ValueError(f"Bad line in {path}: {' '.join(toks)!r} (expected 3 or 4 fields).")
+        try:
+            if len(toks) == 3:
+                name, i, j = toks
+                pairs.append((_lfw_path(name, i, ext), _lfw_path(name, j, ext), True))
+            elif len(toks) == 4:
+                n1, i, n2, j = toks
+                pairs.append((_lfw_path(n1, i, ext), _lfw_path(n2, j, ext), False))
+            else:
+                raise ValueError("expected 3 or 4 fields")
+        except ValueError as e:
+            raise ValueError(f"Bad line in {path}: {' '.join(toks)!r} ({e}).") from None
     return pairs
 
 
@@ -191,6 +194,13 @@ def write_pairs(path: str, pairs: Sequence[tuple[str, int, str, int]], n_folds: 
 
 
 def _lfw_path(name: str, idx: str, ext: str) -> str:
+    """``name/name_%04d.ext``; the name must be one path component so that a pairs file cannot
+    point outside the LFW folder (absolute names, ``..``, separators are refused)."""
+    bad = not name or name in (".", "..") or "\0" in name or "/" in name or "\\" in name
+    if bad or os.path.isabs(name):
+        raise ValueError(f"person name {name!r} is not a single folder name")
+    if not idx.isdigit():
+        raise ValueError(f"image number {idx!r} is not a non-negative integer")
     return os.path.join(name, f"{name}_{int(idx):04d}.{ext}")
 
 

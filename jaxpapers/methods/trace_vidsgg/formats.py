@@ -33,6 +33,8 @@ import pickle
 
 import numpy as np
 
+from jaxpapers import safe_io
+
 _VIDVRD_KEYS = ("subject/objects", "trajectories", "relation_instances")
 
 
@@ -103,10 +105,25 @@ def read_action_genome(
             raise FileNotFoundError(f"Action Genome file {p} does not exist.")
     objs, rels = _read_lines(object_classes), _read_lines(relationship_classes)
     obj_id, rel_id = {c: i for i, c in enumerate(objs)}, {c: i for i, c in enumerate(rels)}
-    with open(person_pkl, "rb") as f:
-        persons = pickle.load(f)
-    with open(object_pkl, "rb") as f:
-        objects = pickle.load(f)
+    # The annotation pickles are downloads: read them with the restricted unpickler (dicts,
+    # lists and NumPy arrays only), never with pickle.load.
+    persons = safe_io.load_numpy_pickle(person_pkl)
+    objects = safe_io.load_numpy_pickle(object_pkl)
+    for p, obj in ((person_pkl, persons), (object_pkl, objects)):
+        if not isinstance(obj, dict):
+            raise ValueError(f"{p}: expected a dict keyed by frame, got {type(obj).__name__}.")
+    try:
+        return _action_genome_frames(
+            persons, objects, obj_id, rel_id, split, object_pkl, person_pkl
+        )
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(
+            f"{person_pkl} / {object_pkl}: not in the Action Genome annotation layout "
+            f"({type(e).__name__}: {e})."
+        ) from e
+
+
+def _action_genome_frames(persons, objects, obj_id, rel_id, split, object_pkl, person_pkl):
     frames = []
     for key, items in objects.items():
         if key not in persons:
