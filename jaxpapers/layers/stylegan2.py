@@ -1,5 +1,7 @@
 """StyleGAN2 generator (mapping + skip synthesis) and residual discriminator in Flax Linen.
 
+Shared by the StyleGAN2-based methods (``stylegan2_dgl``, ``synface``).
+
 Follows NVlabs/stylegan2 ``training/networks_stylegan2.py`` (the TF code DGL-GAN forked):
 ``G_mapping`` (8 FC layers, lrelu, z 2nd-moment normalization), ``G_synthesis_stylegan2`` with
 ``architecture='skip'`` and ``D_stylegan2`` with ``architecture='resnet'``; DGL-GAN's
@@ -9,17 +11,28 @@ while the mapping network, the 4x4 constant and the style input w stay full size
 Parameter names mirror the official ones (``mapping/fc{i}``, ``synthesis/b{res}/conv0|conv1|
 torgb``, D ``b{res}/fromrgb|conv0|conv1|skip``, ``b4/conv|fc|out``) so the converter in
 ``jaxpapers.convert.stylegan2`` maps checkpoints 1:1. Images are NHWC in [-1, 1].
+
+Noise inputs (``noise_mode``): ``'random'`` (default, training) draws per-sample N(0, 1) from the
+``'noise'`` rng; ``'none'`` adds nothing; ``'const'`` adds the fixed per-layer buffers of the
+``'noise_const'`` collection (the official ``noise{j}`` variables / ``noise_const`` buffers, so a
+converted generator reproduces the official images for fixed latents). The buffers are not params:
+pass them as ``{'params': ..., 'noise_const': noise_const_from_official(...)}`` or
+`noise_const_buffers` for a network trained here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxpapers.layers import stylegan2_ops as ops
+
+NOISE_MODES = ("random", "const", "none")
 
 
 def nf(stage: int, fmap_base: int, fmap_max: int, fmap_decay: float = 1.0, fmap_min: int = 1):
@@ -76,6 +89,28 @@ class SynthesisNetwork(nn.Module):
     def width(self, stage: int) -> int:
         return max(1, nf(stage, self.fmap_base, self.fmap_max) // self.channel_divisor)
 
+    def layer(self, features: int, x, w, noise_mode: str, name: str, up: bool = False):
+        """One noisy synthesis conv. With const noise the layer runs linear (conv + bias), the
+        stored buffer times its ``noise_strength`` is added, then the activation: the official
+        ``lrelu(conv + noise * strength + bias)`` with the same params."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}.")
+        f = self.resample_filter
+        if noise_mode != "const":
+            return ops.ModulatedConv2d(features, 3, up=up, resample_filter=f, name=name)(
+                x, w, noise_mode
+            )
+        conv = ops.ModulatedConv2d(features, 3, up=up, act="linear", resample_filter=f, name=name)
+        y = conv(x, w, "none")
+        if not self.has_variable("noise_const", name):
+            raise ValueError(
+                "noise_mode='const' needs the 'noise_const' collection (noise_const_buffers or "
+                "noise_const_from_official) next to the params."
+            )
+        buf = self.get_variable("noise_const", name)
+        strength = conv.variables["params"]["noise_strength"]
+        return ops.bias_act(y + (buf * strength).astype(y.dtype)[None], None, "lrelu")
+
     @nn.compact
     def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
         lr = log2_res(self.resolution)
@@ -87,9 +122,7 @@ class SynthesisNetwork(nn.Module):
             "const", nn.initializers.normal(1.0), (4, 4, nf(1, self.fmap_base, self.fmap_max))
         )
         x = jnp.broadcast_to(const[None].astype(ws.dtype), (n,) + const.shape)
-        x = ops.ModulatedConv2d(self.width(1), 3, resample_filter=f, name="b4_conv1")(
-            x, ws[:, 0], noise_mode
-        )
+        x = self.layer(self.width(1), x, ws[:, 0], noise_mode, "b4_conv1")
         img = ops.ModulatedConv2d(
             self.img_channels, 1, demodulate=False, use_noise=False, act="linear", name="b4_torgb"
         )(x, ws[:, 1])
@@ -97,12 +130,8 @@ class SynthesisNetwork(nn.Module):
         for res in range(3, lr + 1):
             r = 2**res
             c = self.width(res - 1)
-            x = ops.ModulatedConv2d(c, 3, up=True, resample_filter=f, name=f"b{r}_conv0")(
-                x, ws[:, 2 * res - 5], noise_mode
-            )
-            x = ops.ModulatedConv2d(c, 3, resample_filter=f, name=f"b{r}_conv1")(
-                x, ws[:, 2 * res - 4], noise_mode
-            )
+            x = self.layer(c, x, ws[:, 2 * res - 5], noise_mode, f"b{r}_conv0", up=True)
+            x = self.layer(c, x, ws[:, 2 * res - 4], noise_mode, f"b{r}_conv1")
             y = ops.ModulatedConv2d(
                 self.img_channels,
                 1,
@@ -113,6 +142,43 @@ class SynthesisNetwork(nn.Module):
             )(x, ws[:, 2 * res - 3])
             img = ops.upsample2d(img, filt) + y
         return img
+
+
+def noise_layers(resolution: int) -> list[tuple[str, int]]:
+    """(layer name, resolution) of every noisy synthesis layer in the official order (TF
+    ``noise{j}``, PyTorch ``b{r}.conv0|conv1.noise_const``)."""
+    out = [("b4_conv1", 4)]
+    for res in range(3, log2_res(resolution) + 1):
+        out += [(f"b{2**res}_conv0", 2**res), (f"b{2**res}_conv1", 2**res)]
+    return out
+
+
+def noise_const_from_official(buffers: Sequence[np.ndarray], resolution: int) -> dict:
+    """The ``'noise_const'`` collection from the official per-layer buffers, in official order
+    (TF ``synthesis/noise{j}`` [1, 1, r, r] or PyTorch ``noise_const`` [r, r])."""
+    layers = noise_layers(resolution)
+    if len(buffers) != len(layers):
+        raise ValueError(
+            f"Expected {len(layers)} noise buffers at {resolution}, got {len(buffers)}."
+        )
+    out = {}
+    for (name, r), b in zip(layers, buffers, strict=True):
+        b = np.asarray(b, np.float32)
+        if b.size != r * r:
+            raise ValueError(f"Noise buffer for {name} has shape {b.shape}, expected {r}x{r}.")
+        out[name] = b.reshape(r, r, 1)
+    return out
+
+
+def noise_const_buffers(key: jax.Array, resolution: int) -> dict:
+    """Fresh N(0, 1) buffers for a generator trained here (the official networks draw theirs
+    once at construction in the same way); deterministic in ``key``."""
+    layers = noise_layers(resolution)
+    keys = jax.random.split(key, len(layers))
+    return {
+        name: np.asarray(jax.random.normal(k, (r, r, 1)))
+        for (name, r), k in zip(layers, keys, strict=True)
+    }
 
 
 class Generator(nn.Module):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxpapers import config_lib, methods, testing
-from jaxpapers.methods.synface import faces, steps, synthesis
+from jaxpapers.methods.synface import inputs, steps, synthesis
 
 
 def _smoke(arg="smoke"):
@@ -22,7 +22,7 @@ def _batches(config, n):
         "image": rng.integers(0, 256, (ids * 2, r, r, c), dtype=np.uint8),
         "label": np.repeat(np.arange(ids), 2).astype(np.int32),
     }
-    rows = faces.pair_rows(plan, real, 0)
+    rows = inputs.pair_rows(plan, real, 0)
     b = config.batch_size
     return [{k: v[i * b : (i + 1) * b] for k, v in rows.items()} for i in range(n)]
 
@@ -68,7 +68,7 @@ def test_lfw_pairs_file_is_read_at_generator_resolution(tmp_path):
         str(tmp_path / "pairs.txt"), [("Ann_A", 1, "Ann_A", 2), ("Ann_A", 1, "Bob_B", 2)] * 5
     )
     c = _smoke(f"smoke,eval.pairs_file={tmp_path / 'pairs.txt'},eval.lfw_dir={tmp_path}")
-    images, labels, pairs = faces.eval_pairs(c)
+    images, labels, pairs = inputs.eval_pairs(c)
     r = c.gen.resolution
     assert images.shape == (3, r, r, c.gen.img_channels) and np.all(labels == -1)
     assert pairs.shape == (10, 3) and pairs[:, 2].tolist() == [1, 0] * 5
