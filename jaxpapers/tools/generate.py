@@ -194,11 +194,15 @@ def save(images: np.ndarray, seeds: list[int], out: str, cols: int = 0) -> list[
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from jaxpapers import checkpoint
-
     F = flags.FLAGS
     try:
         seeds = parse_seeds(F.seeds)
+    except ValueError as e:
+        print(f"generate: {e}", file=sys.stderr)
+        sys.exit(2)
+    from jaxpapers import checkpoint
+
+    try:
         config = load_config(F.workdir, F.config)
         tree = checkpoint.restore_params(F.workdir, None if F.step < 0 else F.step)
         images = generate(

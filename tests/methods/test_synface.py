@@ -72,3 +72,29 @@ def test_lfw_pairs_file_is_read_at_generator_resolution(tmp_path):
     r = c.gen.resolution
     assert images.shape == (3, r, r, c.gen.img_channels) and np.all(labels == -1)
     assert pairs.shape == (10, 3) and pairs[:, 2].tolist() == [1, 0] * 5
+
+
+def test_lazy_r1_is_a_static_phase_and_no_step_has_a_conditional():
+    """R1 runs in generator steps 0, d_reg_interval, ... as its own compiled variant."""
+    from jaxpapers import parallel, trainer
+
+    config = _smoke("smoke,gen.steps=3,rec_steps=1")
+    method = methods.get("synface")
+    with config.unlocked():
+        config.gen_loss.d_reg_interval = 2
+    assert [tuple(method.phase(config, s)) for s in range(4)] == [
+        (0, True),
+        (0, False),
+        (0, True),
+        (1, False),
+    ]
+    mesh = parallel.make_mesh()
+    batch = parallel.global_batch(_batches(config, 1)[0], mesh)
+    with jax.set_mesh(mesh):
+        state, shardings = trainer.init(method, config, mesh)
+        step_fn = trainer.compile_step(method, config, mesh, shardings)
+        hlo = {s: step_fn.jitted(s).lower(state, batch).as_text() for s in (0, 1, 3)}
+    for s, text in hlo.items():  # R1 step, plain GAN step, recognition step.
+        assert "conditional" not in text and "stablehlo.case" not in text, s
+    # The R1 variant carries the extra D update (a second-order gradient); the plain one not.
+    assert len(hlo[0]) > 1.3 * len(hlo[1])
