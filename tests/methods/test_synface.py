@@ -97,4 +97,4 @@ def test_lazy_r1_is_a_static_phase_and_no_step_has_a_conditional():
     for s, text in hlo.items():  # R1 step, plain GAN step, recognition step.
         assert "conditional" not in text and "stablehlo.case" not in text, s
     # The R1 variant carries the extra D update (a second-order gradient); the plain one not.
-    assert len(hlo[0]) > 1.3 * len(hlo[1])
+    assert len(hlo[0]) > 1.15 * len(hlo[1])
