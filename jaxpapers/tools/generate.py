@@ -7,7 +7,7 @@
 ``--workdir`` is a ``stylegan2_dgl`` / ``biggan_dgl`` run (its ``config.json`` is used) or a
 converted checkpoint directory (give ``--config``). Seed ``s`` draws its latent as the official
 scripts do, ``z = RandomState(s).randn(z_dim)`` (BigGAN with ``--trunc > 0``: values resampled
-until inside [-trunc, trunc]; the class is ``--class_idx`` or drawn from the same RandomState).
+until inside [-trunc, trunc]; the class is ``--class_idx`` or drawn from ``RandomState([s, 1])``).
 Images come from the EMA generator of ``--role`` (BigGAN: the raw one when the run's
 ``eval.use_ema`` is false). ``--trunc``: StyleGAN2 psi (1 = none; default 1), BigGAN truncation
 threshold (0 = none; default the run's ``eval.truncation``). ``--noise_mode`` (StyleGAN2):
@@ -159,12 +159,14 @@ def generate(
     if not -1 <= class_idx < int(m.num_classes):
         raise ValueError(f"--class_idx={class_idx} not in [0, {m.num_classes}) (or -1).")
     t = float(config.eval.truncation) if trunc is None else float(trunc)
+    if t < 0:
+        raise ValueError(f"--trunc={t} must be >= 0 for BigGAN (0: no truncation).")
     z = latents(seeds, int(m.dim_z), t)
     if class_idx >= 0:
         y = np.full(len(seeds), class_idx, np.int32)
     else:
         y = np.asarray(
-            [np.random.RandomState(s + 2**31).randint(m.num_classes) for s in seeds], np.int32
+            [np.random.RandomState([s, 1]).randint(m.num_classes) for s in seeds], np.int32
         )
     ema = bool(config.eval.get("use_ema", True))
     params, variables = (gs["g_ema"], gs["g_ema_vars"]) if ema else (gs["g"], gs["g_vars"])
