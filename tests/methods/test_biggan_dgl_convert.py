@@ -162,6 +162,7 @@ def test_cli_writes_a_teacher_that_load_init_accepts(tmp_path):
     from jaxpapers import checkpoint, config_lib
     from jaxpapers.methods import biggan_dgl
     from jaxpapers.methods.biggan_dgl import steps
+    from jaxpapers.tools import convert_biggan
 
     cfg = config_lib.load_config_file("configs/biggan_dgl.py", "smoke,teacher.steps=0")
     src = steps.init_gan(jax.random.key(5), cfg, "teacher")
@@ -170,17 +171,12 @@ def test_cli_writes_a_teacher_that_load_init_accepts(tmp_path):
     _write_torch_zip(str(tmp_path / "G.pth"), g_sd)
     _write_torch_zip(str(tmp_path / "D.pth"), d_sd)
     out = str(tmp_path / "teacher")
-    convert.main(
-        [
-            "--config",
-            "configs/biggan_dgl.py:smoke,teacher.steps=0",
-            "--g",
-            str(tmp_path / "G.pth"),
-            "--d",
-            str(tmp_path / "D.pth"),
-            "--out",
-            out,
-        ]
+    convert_biggan.convert(
+        "configs/biggan_dgl.py:smoke,teacher.steps=0",
+        str(tmp_path / "G.pth"),
+        str(tmp_path / "D.pth"),
+        "",
+        out,
     )
     state = steps.init_state(jax.random.key(0), cfg)
     state = biggan_dgl.load_init(state, checkpoint.restore_params(out), cfg)

@@ -1,11 +1,13 @@
 """Numerics of the BigGAN layers and losses: SN, conditional BN, projection D, hinge, ortho."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxpapers.layers.spectral_norm import SNConv, SNDense, power_iteration
+from jaxpapers.lib import dgl
 from jaxpapers.methods.biggan_dgl import losses
 from jaxpapers.methods.biggan_dgl import model as M
 
@@ -121,9 +123,12 @@ def test_hinge_losses_at_known_values():
     assert float(l_fake) == pytest.approx((0 + 1.0 + 2.0) / 3)
     assert float(losses.hinge_g(fake)) == pytest.approx(1.0 / 3)
     t = jnp.array([1.0, 3.0, -1.0])
-    total, term = losses.dgl_hinge_g(fake, t, 0.1)
+    total, term = dgl.generator_loss(losses.hinge_g, fake, t, 0.1)
     assert float(term) == pytest.approx(-1.0) and float(total) == pytest.approx(1 / 3 + 0.1 * -1.0)
-    assert float(losses.dgl_hinge_g(fake, t, 0.0)[0]) == float(losses.hinge_g(fake))
+    assert float(dgl.generator_loss(losses.hinge_g, fake, t, 0.0)[0]) == float(losses.hinge_g(fake))
+    # Stage 1 (no teacher logits): the vanilla loss and a zero term.
+    total, term = dgl.generator_loss(losses.hinge_g, fake, None, 0.1)
+    assert float(total) == float(losses.hinge_g(fake)) and float(term) == 0.0
 
 
 def test_ortho_penalty_gradient_matches_biggan_formula():
@@ -154,3 +159,34 @@ def test_biggan128_parameter_counts_match_the_official_model():
     gs = M.Generator(ch=48)
     n = count(jax.eval_shape(lambda: gs.init(jax.random.key(0), jnp.zeros((2, 120)), y)))
     assert 18.3e6 < n < 18.5e6  # the paper's "nearly 1/4" student
+
+
+def test_output_bn_eps_is_always_the_official_1e5():
+    """BigGAN-PyTorch's output BN is ``layers.bn(...)`` without BN_eps: eps 1e-5 whatever bn_eps
+    the conditional BNs take. Eval mode with running var 0 makes eps the whole denominator."""
+    kw = dict(resolution=32, ch=4, dim_z=8, shared_dim=4, num_classes=3, out_channels=1)
+    kw.update(attention="0")
+    z, y = jnp.ones((2, 8)), jnp.array([0, 2])
+    outs = {}
+    for bn_eps in (1e-5, 1e-2):
+        g = M.Generator(bn_eps=bn_eps, **kw)
+        v = g.init(jax.random.key(0), z, y)
+        v["batch_stats"]["output_bn"]["var"] = jnp.zeros_like(v["batch_stats"]["output_bn"]["var"])
+        seen = {}
+
+        def grab(next_fun, args, kwargs, context, seen=seen):
+            if context.module.name == "output_bn" and context.method_name == "__call__":
+                out = next_fun(*args, **kwargs)
+                seen["in"], seen["out"] = args[0], out
+                return out
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(grab):
+            g.apply(v, z, y, train=False)
+        mean = v["batch_stats"]["output_bn"]["mean"]
+        np.testing.assert_allclose(
+            seen["out"], (seen["in"] - mean) / np.sqrt(1e-5), rtol=1e-4, atol=1e-4
+        )
+        outs[bn_eps] = seen["in"]
+    # The CBNs inside the blocks do take bn_eps: the input to the output BN differs.
+    assert float(jnp.max(jnp.abs(outs[1e-5] - outs[1e-2]))) > 0

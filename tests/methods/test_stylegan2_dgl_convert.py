@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxpapers.convert import stylegan2 as conv
-from jaxpapers.methods.stylegan2_dgl import model as M
+from jaxpapers.layers import stylegan2 as M
 
 RES = 8
 KW = dict(

@@ -1,12 +1,15 @@
-"""Losses, regularizers, architecture sizes and the DGL term of stylegan2_dgl."""
+"""Losses, regularizers (lib.gan), architecture sizes and the DGL term of stylegan2_dgl."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import config_lib
-from jaxpapers.methods.stylegan2_dgl import counts, losses, steps
-from jaxpapers.methods.stylegan2_dgl import model as M
+from jaxpapers.layers import stylegan2 as M
+from jaxpapers.lib import dgl
+from jaxpapers.lib import gan as losses
+from jaxpapers.methods.stylegan2_dgl import steps
+from jaxpapers.methods.stylegan2_dgl.evaluate import report
 
 
 def test_r1_penalty_matches_finite_differences():
@@ -34,14 +37,14 @@ def test_alpha_zero_is_exactly_the_vanilla_loss_and_gradient():
     t_logits = jax.random.normal(jax.random.key(1), (16,)) * 3
 
     def total(a, b, alpha):
-        return losses.dgl_generator_loss(a, b, alpha)[0]
+        return dgl.generator_loss(losses.g_nonsaturating, a, b, alpha)[0]
 
     np.testing.assert_array_equal(total(logits, t_logits, 0.0), losses.g_nonsaturating(logits))
     ga = jax.grad(total, argnums=0)(logits, t_logits, 0.0)
     gv = jax.grad(losses.g_nonsaturating)(logits)
     np.testing.assert_array_equal(ga, gv)
     # With alpha > 0 the teacher term is added with weight alpha.
-    tot, term = losses.dgl_generator_loss(logits, t_logits, 0.5)
+    tot, term = dgl.generator_loss(losses.g_nonsaturating, logits, t_logits, 0.5)
     np.testing.assert_allclose(tot, losses.g_nonsaturating(logits) + 0.5 * term, rtol=1e-6)
     np.testing.assert_allclose(term, np.mean(np.log1p(np.exp(-np.asarray(t_logits)))), rtol=1e-5)
 
@@ -68,7 +71,7 @@ def test_path_length_matches_explicit_jacobian():
 
 def test_official_sizes_config_f_and_dgl_student():
     cfg = config_lib.load_config_file("configs/stylegan2_dgl.py", "ffhq1024")
-    c = counts.report(cfg)
+    c = report(cfg)
     # StyleGAN2 config-f 1024: 30.37 M G params (mapping included); DGL student k=2: 11.06 M.
     assert round(c["teacher_g_params"] / 1e6, 2) == 30.37
     assert round(c["student_g_params"] / 1e6, 2) == 11.06
@@ -97,8 +100,8 @@ def test_truncation_and_style_mixing():
     assert same[0] and not same[-1] and np.all(np.diff(same.astype(int)) <= 0)
 
 
-def test_static_r1_update_equals_the_conditional_one_on_an_r1_step():
-    """The host-chosen R1 update is the same update the old in-program ``lax.cond`` took."""
+def test_r1_update_is_one_adam_step_on_the_scaled_penalty():
+    """Lazy R1: (gamma / 2) * E||grad_x D||^2 * interval as its own optimizer update."""
     import optax
 
     d = M.Discriminator(resolution=8, fmap_base=32, fmap_max=4, mbstd_group_size=2)
@@ -110,10 +113,13 @@ def test_static_r1_update_equals_the_conditional_one_on_an_r1_step():
     def apply(q, v):
         return d.apply({"params": q}, v)
 
-    kw = dict(gamma=0.5, interval=16)
-    a = losses.r1_update(apply, p, opt, tx, x, **kw)
-    b = losses.lazy_r1_update(apply, p, opt, tx, x, step=jnp.asarray(32), last=jnp.zeros(()), **kw)
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        # Adam steps of size lr=1e-3; fused vs in-cond programs round differently (~1e-6).
-        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-5)
-    assert float(a[2]) > 0
+    p1, opt1, pen = losses.r1_update(apply, p, opt, tx, x, gamma=0.5, interval=16)
+    grads = jax.grad(lambda q: jnp.mean(losses.r1_penalty(lambda v: apply(q, v), x)) * 0.25 * 16)(p)
+    upd, opt2 = tx.update(grads, opt, p)
+    want = optax.apply_updates(p, upd)
+    for u, v in zip(jax.tree.leaves((p1, opt1)), jax.tree.leaves((want, opt2)), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        pen, jnp.mean(losses.r1_penalty(lambda v: apply(p, v), x)), rtol=1e-6
+    )
+    assert float(pen) > 0

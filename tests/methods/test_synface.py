@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxpapers import config_lib, methods, testing
-from jaxpapers.methods.synface import faces, steps, synthesis
+from jaxpapers.methods.synface import inputs, steps, synthesis
 
 
 def _smoke(arg="smoke"):
@@ -22,7 +22,7 @@ def _batches(config, n):
         "image": rng.integers(0, 256, (ids * 2, r, r, c), dtype=np.uint8),
         "label": np.repeat(np.arange(ids), 2).astype(np.int32),
     }
-    rows = faces.pair_rows(plan, real, 0)
+    rows = inputs.pair_rows(plan, real, 0)
     b = config.batch_size
     return [{k: v[i * b : (i + 1) * b] for k, v in rows.items()} for i in range(n)]
 
@@ -68,7 +68,33 @@ def test_lfw_pairs_file_is_read_at_generator_resolution(tmp_path):
         str(tmp_path / "pairs.txt"), [("Ann_A", 1, "Ann_A", 2), ("Ann_A", 1, "Bob_B", 2)] * 5
     )
     c = _smoke(f"smoke,eval.pairs_file={tmp_path / 'pairs.txt'},eval.lfw_dir={tmp_path}")
-    images, labels, pairs = faces.eval_pairs(c)
+    images, labels, pairs = inputs.eval_pairs(c)
     r = c.gen.resolution
     assert images.shape == (3, r, r, c.gen.img_channels) and np.all(labels == -1)
     assert pairs.shape == (10, 3) and pairs[:, 2].tolist() == [1, 0] * 5
+
+
+def test_lazy_r1_is_a_static_phase_and_no_step_has_a_conditional():
+    """R1 runs in generator steps 0, d_reg_interval, ... as its own compiled variant."""
+    from jaxpapers import parallel, trainer
+
+    config = _smoke("smoke,gen.steps=3,rec_steps=1")
+    method = methods.get("synface")
+    with config.unlocked():
+        config.gen_loss.d_reg_interval = 2
+    assert [tuple(method.phase(config, s)) for s in range(4)] == [
+        (0, True),
+        (0, False),
+        (0, True),
+        (1, False),
+    ]
+    mesh = parallel.make_mesh()
+    batch = parallel.global_batch(_batches(config, 1)[0], mesh)
+    with jax.set_mesh(mesh):
+        state, shardings = trainer.init(method, config, mesh)
+        step_fn = trainer.compile_step(method, config, mesh, shardings)
+        hlo = {s: step_fn.jitted(s).lower(state, batch).as_text() for s in (0, 1, 3)}
+    for s, text in hlo.items():  # R1 step, plain GAN step, recognition step.
+        assert "conditional" not in text and "stablehlo.case" not in text, s
+    # The R1 variant carries the extra D update (a second-order gradient); the plain one not.
+    assert len(hlo[0]) > 1.15 * len(hlo[1])

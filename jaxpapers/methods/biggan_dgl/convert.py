@@ -10,6 +10,8 @@ Name mapping (BigGAN-PyTorch ``BigGAN.py`` module tree -> ours): ``blocks.{i}.0.
 ``batch_stats/.../bnK/bn/mean|var``, ``output_layer.0`` -> ``output_bn``, ``output_layer.2`` ->
 ``output_conv``, ``shared.weight`` / ``embed.weight`` -> ``embedding``, ``u0``/``sv0`` ->
 ``spectral/.../u|sv``. Conv weights OIHW -> HWIO, linear weights [out, in] -> [in, out].
+
+Command line: ``python -m jaxpapers.tools.convert_biggan`` (writes an ``init_from`` checkpoint).
 """
 
 from __future__ import annotations
@@ -121,35 +123,3 @@ def convert_teacher(config, g_path: str, d_path: str, g_ema_path: str = "") -> d
             "g_ema_vars": ev,
         }
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: writes an Orbax checkpoint usable as ``--config.init_from=OUT`` (teacher.steps=0)."""
-    import argparse
-    import os
-
-    from jaxpapers import checkpoint, config_lib
-
-    ap = argparse.ArgumentParser(description="BigGAN-PyTorch state dicts -> biggan_dgl teacher")
-    ap.add_argument(
-        "--config",
-        default="configs/biggan_dgl.py:imagenet128",
-        help="config file[:preset,...] whose model.* matches the checkpoint",
-    )
-    ap.add_argument("--g", required=True, help="G.pth")
-    ap.add_argument("--d", required=True, help="D.pth")
-    ap.add_argument("--g_ema", default="", help="G_ema.pth (optional; else G is used)")
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args(argv)
-    file, _, arg = a.config.partition(":")
-    cfg = config_lib.load_config_file(file, arg or None)
-    tree = convert_teacher(cfg, a.g, a.d, a.g_ema)
-    os.makedirs(a.out, exist_ok=True)
-    ck = checkpoint.Checkpointer(os.path.join(a.out, "checkpoints"), keep=1, async_save=False)
-    ck.save(0, tree, force=True)
-    ck.close()
-    print(f"Wrote {a.out} (use --config.init_from={a.out} --config.teacher.steps=0)")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""BigGAN hinge losses, the DGL generator term, and BigGAN's modified orthogonal regulariser.
+"""BigGAN hinge losses and BigGAN's modified orthogonal regulariser (the DGL term: ``lib.dgl``).
 
 References (read, not copied): ajbrock/BigGAN-PyTorch ``losses.py`` (``loss_hinge_dis``,
 ``loss_hinge_gen``), ``utils.py`` (``ortho``); yuesongtian/DGL-GAN
@@ -21,18 +21,6 @@ def hinge_d(real_logits: jax.Array, fake_logits: jax.Array) -> tuple[jax.Array, 
 def hinge_g(fake_logits: jax.Array) -> jax.Array:
     """-E D(G(z))."""
     return -jnp.mean(fake_logits)
-
-
-def dgl_hinge_g(
-    fake_logits: jax.Array, teacher_logits: jax.Array, lam: float | jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """DGL student G loss -E D_S(G(z),y) - lam * E D_T(G(z),y); returns (total, teacher term).
-
-    ``lam = 0`` gives exactly the vanilla hinge G loss. D_T's params must be held fixed by the
-    caller (only G's params are differentiated).
-    """
-    term = hinge_g(teacher_logits)
-    return hinge_g(fake_logits) + lam * term, term
 
 
 def ortho_penalty(params, strength: float, exclude: tuple[str, ...] = ("shared",)) -> jax.Array:

@@ -7,7 +7,8 @@ Follows ajbrock/BigGAN-PyTorch (``BigGAN.py``, ``layers.py``); read, not copied.
   conditions block ``i - 1`` through class-conditional BN (gain ``1 + W_g c``, bias ``W_b c``,
   bias-free SN-linears). Residual up-blocks: CBN -> ReLU -> 2x nearest -> conv3 -> CBN -> ReLU ->
   conv3, shortcut 2x nearest -> conv1. Self-attention after the block at the configured
-  resolution. Output: BN (learned gain/bias) -> ReLU -> SN conv3 -> tanh.
+  resolution. Output: BN (learned gain/bias, eps always 1e-5 as officially) -> ReLU -> SN conv3
+  -> tanh.
   Without ``hier`` (BigGAN-PyTorch's CIFAR setting) z feeds only the linear layer and each CBN
   has its own class-embedding tables for gain and bias.
 * ``D``: residual down-blocks (pre-activation except the first; wide: hidden = out; avg-pool
@@ -24,6 +25,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxpapers.layers.spectral_norm import SNConv, SNDense, SNEmbed
+from jaxpapers.lib import dgl
+
+OUTPUT_BN_EPS = 1e-5  # BigGAN-PyTorch ``layers.bn`` default; the output BN is not given BN_eps.
 
 
 def make_init(name: str):
@@ -257,7 +261,9 @@ class Generator(nn.Module):
             )(h, conds[i], train)
             if r in attn:
                 h = Attention(self.sn_eps, self.init_name, name=f"attn{i}")(h, train)
-        h = nn.relu(BatchNorm(eps=self.bn_eps, affine=True, name="output_bn")(h, train))
+        # BigGAN-PyTorch builds the output BN as ``layers.bn(...)`` without its BN_eps argument,
+        # so it always runs at the default eps 1e-5, whatever ``bn_eps`` the CBNs take.
+        h = nn.relu(BatchNorm(eps=OUTPUT_BN_EPS, affine=True, name="output_bn")(h, train))
         h = SNConv(
             self.out_channels, (3, 3), eps=self.sn_eps, kernel_init=init, name="output_conv"
         )(h, train)
@@ -325,3 +331,29 @@ class Discriminator(nn.Module):
         )
         proj = jnp.sum(e * h, axis=-1)
         return (out + proj, out, proj) if parts else out + proj
+
+
+def make_nets(config, role: str) -> tuple[Generator, Discriminator]:
+    """Teacher or student networks (student widths = teacher widths // divisors)."""
+    dgl.check_role(role)
+    m = config.model
+    gdiv = 1 if role == "teacher" else int(config.student.g_divisor)
+    ddiv = 1 if role == "teacher" else int(config.student.d_divisor)
+    if m.g_ch % gdiv or m.d_ch % ddiv:
+        raise ValueError(f"g_ch={m.g_ch}/d_ch={m.d_ch} not divisible by the student divisors.")
+    g = Generator(
+        m.resolution,
+        m.g_ch // gdiv,
+        m.dim_z,
+        m.shared_dim,
+        m.hier,
+        m.num_classes,
+        m.img_channels,
+        m.g_attn,
+        4,
+        m.sn_eps,
+        m.bn_eps,
+        m.g_init,
+    )
+    d = Discriminator(m.resolution, m.d_ch // ddiv, m.num_classes, m.d_attn, m.sn_eps, m.d_init)
+    return g, d

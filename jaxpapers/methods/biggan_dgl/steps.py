@@ -27,12 +27,17 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng
-from jaxpapers.lib.dgl_schedule import check_phase, phase_bounds
+from jaxpapers.lib import dgl
 from jaxpapers.methods.biggan_dgl import losses
-from jaxpapers.methods.biggan_dgl import model as M
+from jaxpapers.methods.biggan_dgl.model import make_nets
 
 G_COLS = ("batch_stats", "spectral")
 D_COLS = ("spectral",)
+
+
+def phase(config, step: int) -> int:
+    """The DGL stage of global step ``step`` (0 teacher, 1 student stage 1, 2 stage 2)."""
+    return dgl.stage(config, step)
 
 
 @flax.struct.dataclass
@@ -55,33 +60,6 @@ class DGLState:
     rng: jax.Array
     teacher: GanState
     student: GanState
-
-
-def make_nets(config, role: str) -> tuple[M.Generator, M.Discriminator]:
-    """Teacher or student networks (student widths = teacher widths // divisors)."""
-    if role not in ("teacher", "student"):
-        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
-    m = config.model
-    gdiv = 1 if role == "teacher" else int(config.student.g_divisor)
-    ddiv = 1 if role == "teacher" else int(config.student.d_divisor)
-    if m.g_ch % gdiv or m.d_ch % ddiv:
-        raise ValueError(f"g_ch={m.g_ch}/d_ch={m.d_ch} not divisible by the student divisors.")
-    g = M.Generator(
-        m.resolution,
-        m.g_ch // gdiv,
-        m.dim_z,
-        m.shared_dim,
-        m.hier,
-        m.num_classes,
-        m.img_channels,
-        m.g_attn,
-        4,
-        m.sn_eps,
-        m.bn_eps,
-        m.g_init,
-    )
-    d = M.Discriminator(m.resolution, m.d_ch // ddiv, m.num_classes, m.d_attn, m.sn_eps, m.d_init)
-    return g, d
 
 
 def d_batch(config) -> int:
@@ -203,7 +181,7 @@ def gan_update(
         logits, new_dv = d_net.apply(
             {"params": d, **d_vars}, fake, y, train=True, mutable=list(D_COLS)
         )
-        t_vars = None
+        t_logits, t_vars = None, None
         if t_net is not None and teacher_on:
             t_logits, t_vars = t_net.apply(
                 {"params": teacher.d, **teacher.d_vars},
@@ -212,9 +190,7 @@ def gan_update(
                 train=t_update,
                 mutable=list(D_COLS),
             )
-            total, term = losses.dgl_hinge_g(logits, t_logits, lam)
-        else:
-            total, term = losses.hinge_g(logits), jnp.zeros(())
+        total, term = dgl.generator_loss(losses.hinge_g, logits, t_logits, lam)
         g_main = losses.hinge_g(logits)
         if config.gan.g_ortho > 0:
             total = total + losses.ortho_penalty(gp, config.gan.g_ortho)
@@ -254,10 +230,9 @@ def gan_update(
 
 def train_step(state: DGLState, batch: dict, *, config, phase: int) -> tuple[DGLState, dict]:
     """The job's train step for one (static) phase; see the module doc."""
-    check_phase(phase)
+    dgl.check_stage(phase)
     key = rng.step_key(state)
     reals, labels = preprocess(batch["image"]), batch["label"].astype(jnp.int32)
-    s1, _ = phase_bounds(config)
     if phase == 0:
         t, _, metrics = gan_update(
             state.teacher, reals, labels, key, state.step + 1, config, "teacher"
@@ -270,7 +245,7 @@ def train_step(state: DGLState, batch: dict, *, config, phase: int) -> tuple[DGL
             reals,
             labels,
             key,
-            state.step - s1 + 1,
+            dgl.local_step(config, phase, state.step) + 1,
             config,
             "student",
             teacher=state.teacher,
@@ -282,3 +257,10 @@ def train_step(state: DGLState, batch: dict, *, config, phase: int) -> tuple[DGL
         state = state.replace(student=s)
     metrics = dict(metrics, phase=jnp.asarray(phase, jnp.int32))
     return state.replace(step=state.step + 1), metrics
+
+
+def load_init(state: DGLState, tree, config) -> DGLState:
+    """Teacher from ``init_from``: a checkpoint of this job (its ``teacher`` sub-state) or
+    BigGAN-PyTorch weights converted by ``python -m jaxpapers.tools.convert_biggan``."""
+    names = ("g", "g_vars", "d", "d_vars", "g_ema", "g_ema_vars")
+    return dgl.load_teacher(state, tree, config, names)

@@ -1,4 +1,10 @@
-"""Evaluation of the DGL-GAN job: sample grids from fixed latents, FD, param/MAC counts."""
+"""Evaluation of the DGL-GAN job: sample grids from fixed latents, FD, param/MAC counts.
+
+Params are counted from the real Flax param trees (``jax.eval_shape``, no compute). MACs are
+analytic per image: synthesis convs + ToRGB (an upsampling conv counted at its input resolution,
+as a transposed conv performs k*k*Cin*Cout MACs per input pixel), style affines and mapping FCs;
+D convs at their output resolution. FIR blurs and bias/activation ops are not counted.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,37 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import viz
-from jaxpapers.methods.stylegan2_dgl import counts, steps
+from jaxpapers.layers import stylegan2 as sg
+from jaxpapers.lib import dgl
+from jaxpapers.methods.stylegan2_dgl import steps
+from jaxpapers.methods.stylegan2_dgl.model import make_nets
 
 
-def make_sampler(config, role: str, gs: steps.GanState, truncation_psi: float = 1.0):
-    """A jitted ``(z, key) -> images in [-1, 1]`` of the EMA generator of ``role``."""
-    g_net, _ = steps.make_nets(config, role)
+def make_sampler(
+    config,
+    role: str,
+    g_params,
+    w_avg,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "random",
+    noise_const=None,
+):
+    """A jitted ``(z, key) -> images in [-1, 1]`` of generator ``g_params`` of ``role`` (the EMA
+    G in evaluations). ``noise_mode='const'`` adds the fixed buffers ``noise_const`` (the
+    synthesis network's ``'noise_const'`` collection) and ignores ``key``."""
+    g_net, _ = make_nets(config, role)
+    extra = {"noise_const": {"synthesis": noise_const}} if noise_mode == "const" else {}
 
     @jax.jit
     def sample(z, key):
-        ws = g_net.apply({"params": gs.g_ema}, z, gs.w_avg, truncation_psi, method=g_net.mapping)
-        img = g_net.apply({"params": gs.g_ema}, ws, rngs={"noise": key}, method=g_net.synthesis)
+        ws = g_net.apply({"params": g_params}, z, w_avg, truncation_psi, method=g_net.mapping)
+        img = g_net.apply(
+            {"params": g_params, **extra},
+            ws,
+            noise_mode,
+            rngs={"noise": key},
+            method=g_net.synthesis,
+        )
         return jnp.clip(img, -1.0, 1.0)
 
     return sample
@@ -34,9 +60,9 @@ def fixed_latents(config, n: int) -> jax.Array:
 def gan_sampler(state: steps.DGLState, config, role: str = "student", truncation_psi=1.0):
     """``(key, n) -> n images in [-1, 1]`` of the EMA generator of ``role`` (fresh z each call);
     what the GAN metrics score (in-training evals and ``jaxpapers.evals.gan_metrics``)."""
-    if role not in ("teacher", "student"):
-        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
-    sample = make_sampler(config, role, getattr(state, role), truncation_psi)
+    dgl.check_role(role)
+    gs = getattr(state, role)
+    sample = make_sampler(config, role, gs.g_ema, gs.w_avg, truncation_psi)
 
     def sample_fn(key: jax.Array, n: int) -> np.ndarray:
         z = jax.random.normal(key, (n, config.model.z_dim))
@@ -49,18 +75,17 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
     """Grids of teacher and student EMA generators (fixed z), counts, and FD when enabled."""
     os.makedirs(workdir, exist_ok=True)
     step = int(jax.device_get(state.step))
-    s1, s2 = steps.phase_bounds(config)
     ev = config.eval
     z = fixed_latents(config, int(ev.grid_size))
     key = jax.random.key(ev.seed + 1)
     results: dict[str, float] = {}
     rows = int(ev.grid_rows)
-    roles = [r for r, on in (("teacher", s1 > 0 or config.init_from), ("student", step > s1)) if on]
+    roles = dgl.trained_roles(config, step)
     grids = []
     for role in roles:
         gs = getattr(state, role)
         for psi in sorted({1.0, float(ev.truncation_psi)}):
-            sample = make_sampler(config, role, gs, psi)
+            sample = make_sampler(config, role, gs.g_ema, gs.w_avg, psi)
             imgs = np.asarray(sample(z, key))
             suffix = "" if psi == 1.0 else f"_psi{psi:g}"
             viz.save_image_grid(
@@ -84,8 +109,75 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
             nrow=max(1, rows // 2),
             scale=2,
         )
-    c = counts.report(config)
+    c = report(config)
     with open(os.path.join(workdir, "param_mac_counts.json"), "w") as f:
         json.dump(c, f, indent=2)
     results.update({k: float(v) for k, v in c.items() if k.endswith("params") or "ratio" in k})
     return results
+
+
+def num_params(tree) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def generator_macs(g: sg.Generator) -> dict[str, int]:
+    """{'mapping', 'synthesis'} MACs of one image (synthesis includes the style affines)."""
+    mapping = g.mapping_layers * g.z_dim * g.w_dim
+    syn = sg.SynthesisNetwork(
+        g.resolution, g.img_channels, g.fmap_base, g.fmap_max, g.channel_divisor
+    )
+    cin = sg.nf(1, g.fmap_base, g.fmap_max)  # The constant keeps full width.
+    macs = 0
+
+    def layer(k: int, ci: int, co: int, hw: int) -> int:
+        return k * k * ci * co * hw + g.w_dim * ci  # conv + style affine
+
+    c = syn.width(1)
+    macs += layer(3, cin, c, 16) + layer(1, c, g.img_channels, 16)
+    for res in range(3, sg.log2_res(g.resolution) + 1):
+        r = 2**res
+        co = syn.width(res - 1)
+        macs += layer(3, c, co, (r // 2) ** 2) + layer(3, co, co, r * r)
+        macs += layer(1, co, g.img_channels, r * r)
+        c = co
+    return {"mapping": mapping, "synthesis": macs}
+
+
+def discriminator_macs(d: sg.Discriminator, img_channels: int) -> int:
+    lr = sg.log2_res(d.resolution)
+    c = d.width(lr - 1)
+    macs = img_channels * c * d.resolution**2
+    for res in range(lr, 2, -1):
+        r = 2**res
+        c0, c1 = d.width(res - 1), d.width(res - 2)
+        macs += 9 * c * c0 * r * r + 9 * c0 * c1 * (r // 2) ** 2 + c * c1 * (r // 2) ** 2
+        c = c1
+    extra = 1 if d.mbstd_group_size > 1 else 0
+    macs += 9 * (c + extra) * d.width(1) * 16 + d.width(1) * 16 * d.width(0) + d.width(0)
+    return macs
+
+
+def report(config) -> dict[str, float]:
+    """Params and MACs of teacher and student G/D for this config (flat dict of numbers)."""
+    out: dict[str, float] = {}
+    m = config.model
+    for role in ("teacher", "student"):
+        g, d = make_nets(config, role)
+        gp = jax.eval_shape(
+            lambda g=g: g.init(
+                {"params": jax.random.key(0), "noise": jax.random.key(1)}, jnp.zeros((1, m.z_dim))
+            )["params"]
+        )
+        img = jnp.zeros((max(1, m.mbstd_group_size), m.resolution, m.resolution, m.img_channels))
+        dp = jax.eval_shape(lambda d=d, img=img: d.init(jax.random.key(0), img)["params"])
+        gm = generator_macs(g)
+        out[f"{role}_g_params"] = num_params(gp)
+        out[f"{role}_g_synthesis_params"] = num_params(gp["synthesis"])
+        out[f"{role}_g_mapping_params"] = num_params(gp["mapping"])
+        out[f"{role}_d_params"] = num_params(dp)
+        out[f"{role}_g_macs"] = gm["mapping"] + gm["synthesis"]
+        out[f"{role}_g_synthesis_macs"] = gm["synthesis"]
+        out[f"{role}_d_macs"] = discriminator_macs(d, m.img_channels)
+    out["g_param_ratio"] = out["student_g_params"] / out["teacher_g_params"]
+    out["g_mac_ratio"] = out["student_g_macs"] / out["teacher_g_macs"]
+    return out

@@ -1,232 +1,35 @@
-"""StyleGAN2 generator (mapping + skip synthesis) and residual discriminator in Flax Linen.
+"""The teacher and student StyleGAN2 networks of the DGL-GAN job, built from the config.
 
-Follows NVlabs/stylegan2 ``training/networks_stylegan2.py`` (the TF code DGL-GAN forked):
-``G_mapping`` (8 FC layers, lrelu, z 2nd-moment normalization), ``G_synthesis_stylegan2`` with
-``architecture='skip'`` and ``D_stylegan2`` with ``architecture='resnet'``; DGL-GAN's
-``G_synthesis_stylegan2_compress`` divides every synthesis conv width by ``channel_divisor``
-while the mapping network, the 4x4 constant and the style input w stay full size.
-
-Parameter names mirror the official ones (``mapping/fc{i}``, ``synthesis/b{res}/conv0|conv1|
-torgb``, D ``b{res}/fromrgb|conv0|conv1|skip``, ``b4/conv|fc|out``) so the converter in
-``jaxpapers.convert.stylegan2`` maps checkpoints 1:1. Images are NHWC in [-1, 1].
+The networks themselves (``Generator``, ``Discriminator``, shared with ``synface``) live in
+``jaxpapers.layers.stylegan2``; DGL-GAN's student divides every synthesis (and optionally D) conv
+width by ``student.g_divisor`` / ``student.d_divisor`` (``G_synthesis_stylegan2_compress``).
 """
 
 from __future__ import annotations
 
-import math
-
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-
-from jaxpapers.layers import stylegan2_ops as ops
+from jaxpapers.layers.stylegan2 import Discriminator, Generator
+from jaxpapers.lib import dgl
 
 
-def nf(stage: int, fmap_base: int, fmap_max: int, fmap_decay: float = 1.0, fmap_min: int = 1):
-    """Official feature-map count of a stage: min(fmap_base / 2**(stage*decay), fmap_max)."""
-    return int(min(max(int(fmap_base / (2.0 ** (stage * fmap_decay))), fmap_min), fmap_max))
-
-
-def log2_res(resolution: int) -> int:
-    """log2 of a power-of-two resolution >= 4, with a clear error otherwise."""
-    lr = int(round(math.log2(resolution)))
-    if resolution < 4 or 2**lr != resolution:
-        raise ValueError(f"Resolution must be a power of two >= 4, got {resolution}.")
-    return lr
-
-
-def num_ws(resolution: int) -> int:
-    """Number of per-layer w inputs of the skip synthesis network (18 at 1024)."""
-    return 2 * log2_res(resolution) - 2
-
-
-class MappingNetwork(nn.Module):
-    """z -> w: 2nd-moment normalization, ``num_layers`` equalized-lr FC layers with lrelu.
-
-    ``lr_mul`` folded into the parametrization defaults to 1.0: the official 0.01 is applied by
-    the optimizer (``lr_multipliers``), an identical Adam trajectory (see ops.EqualDense).
-    """
-
-    w_dim: int = 512
-    num_layers: int = 8
-    lr_mul: float = 1.0
-
-    @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:
-        x = z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=1, keepdims=True) + 1e-8)
-        for i in range(self.num_layers):
-            x = ops.EqualDense(self.w_dim, lr_mul=self.lr_mul, act="lrelu", name=f"fc{i}")(x)
-        return x
-
-
-class SynthesisNetwork(nn.Module):
-    """Skip-architecture synthesis: const 4x4 -> [conv0_up, conv1, torgb] per resolution.
-
-    Conv widths are ``nf(stage) // channel_divisor`` (DGL-GAN student); the constant keeps the
-    full ``nf(1)`` channels, as ``G_synthesis_stylegan2_compress`` does.
-    """
-
-    resolution: int = 32
-    img_channels: int = 3
-    fmap_base: int = 16384
-    fmap_max: int = 512
-    channel_divisor: int = 1
-    resample_filter: tuple[float, ...] = (1, 3, 3, 1)
-
-    def width(self, stage: int) -> int:
-        return max(1, nf(stage, self.fmap_base, self.fmap_max) // self.channel_divisor)
-
-    @nn.compact
-    def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
-        lr = log2_res(self.resolution)
-        if ws.ndim != 3 or ws.shape[1] != num_ws(self.resolution):
-            raise ValueError(f"ws must be [N, {num_ws(self.resolution)}, w_dim], got {ws.shape}.")
-        n = ws.shape[0]
-        f = self.resample_filter
-        const = self.param(
-            "const", nn.initializers.normal(1.0), (4, 4, nf(1, self.fmap_base, self.fmap_max))
-        )
-        x = jnp.broadcast_to(const[None].astype(ws.dtype), (n,) + const.shape)
-        x = ops.ModulatedConv2d(self.width(1), 3, resample_filter=f, name="b4_conv1")(
-            x, ws[:, 0], noise_mode
-        )
-        img = ops.ModulatedConv2d(
-            self.img_channels, 1, demodulate=False, use_noise=False, act="linear", name="b4_torgb"
-        )(x, ws[:, 1])
-        filt = ops.setup_filter(f)
-        for res in range(3, lr + 1):
-            r = 2**res
-            c = self.width(res - 1)
-            x = ops.ModulatedConv2d(c, 3, up=True, resample_filter=f, name=f"b{r}_conv0")(
-                x, ws[:, 2 * res - 5], noise_mode
-            )
-            x = ops.ModulatedConv2d(c, 3, resample_filter=f, name=f"b{r}_conv1")(
-                x, ws[:, 2 * res - 4], noise_mode
-            )
-            y = ops.ModulatedConv2d(
-                self.img_channels,
-                1,
-                demodulate=False,
-                use_noise=False,
-                act="linear",
-                name=f"b{r}_torgb",
-            )(x, ws[:, 2 * res - 3])
-            img = ops.upsample2d(img, filt) + y
-        return img
-
-
-class Generator(nn.Module):
-    """StyleGAN2 G. ``__call__`` runs mapping + synthesis; ``mapping``/``synthesis`` separately.
-
-    w_avg (the tracked mean of w, used by truncation) is not a Flax variable: the train state
-    holds it next to the params and passes it in, so params stay the only thing optimizers see.
-    """
-
-    resolution: int = 32
-    img_channels: int = 3
-    z_dim: int = 512
-    w_dim: int = 512
-    mapping_layers: int = 8
-    fmap_base: int = 16384
-    fmap_max: int = 512
-    channel_divisor: int = 1
-    resample_filter: tuple[float, ...] = (1, 3, 3, 1)
-
-    def setup(self):
-        self.mapping_net = MappingNetwork(self.w_dim, self.mapping_layers, name="mapping")
-        self.synthesis_net = SynthesisNetwork(
-            self.resolution,
-            self.img_channels,
-            self.fmap_base,
-            self.fmap_max,
-            self.channel_divisor,
-            self.resample_filter,
-            name="synthesis",
-        )
-
-    def mapping(
-        self,
-        z: jax.Array,
-        w_avg: jax.Array | None = None,
-        truncation_psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-    ) -> jax.Array:
-        """z [N, z_dim] -> ws [N, num_ws, w_dim], with optional truncation toward ``w_avg``."""
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be [N, {self.z_dim}], got {z.shape}.")
-        w = self.mapping_net(z)
-        ws = jnp.repeat(w[:, None], num_ws(self.resolution), axis=1)
-        if truncation_psi != 1.0:
-            if w_avg is None:
-                raise ValueError("Truncation needs w_avg (the tracked mean of w).")
-            cut = ws.shape[1] if truncation_cutoff is None else truncation_cutoff
-            trunc = w_avg + truncation_psi * (ws - w_avg)
-            ws = jnp.where((jnp.arange(ws.shape[1]) < cut)[None, :, None], trunc, ws)
-        return ws
-
-    def synthesis(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
-        return self.synthesis_net(ws, noise_mode)
-
-    def __call__(self, z, w_avg=None, truncation_psi: float = 1.0, noise_mode: str = "random"):
-        return self.synthesis(self.mapping(z, w_avg, truncation_psi), noise_mode)
-
-
-class Discriminator(nn.Module):
-    """Residual StyleGAN2 D with minibatch-std epilogue; returns one logit per image [N].
-
-    With ``cmap_dim > 0`` it is the conditional (projection) D of StyleGAN2-ADA: the epilogue
-    outputs a ``cmap_dim`` vector projected onto a learned per-class vector (a ``cmap`` table of
-    ``num_classes`` rows), scaled by 1/sqrt(cmap_dim); ``labels`` are then required (SynFace).
-    """
-
-    resolution: int = 32
-    fmap_base: int = 16384
-    fmap_max: int = 512
-    channel_divisor: int = 1
-    mbstd_group_size: int = 4
-    mbstd_num_features: int = 1
-    resample_filter: tuple[float, ...] = (1, 3, 3, 1)
-    num_classes: int = 0
-    cmap_dim: int = 0
-
-    def width(self, stage: int) -> int:
-        return max(1, nf(stage, self.fmap_base, self.fmap_max) // self.channel_divisor)
-
-    @nn.compact
-    def __call__(self, img: jax.Array, labels: jax.Array | None = None) -> jax.Array:
-        lr = log2_res(self.resolution)
-        if img.ndim != 4 or img.shape[1:3] != (self.resolution, self.resolution):
-            raise ValueError(
-                f"D expects [N, {self.resolution}, {self.resolution}, C], got {img.shape}."
-            )
-        f = self.resample_filter
-        x = ops.EqualConv2d(self.width(lr - 1), 1, act="lrelu", name=f"b{2**lr}_fromrgb")(img)
-        filt = ops.setup_filter(f)
-        for res in range(lr, 2, -1):
-            r = 2**res
-            t = x
-            x = ops.EqualConv2d(self.width(res - 1), 3, act="lrelu", name=f"b{r}_conv0")(x)
-            x = ops.EqualConv2d(
-                self.width(res - 2),
-                3,
-                down=True,
-                act="lrelu",
-                resample_filter=f,
-                name=f"b{r}_conv1",
-            )(x)
-            # Official 1x1 skip conv downsamples first (blur + stride), no bias.
-            t = ops.downsample2d(t, filt)
-            t = ops.EqualConv2d(self.width(res - 2), 1, use_bias=False, name=f"b{r}_skip")(t)
-            x = (x + t) * (1.0 / math.sqrt(2.0))
-        if self.mbstd_group_size > 1:
-            x = ops.minibatch_std(x, self.mbstd_group_size, self.mbstd_num_features)
-        x = ops.EqualConv2d(self.width(1), 3, act="lrelu", name="b4_conv")(x)
-        x = x.reshape(x.shape[0], -1)
-        x = ops.EqualDense(self.width(0), act="lrelu", name="b4_fc")(x)
-        if self.cmap_dim <= 0:
-            return ops.EqualDense(1, name="b4_out")(x)[:, 0]
-        if labels is None:
-            raise ValueError("a conditional D (cmap_dim > 0) needs the labels of the images.")
-        x = ops.EqualDense(self.cmap_dim, name="b4_out")(x)
-        cmap = self.param("cmap", nn.initializers.normal(1.0), (self.num_classes, self.cmap_dim))
-        return jnp.sum(x * cmap[labels], axis=1) / math.sqrt(self.cmap_dim)
+def make_nets(config, role: str) -> tuple[Generator, Discriminator]:
+    """Teacher or student networks from the config (student widths divided by its divisors)."""
+    dgl.check_role(role)
+    m = config.model
+    gdiv = 1 if role == "teacher" else config.student.g_divisor
+    ddiv = 1 if role == "teacher" else config.student.d_divisor
+    f = tuple(m.resample_filter)
+    g = Generator(
+        m.resolution,
+        m.img_channels,
+        m.z_dim,
+        m.w_dim,
+        m.mapping_layers,
+        m.fmap_base,
+        m.fmap_max,
+        gdiv,
+        f,
+    )
+    d = Discriminator(
+        m.resolution, m.fmap_base, m.fmap_max, ddiv, m.mbstd_group_size, m.mbstd_num_features, f
+    )
+    return g, d

@@ -26,14 +26,12 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from jaxpapers import optim, rng
-from jaxpapers.lib import dgl_schedule
-from jaxpapers.lib.dgl_schedule import phase_bounds
-from jaxpapers.methods.stylegan2_dgl import losses
-from jaxpapers.methods.stylegan2_dgl import model as M
+from jaxpapers.layers import stylegan2 as sg
+from jaxpapers.lib import dgl, gan
+from jaxpapers.methods.stylegan2_dgl.model import make_nets
 
 
 class Phase(NamedTuple):
@@ -46,8 +44,8 @@ class Phase(NamedTuple):
 
 def phase(config, step: int) -> Phase:
     """Stage from the DGL schedule; lazy regularizers counted in the stage's own local steps."""
-    stage = dgl_schedule.phase(config, step)
-    local = step if stage == 0 else step - phase_bounds(config)[0]
+    stage = dgl.stage(config, step)
+    local = dgl.local_step(config, stage, step)
     L = config.loss
     pl = L.pl_weight > 0 and local % L.g_reg_interval == 0
     r1 = L.r1_gamma > 0 and local % L.d_reg_interval == 0
@@ -75,31 +73,6 @@ class DGLState:
     rng: jax.Array
     teacher: GanState
     student: GanState
-
-
-def make_nets(config: ml_collections.ConfigDict, role: str) -> tuple[M.Generator, M.Discriminator]:
-    """Teacher or student networks from the config (student widths divided by its divisors)."""
-    m = config.model
-    if role not in ("teacher", "student"):
-        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
-    gdiv = 1 if role == "teacher" else config.student.g_divisor
-    ddiv = 1 if role == "teacher" else config.student.d_divisor
-    f = tuple(m.resample_filter)
-    g = M.Generator(
-        m.resolution,
-        m.img_channels,
-        m.z_dim,
-        m.w_dim,
-        m.mapping_layers,
-        m.fmap_base,
-        m.fmap_max,
-        gdiv,
-        f,
-    )
-    d = M.Discriminator(
-        m.resolution, m.fmap_base, m.fmap_max, ddiv, m.mbstd_group_size, m.mbstd_num_features, f
-    )
-    return g, d
 
 
 def init_gan(key: jax.Array, config, role: str) -> GanState:
@@ -133,7 +106,7 @@ def init_state(key: jax.Array, config) -> DGLState:
     )
 
 
-def run_mapping(g_net: M.Generator, params, z: jax.Array, key: jax.Array, mixing_prob: float):
+def run_mapping(g_net: sg.Generator, params, z: jax.Array, key: jax.Array, mixing_prob: float):
     """ws for a batch of z with official style mixing (one crossover layer for the batch)."""
     ws = g_net.apply({"params": params}, z, method=g_net.mapping)
     if mixing_prob > 0:
@@ -146,7 +119,7 @@ def run_mapping(g_net: M.Generator, params, z: jax.Array, key: jax.Array, mixing
     return ws
 
 
-def synth(g_net: M.Generator, params, ws: jax.Array, key: jax.Array) -> jax.Array:
+def synth(g_net: sg.Generator, params, ws: jax.Array, key: jax.Array) -> jax.Array:
     return g_net.apply({"params": params}, ws, rngs={"noise": key}, method=g_net.synthesis)
 
 
@@ -157,16 +130,6 @@ def preprocess(images: jax.Array, key: jax.Array, mirror: bool) -> jax.Array:
         flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
         x = jnp.where(flip, x[:, :, ::-1, :], x)
     return x
-
-
-def ema_beta(config, local_step: jax.Array) -> jax.Array:
-    """G EMA decay from the half-life ``ema.kimg`` with the optional ramp-up (ADA)."""
-    batch = float(config.batch_size)
-    ema_nimg = jnp.asarray(config.ema.kimg * 1000.0)
-    if config.ema.rampup > 0:
-        cur_nimg = local_step.astype(jnp.float32) * batch
-        ema_nimg = jnp.minimum(ema_nimg, cur_nimg * config.ema.rampup)
-    return jnp.power(0.5, batch / jnp.maximum(ema_nimg, 1e-8))
 
 
 def gan_update(
@@ -203,9 +166,9 @@ def gan_update(
         t_logits = None
         if t_net is not None and teacher_on:
             t_logits = t_net.apply({"params": d_teacher}, fake)
-        total, term = losses.dgl_generator_loss(logits, t_logits, alpha)
+        total, term = dgl.generator_loss(gan.g_nonsaturating, logits, t_logits, alpha)
         w_mean = jnp.mean(ws[:, 0], axis=0)
-        return total, (losses.g_nonsaturating(logits), term, w_mean)
+        return total, (gan.g_nonsaturating(logits), term, w_mean)
 
     (g_total, (g_main, t_term, w_mean)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(gs.g)
     upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
@@ -221,10 +184,10 @@ def gan_update(
 
         def pl_loss(g_params):
             ws = run_mapping(g_net, g_params, zp, keys[4], L.style_mixing_prob)
-            lengths = losses.path_lengths(
+            lengths = gan.path_lengths(
                 lambda v: synth(g_net, g_params, v, keys[5]), ws, keys[6], shape
             )
-            pen, new_mean = losses.path_length_penalty(lengths, gs.pl_mean, L.pl_decay)
+            pen, new_mean = gan.path_length_penalty(lengths, gs.pl_mean, L.pl_decay)
             return jnp.mean(pen) * L.pl_weight * L.g_reg_interval, (jnp.mean(pen), new_mean)
 
         (_, (pl_last, pl_mean)), gr = jax.value_and_grad(pl_loss, has_aux=True)(g)
@@ -238,7 +201,7 @@ def gan_update(
     def d_loss_fn(d_params):
         real_logits = d_net.apply({"params": d_params}, reals)
         fake_logits = d_net.apply({"params": d_params}, fake_d)
-        return losses.d_logistic(real_logits, fake_logits), (real_logits, fake_logits)
+        return gan.d_logistic(real_logits, fake_logits), (real_logits, fake_logits)
 
     (d_loss, (real_logits, fake_logits)), dgrads = jax.value_and_grad(d_loss_fn, has_aux=True)(gs.d)
     upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
@@ -247,7 +210,7 @@ def gan_update(
     # ---- D reg: lazy R1 on reals.
     r1_last = gs.r1_last
     if do_r1:
-        d, d_opt, r1_last = losses.r1_update(
+        d, d_opt, r1_last = gan.r1_update(
             lambda p, x: d_net.apply({"params": p}, x),
             d,
             d_opt,
@@ -257,7 +220,7 @@ def gan_update(
             interval=L.d_reg_interval,
         )
 
-    g_ema = optim.ema_update(gs.g_ema, g, ema_beta(config, local_step))
+    g_ema = optim.ema_update(gs.g_ema, g, gan.ema_beta(config.ema, config.batch_size, local_step))
     new = GanState(
         g=g,
         d=d,
@@ -286,11 +249,10 @@ def gan_update(
 def train_step(state: DGLState, batch: dict, *, config, phase: Phase) -> tuple[DGLState, dict]:
     """The job's train step for one (static) phase; see the module doc."""
     stage, do_pl, do_r1 = phase
-    dgl_schedule.check_phase(stage)
+    dgl.check_stage(stage)
     key = rng.step_key(state)
     k_aug, k_gan = jax.random.split(key)
     reals = preprocess(batch["image"], k_aug, config.aug.mirror)
-    s1, _ = phase_bounds(config)
     regs = dict(do_pl=bool(do_pl), do_r1=bool(do_r1))
     if stage == 0:
         t, metrics = gan_update(state.teacher, reals, k_gan, state.step, config, "teacher", **regs)
@@ -301,7 +263,7 @@ def train_step(state: DGLState, batch: dict, *, config, phase: Phase) -> tuple[D
             state.student,
             reals,
             k_gan,
-            state.step - s1,
+            dgl.local_step(config, stage, state.step),
             config,
             "student",
             d_teacher=state.teacher.d,
@@ -312,3 +274,9 @@ def train_step(state: DGLState, batch: dict, *, config, phase: Phase) -> tuple[D
         state = state.replace(student=s)
     metrics = dict(metrics, phase=jnp.asarray(stage, jnp.int32))
     return state.replace(step=state.step + 1), metrics
+
+
+def load_init(state: DGLState, tree, config) -> DGLState:
+    """Teacher from ``init_from``: a checkpoint of this job (its ``teacher``) or a converted
+    official pickle (``jaxpapers.convert.stylegan2`` writes {'teacher': {g, d, g_ema, w_avg}})."""
+    return dgl.load_teacher(state, tree, config, ("g", "d", "g_ema", "w_avg"))

@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxpapers import viz
 from jaxpapers.evals import face_verification as fv
-from jaxpapers.methods.synface import faces, losses, steps, synthesis
+from jaxpapers.methods.synface import inputs, losses, steps, synthesis
 from jaxpapers.methods.synface import model as M
 
 
@@ -65,7 +65,7 @@ def pictures(g_params, config, workdir: str, n_ids: int = 8, n_cols: int = 8) ->
         nrow=len(phis),
         scale=3,
     )
-    real = faces.real_split(config, "train")
+    real = inputs.real_split(config, "train")
     ids = np.arange(min(n_cols, int(config.data.n_train_ids)))
     first = np.asarray([np.flatnonzero(real["label"] == i)[0] for i in ids])
     g_net = M.build_generator(config)
@@ -109,7 +109,7 @@ def evaluate(state, config, workdir: str) -> dict[str, float]:
     result: dict[str, float] = {}
     g_params = jax.device_get(state.gen.g_ema)
     if int(jax.device_get(state.step)) > int(config.gen.steps):
-        images, labels, pairs = faces.eval_pairs(config)
+        images, labels, pairs = inputs.eval_pairs(config)
         variables = jax.device_get(
             {"params": state.rec.params["net"], "batch_stats": state.rec.batch_stats}
         )

@@ -4,7 +4,7 @@ Generator: an identity code c (a learned row of an embedding table for each trai
 or a *new* code drawn from the learned code distribution, see `new_identity_codes`) enters a
 conditional mapping network together with z, as conditional StyleGAN2 (stylegan2-ada-pytorch
 ``MappingNetwork`` with c_dim > 0) does: w = MLP([norm2(z), norm2(c)]).  Synthesis is the suite's
-StyleGAN2 skip synthesis network (`stylegan2_dgl.model.SynthesisNetwork`), reused unchanged.
+StyleGAN2 skip synthesis network (`jaxpapers.layers.stylegan2.SynthesisNetwork`), unchanged.
 
 In DiscoFaceGAN the latent is split into identity / expression / lighting / pose factors that
 are decoded into 3DMM-like coefficients; here the identity code is the only disentangled factor
@@ -21,8 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpapers.layers import stylegan2 as sg2
 from jaxpapers.layers import stylegan2_ops as ops
-from jaxpapers.methods.stylegan2_dgl import model as sg2
 
 
 def norm2(x: jax.Array) -> jax.Array:

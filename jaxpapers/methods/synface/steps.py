@@ -2,7 +2,8 @@
 
 * phase 0, ``step < gen.steps``: one conditional StyleGAN2 iteration (G non-saturating loss on
   fakes of random training identities; D logistic loss; lazy R1 every ``d_reg_interval`` steps;
-  G EMA) on the real training identities (``real_image``/``real_label``).
+  G EMA) on the real training identities (``real_image``/``real_label``). Whether a step runs the
+  lazy R1 is part of the static phase (`Phase`), so no convolution sits inside a ``lax.cond``.
 * phase 1: the recogniser (LResNet-E-IR + ArcFace s=30, m=0.5) on the synthetic rows of the batch,
   whose images are generated from the frozen EMA generator inside the step (`synthesis.generate`:
   the row's image is a deterministic function of the row, the same pixels the builder stores),
@@ -16,7 +17,7 @@ convolutions far slower on XLA:CPU); checkpoints resume either phase.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -24,11 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers import optim, rng
+from jaxpapers import batching, checkpoint, optim, rng
 from jaxpapers.layers import face_backbones as fb
+from jaxpapers.lib import gan
 from jaxpapers.lib import margin_heads as mh
-from jaxpapers.methods.stylegan2_dgl import losses as sg_losses
-from jaxpapers.methods.stylegan2_dgl.steps import ema_beta
 from jaxpapers.methods.synface import losses, synthesis
 from jaxpapers.methods.synface import model as M
 
@@ -152,9 +152,15 @@ def random_flip(key: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def gan_update(
-    gs: GenState, reals: jax.Array, labels: jax.Array, key: jax.Array, local_step: jax.Array, config
+    gs: GenState,
+    reals: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    local_step: jax.Array,
+    config,
+    do_r1: bool = False,
 ) -> tuple[GenState, dict]:
-    """One conditional StyleGAN2 iteration (G main, D main, lazy R1, EMA)."""
+    """One conditional StyleGAN2 iteration (G main, D main, lazy R1 when ``do_r1``, EMA)."""
     g_net, d_net = M.build_generator(config), M.build_discriminator(config)
     gc, L = config.gen, config.gen_loss
     n = reals.shape[0]
@@ -169,7 +175,7 @@ def gan_update(
 
     def g_loss_fn(g_params):
         img, c = fake(g_params, k[0], k[1], k[2])
-        return sg_losses.g_nonsaturating(d_net.apply({"params": gs.d}, img, c))
+        return gan.g_nonsaturating(d_net.apply({"params": gs.d}, img, c))
 
     g_loss, grads = jax.value_and_grad(g_loss_fn)(gs.g)
     upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
@@ -178,7 +184,7 @@ def gan_update(
     img_d = jax.lax.stop_gradient(img_d)
 
     def d_loss_fn(d_params):
-        return sg_losses.d_logistic(
+        return gan.d_logistic(
             d_net.apply({"params": d_params}, reals, labels),
             d_net.apply({"params": d_params}, img_d, c_d),
         )
@@ -187,18 +193,18 @@ def gan_update(
     upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
     d = optax.apply_updates(gs.d, upd)
 
-    d, d_opt, r1 = sg_losses.lazy_r1_update(
-        lambda p, x: d_net.apply({"params": p}, x, labels),
-        d,
-        d_opt,
-        tx_d,
-        reals,
-        gamma=L.r1_gamma,
-        interval=L.d_reg_interval,
-        step=local_step,
-        last=gs.r1_last,
-    )
-    g_ema = optim.ema_update(gs.g_ema, g, ema_beta(config, local_step))
+    r1 = gs.r1_last
+    if do_r1:
+        d, d_opt, r1 = gan.r1_update(
+            lambda p, x: d_net.apply({"params": p}, x, labels),
+            d,
+            d_opt,
+            tx_d,
+            reals,
+            gamma=L.r1_gamma,
+            interval=L.d_reg_interval,
+        )
+    g_ema = optim.ema_update(gs.g_ema, g, gan.ema_beta(config.ema, config.batch_size, local_step))
     new = GenState(g=g, d=d, g_ema=g_ema, g_opt=g_opt, d_opt=d_opt, r1_last=r1)
     return new, {"g_loss": g_loss, "d_loss": d_loss, "r1": r1}
 
@@ -253,16 +259,27 @@ def rec_update(st: SynFaceState, batch: dict, key: jax.Array, config) -> tuple[R
 METRIC_KEYS = ("g_loss", "d_loss", "r1", "rec_loss", "rec_acc", "psi", "phi_mean")
 
 
-def phase(config, step: int) -> int:
-    """0: generator (StyleGAN2) training, 1: recognition training."""
-    return 0 if step < int(config.gen.steps) else 1
+class Phase(NamedTuple):
+    """The static part of a step, chosen on the host from the global step (`phase`)."""
+
+    stage: int  # 0 generator (StyleGAN2) training, 1 recognition training.
+    r1: bool  # This generator step runs the lazy R1 update (every d_reg_interval steps).
+
+
+def phase(config, step: int) -> Phase:
+    """Stage from ``gen.steps``; the lazy R1 in the generator steps ``0, d_reg_interval, ...``."""
+    if step >= int(config.gen.steps):
+        return Phase(1, False)
+    L = config.gen_loss
+    return Phase(0, bool(L.r1_gamma > 0 and step % int(L.d_reg_interval) == 0))
 
 
 def train_step(
-    state: SynFaceState, batch: dict, *, config, phase: int
+    state: SynFaceState, batch: dict, *, config, phase: Phase
 ) -> tuple[SynFaceState, dict]:
-    if phase not in (0, 1):
-        raise ValueError(f"phase must be 0 or 1, got {phase!r}.")
+    stage, do_r1 = phase
+    if stage not in (0, 1):
+        raise ValueError(f"phase stage must be 0 or 1, got {stage!r}.")
     key = rng.step_key(state)
     k_aug, k_gan, k_rec = jax.random.split(key, 3)
 
@@ -273,7 +290,9 @@ def train_step(
         reals = to_float(batch["real_image"])
         if config.gen_loss.mirror:
             reals = random_flip(k_aug, reals)
-        gen, m = gan_update(st.gen, reals, batch["real_label"], k_gan, st.step, config)
+        gen, m = gan_update(
+            st.gen, reals, batch["real_label"], k_gan, st.step, config, do_r1=bool(do_r1)
+        )
         m = full(m)
         m["loss"] = m["g_loss"] + m["d_loss"]
         return st.replace(gen=gen), m
@@ -284,8 +303,8 @@ def train_step(
         m["loss"] = m["rec_loss"]
         return st.replace(rec=rec), m
 
-    state, metrics = gan_branch(state) if phase == 0 else rec_branch(state)
-    metrics["phase"] = jnp.asarray(phase, jnp.float32)
+    state, metrics = gan_branch(state) if stage == 0 else rec_branch(state)
+    metrics["phase"] = jnp.asarray(stage, jnp.float32)
     return state.replace(step=state.step + 1), metrics
 
 
@@ -293,11 +312,14 @@ def embed(variables: dict, images: np.ndarray, config, batch: int = 100) -> np.n
     """Eval-mode embeddings of uint8 faces (grey replicated to RGB), batched on the host."""
     net = build_net(config)
     fn = jax.jit(lambda v, x: net.apply(v, to_rgb(to_float(x)), train=False))
-    out = []
-    for i in range(0, len(images), batch):
-        chunk = images[i : i + batch]
-        pad = batch - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-        out.append(np.asarray(jax.device_get(fn(variables, jnp.asarray(chunk))))[: batch - pad])
-    return np.concatenate(out)
+    return batching.map_batches(lambda x: fn(variables, x), images, batch_size=batch)
+
+
+def load_init(state: SynFaceState, tree, config) -> SynFaceState:
+    """init_from an earlier synface run: its trained generator (gen.steps must be 0)."""
+    if int(config.gen.steps) != 0:
+        raise ValueError("init_from provides the generator: set --config.gen.steps=0.")
+    if not isinstance(tree, dict) or "gen" not in tree:
+        raise ValueError("init_from must point at a synface run (no 'gen' in its checkpoint).")
+    gen = checkpoint.graft(state.gen, tree["gen"], ("g", "d", "g_ema"), source="init_from gen")
+    return state.replace(gen=gen)

@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import viz
+from jaxpapers.lib import dgl
 from jaxpapers.methods.biggan_dgl import model as M
 from jaxpapers.methods.biggan_dgl import steps
+from jaxpapers.methods.biggan_dgl.model import make_nets
 
 
 def sample_z(key: jax.Array, n: int, dim_z: int, truncation: float) -> jax.Array:
@@ -26,12 +28,18 @@ def sample_z(key: jax.Array, n: int, dim_z: int, truncation: float) -> jax.Array
     return jax.random.normal(key, (n, dim_z))
 
 
-def make_sampler(config, role: str, gs: steps.GanState):
-    """A jitted ``(z, y) -> images in [-1, 1]`` of the EMA generator of ``role`` (the raw
-    generator with ``eval.use_ema=False``: a short run's EMA still holds mostly older weights)."""
-    g_net, _ = steps.make_nets(config, role)
-    ema = bool(config.eval.get("use_ema", True))
-    params, variables = (gs.g_ema, gs.g_ema_vars) if ema else (gs.g, gs.g_vars)
+def sampled_generator(config, gs: steps.GanState) -> tuple:
+    """(params, variables) of the G that evaluations sample: the EMA G, or the raw one with
+    ``eval.use_ema=False`` (a short run's EMA still holds mostly older weights)."""
+    if bool(config.eval.get("use_ema", True)):
+        return gs.g_ema, gs.g_ema_vars
+    return gs.g, gs.g_vars
+
+
+def make_sampler(config, role: str, params, variables):
+    """A jitted ``(z, y) -> images in [-1, 1]`` of the generator ``params`` (+ its BN stats and
+    SN vectors ``variables``) of ``role``, in eval mode."""
+    g_net, _ = make_nets(config, role)
 
     @jax.jit
     def sample(z, y):
@@ -80,7 +88,7 @@ def counts(config) -> dict[str, float]:
     out: dict[str, float] = {}
     m = config.model
     for role in ("teacher", "student"):
-        g, d = steps.make_nets(config, role)
+        g, d = make_nets(config, role)
         y = jnp.zeros((2,), jnp.int32)
         x = jnp.zeros((2, m.resolution, m.resolution, m.img_channels))
         zs = jnp.zeros((2, m.dim_z))
@@ -98,9 +106,9 @@ def counts(config) -> dict[str, float]:
 def gan_sampler(state: steps.DGLState, config, role: str = "student"):
     """``(key, n) -> n images in [-1, 1]`` of the EMA generator of ``role`` with random classes;
     what the GAN metrics score (in-training evals and ``jaxpapers.evals.gan_metrics``)."""
-    if role not in ("teacher", "student"):
-        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}.")
-    sample, m = make_sampler(config, role, getattr(state, role)), config.model
+    dgl.check_role(role)
+    sample = make_sampler(config, role, *sampled_generator(config, getattr(state, role)))
+    m = config.model
 
     def sample_fn(key: jax.Array, n: int) -> np.ndarray:
         kz, ky = jax.random.split(key)
@@ -114,7 +122,6 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
     """Per-class grids (one row per class, the same z in each column), metrics and counts."""
     os.makedirs(workdir, exist_ok=True)
     step = int(jax.device_get(state.step))
-    s1, _ = steps.phase_bounds(config)
     ev, m = config.eval, config.model
     k = int(ev.per_class)
     z = sample_z(jax.random.key(ev.seed), k, m.dim_z, float(ev.truncation))
@@ -122,9 +129,8 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
     zz = jnp.tile(z, (classes, 1))
     yy = jnp.repeat(jnp.arange(classes), k)
     results: dict[str, float] = {}
-    roles = [r for r, on in (("teacher", s1 > 0 or config.init_from), ("student", step > s1)) if on]
-    for role in roles:
-        sample = make_sampler(config, role, getattr(state, role))
+    for role in dgl.trained_roles(config, step):
+        sample = make_sampler(config, role, *sampled_generator(config, getattr(state, role)))
         imgs = np.asarray(sample(zz, yy))
         viz.save_image_grid(
             os.path.join(workdir, f"samples_{role}_step{step}.png"), imgs, nrow=k, scale=2

@@ -1,4 +1,6 @@
-"""Real faces for SynFace: generator training set, DM real set, held-out verification pairs.
+"""SynFace inputs: the batch spec, the training rows (synthesis plan + real faces), held-out pairs.
+
+Real faces: the generator training set, the DM real set and the held-out verification pairs.
 
 CPU preset: the ORL faces (40 identities x 10 grey 92x112 images) resized to the generator's
 square resolution.  The first `data.n_train_ids` identities (sorted folder names) train the
@@ -11,12 +13,27 @@ from __future__ import annotations
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers.data import builders
 from jaxpapers.evals import face_verification as fv
 from jaxpapers.methods.from_occlusion.faces import load_identity_folder
 from jaxpapers.methods.synface import synthesis
+
+
+def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
+    """One global batch: synthesis-plan rows + one real face (and its label) per row."""
+    b, r, c = config.batch_size, config.gen.resolution, config.gen.img_channels
+    return {
+        "syn_id_a": jax.ShapeDtypeStruct((b,), jnp.int32),
+        "syn_id_b": jax.ShapeDtypeStruct((b,), jnp.int32),
+        "syn_phi": jax.ShapeDtypeStruct((b,), jnp.float32),
+        "syn_seed": jax.ShapeDtypeStruct((b,), jnp.int32),
+        "real_image": jax.ShapeDtypeStruct((b, r, r, c), jnp.uint8),
+        "real_label": jax.ShapeDtypeStruct((b,), jnp.int32),
+    }
 
 
 def _all_faces(config) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,14 @@
-"""StyleGAN2 losses and regularizers, plus the DGL-GAN teacher-discriminator term.
+"""StyleGAN2 losses, regularizers and the G EMA decay, shared by the StyleGAN2-based methods.
 
 Official references: NVlabs/stylegan2 ``training/loss.py`` (``G_logistic_ns_pathreg``,
 ``D_logistic_r1``), NVlabs/stylegan2-ada-pytorch ``training/loss.py`` (same maths, phase
-layout), yuesongtian/DGL-GAN ``stylegan2_dgl/training/loss.py`` (``G_dg_pathreg``):
+layout) and ``training/training_loop.py`` (``ema_kimg``, ``ema_rampup``):
 
 * G (non-saturating logistic): E_z softplus(-D(G(z)))
-* DGL:  L_G = E softplus(-D_S(G_S(z))) + alpha * E softplus(-D_T(G_S(z))), D_T frozen.
 * D: E softplus(D(G(z))) + E softplus(-D(x))
 * R1: (gamma/2) * ||grad_x D(x)||^2 on reals (lazy, scaled by the interval).
 * Path length: a = || J_w^T y ||, y ~ N(0, I)/sqrt(HW); penalty (a - a_bar)^2 with a running mean.
+* G EMA: decay 0.5 ** (batch / ema_nimg), ema_nimg = ema_kimg * 1000 (optionally ramped up).
 """
 
 from __future__ import annotations
@@ -24,21 +24,6 @@ import optax
 def g_nonsaturating(fake_logits: jax.Array) -> jax.Array:
     """Non-saturating generator loss, mean over the batch."""
     return jnp.mean(jax.nn.softplus(-fake_logits))
-
-
-def dgl_generator_loss(
-    fake_logits: jax.Array, teacher_logits: jax.Array | None, alpha: float | jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """DGL student G loss; returns (total, teacher term). With alpha = 0 it is the vanilla loss.
-
-    ``teacher_logits`` are D_T(G_S(z)) for the same fakes the student D scores; D_T's params must
-    be held fixed by the caller (they are not differentiated: only G's params are).
-    """
-    vanilla = g_nonsaturating(fake_logits)
-    if teacher_logits is None:
-        return vanilla, jnp.zeros((), vanilla.dtype)
-    term = jnp.mean(jax.nn.softplus(-teacher_logits))
-    return vanilla + alpha * term, term
 
 
 def d_logistic(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
@@ -97,37 +82,11 @@ def r1_update(
     return optax.apply_updates(d_params, updates), d_opt, pen
 
 
-def lazy_r1_update(
-    d_apply: Callable[[Any, jax.Array], jax.Array],
-    d_params: Any,
-    d_opt: Any,
-    tx_d: optax.GradientTransformation,
-    reals: jax.Array,
-    *,
-    gamma: float,
-    interval: int,
-    step: jax.Array,
-    last: jax.Array,
-) -> tuple[Any, Any, jax.Array]:
-    """StyleGAN2's lazy R1: every ``interval`` D steps, one extra D update on
-    ``(gamma / 2) * E||grad_x D(x)||^2 * interval`` (its own Adam step, moments shared with the
-    main D loss; the optimizer carries the official lr/beta correction). Inside jit as a
-    ``lax.cond``; returns (D params, D optimizer state, the penalty of the last R1 step).
-    Shared by every StyleGAN2-based method (``stylegan2_dgl``, ``synface``)."""
-    if gamma <= 0:
-        return d_params, d_opt, last
-
-    def r1_step(args):
-        d, opt = args
-
-        def r1_loss(p):
-            pen = r1_penalty(lambda x: d_apply(p, x), reals)
-            return jnp.mean(pen) * (gamma / 2) * interval, jnp.mean(pen)
-
-        (_, pen), grads = jax.value_and_grad(r1_loss, has_aux=True)(d)
-        updates, opt = tx_d.update(grads, opt, d)
-        return optax.apply_updates(d, updates), opt, pen
-
-    return jax.lax.cond(
-        step % interval == 0, r1_step, lambda a: (a[0], a[1], last), (d_params, d_opt)
-    )
+def ema_beta(ema, batch_size: int, local_step: jax.Array) -> jax.Array:
+    """G EMA decay from the half-life ``ema.kimg`` with the optional ``ema.rampup`` (ADA)."""
+    batch = float(batch_size)
+    ema_nimg = jnp.asarray(ema.kimg * 1000.0)
+    if ema.rampup > 0:
+        cur_nimg = local_step.astype(jnp.float32) * batch
+        ema_nimg = jnp.minimum(ema_nimg, cur_nimg * ema.rampup)
+    return jnp.power(0.5, batch / jnp.maximum(ema_nimg, 1e-8))
