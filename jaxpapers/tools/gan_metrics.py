@@ -1,0 +1,151 @@
+"""GAN scores from the shell: FD/FID, KID, IS, precision/recall of images or of a GAN run.
+
+    python -m jaxpapers.tools.gan_metrics --images fakes.npz --workdir out \
+        [--feature_net fmnist|inception] [--real_dataset fashion_mnist] [--real_split test] \
+        [--inception_weights pt_inception-2015-12-05-6726825d.pth] [--num_samples 10000]
+    python -m jaxpapers.tools.gan_metrics --checkpoint RUN_DIR --workdir out \
+        [--config configs/stylegan2_dgl.py[:preset,key=value]] [--role student|teacher] \
+        [--step N] [--num_samples 10000] [--feature_net ...]
+
+With ``--checkpoint`` the run (a workdir of ``jaxpapers.main`` for a GAN method, e.g.
+``stylegan2_dgl``, ``biggan_dgl``) is restored by ``jaxpapers.runs.load_run`` (its latest step, or
+``--step``; its own ``config.json`` unless ``--config`` is given) and the method's
+``gan_sampler(state, config, role)`` generates the fakes; the real data set is the config's
+(``data.name`` test split) unless given.
+
+Images: uint8 (N, H, W[, C]) or float in [-1, 1]; ``.npz`` uses the array named ``--key``
+(default: 'images', else the only array); a directory is read with PIL (png/jpg/jpeg/bmp,
+sorted by name). Prints and writes ``gan_metrics_<net>.json`` into ``--workdir``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import flags
+
+from jaxpapers.tools import cli
+
+_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+STRING_OPTIONS = (
+    "feature_net",
+    "real_dataset",
+    "real_split",
+    "real_data_path",
+    "inception_weights",
+    "fmnist_weights",
+    "stats_dir",
+)
+INT_OPTIONS = ("num_samples", "batch_size", "real_num_samples", "seed")
+
+_IMAGES = flags.DEFINE_string("images", None, "Directory of image files, .npz or .npy.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir of a GAN method's run.")
+_CONFIG = flags.DEFINE_string(
+    "config", "", "configs/<method>.py[:preset,k=v] (default: the run's config.json)."
+)
+_ROLE = flags.DEFINE_string("role", "student", "teacher or student generator.")
+_STEP = flags.DEFINE_integer("step", -1, "Checkpoint step (-1: latest).")
+_KEY = flags.DEFINE_string("key", "images", "Array name inside an .npz.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
+for _name in STRING_OPTIONS:
+    flags.DEFINE_string(_name, None, "Evaluator option (default: evaluator.default_eval_config).")
+for _name in INT_OPTIONS:
+    flags.DEFINE_integer(_name, None, "Evaluator option (default: evaluator.default_eval_config).")
+flags.mark_flag_as_required("workdir")
+flags.mark_flags_as_mutual_exclusive(["images", "checkpoint"], required=True)
+
+
+def read_images(path: str, key: str = "images") -> np.ndarray:
+    """An (N, H, W, C) array from a .npz/.npy file or a directory of image files."""
+    if os.path.isdir(path):
+        from PIL import Image
+
+        files = sorted(f for f in os.listdir(path) if f.lower().endswith(_EXTS))
+        if not files:
+            raise ValueError(f"no {_EXTS} images in directory {path}.")
+        images = np.stack([np.asarray(Image.open(os.path.join(path, f))) for f in files])
+    elif path.endswith(".npz"):
+        with np.load(path) as d:
+            if key in d.files:
+                images = d[key]
+            elif len(d.files) == 1:
+                images = d[d.files[0]]
+            else:
+                raise ValueError(f"{path} has arrays {d.files}; choose one with --key.")
+    elif path.endswith(".npy"):
+        images = np.load(path)
+    else:
+        raise ValueError(f"{path}: expected a directory, .npz or .npy file.")
+    if images.ndim == 3:
+        images = images[..., None]
+    return images
+
+
+def score_images(path: str, workdir: str, key: str = "images", **options) -> dict[str, float]:
+    """Scores the images at ``path``; ``options`` override ``evaluator.default_eval_config()``."""
+    from jaxpapers.evals.gan import evaluator
+
+    cfg = evaluator.default_eval_config()
+    cfg.update(options)
+    images = read_images(path, key)
+    if cfg.num_samples and len(images) > cfg.num_samples:
+        images = images[: cfg.num_samples]
+    return evaluator.evaluate_images(images, cfg, workdir)
+
+
+def score_run(
+    run_dir: str,
+    workdir: str,
+    role: str = "student",
+    step: int | None = None,
+    config_arg: str = "",
+    **options,
+) -> dict[str, float]:
+    """Restores a GAN run and scores its ``role`` generator; ``options`` as in ``score_images``."""
+    from jaxpapers import config_lib, methods, runs
+    from jaxpapers.evals.gan import evaluator
+
+    if config_arg:
+        path, _, arg = config_arg.partition(":")
+        config = config_lib.load_config_file(path, arg or None)
+    else:
+        config = runs.read_config(run_dir)
+    method = methods.get(config.method)
+    if methods.hook(method, "gan_sampler") is None:
+        raise cli.BadInput(f"Method {config.method!r} has no gan_sampler; it is not a GAN method.")
+    run = runs.load_run(run_dir, step, config=config)
+    print(f"Restored {run_dir} step {run.step}", flush=True)
+    sample_fn = run.make_sampler(role)
+    config = run.config
+    with config.unlocked():
+        for k, v in options.items():  # e.g. --num_samples, --feature_net
+            if k != "seed":  # The eval config's seed is the method's grid seed.
+                config.eval[k] = v
+        if "real_dataset" in options:
+            config.data.name = options["real_dataset"]
+        if "real_data_path" in options:
+            config.data.path = options["real_data_path"]
+    return evaluator.evaluate_method_sampler(sample_fn, config, workdir, role)
+
+
+def main(argv) -> None:
+    del argv
+    given = {  # Only the options on the command line override the defaults.
+        name: flags.FLAGS[name].value
+        for name in STRING_OPTIONS + INT_OPTIONS
+        if flags.FLAGS[name].value is not None
+    }
+    if _CHECKPOINT.value:
+        step = None if _STEP.value < 0 else _STEP.value
+        results = score_run(
+            _CHECKPOINT.value, _WORKDIR.value, _ROLE.value, step, _CONFIG.value, **given
+        )
+    else:
+        results = score_images(_IMAGES.value, _WORKDIR.value, _KEY.value, **given)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    cli.run(main, __doc__)
