@@ -145,3 +145,13 @@ def hook(method: ModuleType, name: str) -> Callable | None:
     if name not in OPTIONAL.get(getattr(method, "kind", None), {}):
         return None
     return vars(method).get(name)
+
+
+def contract_markdown() -> str:
+    """The contract as the Markdown table of CONTRIBUTING.md (a test keeps the two equal)."""
+    rows = ["| kind | name | required | signature | purpose |", "| --- | --- | --- | --- | --- |"]
+    for kind in KINDS:
+        for table, required in ((REQUIRED[kind], "yes"), (OPTIONAL[kind], "no")):
+            for name, signature in table.items():
+                rows.append(f"| {kind} | `{name}` | {required} | `{signature}` | {PURPOSE[name]} |")
+    return "\n".join(rows)
