@@ -21,14 +21,12 @@ sorted by name). Prints and writes ``gan_metrics_<net>.json`` into ``--workdir``
 from __future__ import annotations
 
 import json
-import os
 
-import numpy as np
 from absl import flags
 
 from jaxpapers.tools import cli
 
-_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+# Evaluator options the command line may override (evaluator.default_eval_config() keys).
 STRING_OPTIONS = (
     "feature_net",
     "real_dataset",
@@ -57,93 +55,32 @@ flags.mark_flag_as_required("workdir")
 flags.mark_flags_as_mutual_exclusive(["images", "checkpoint"], required=True)
 
 
-def read_images(path: str, key: str = "images") -> np.ndarray:
-    """An (N, H, W, C) array from a .npz/.npy file or a directory of image files."""
-    if os.path.isdir(path):
-        from PIL import Image
-
-        files = sorted(f for f in os.listdir(path) if f.lower().endswith(_EXTS))
-        if not files:
-            raise ValueError(f"no {_EXTS} images in directory {path}.")
-        images = np.stack([np.asarray(Image.open(os.path.join(path, f))) for f in files])
-    elif path.endswith(".npz"):
-        with np.load(path) as d:
-            if key in d.files:
-                images = d[key]
-            elif len(d.files) == 1:
-                images = d[d.files[0]]
-            else:
-                raise ValueError(f"{path} has arrays {d.files}; choose one with --key.")
-    elif path.endswith(".npy"):
-        images = np.load(path)
-    else:
-        raise ValueError(f"{path}: expected a directory, .npz or .npy file.")
-    if images.ndim == 3:
-        images = images[..., None]
-    return images
-
-
-def score_images(path: str, workdir: str, key: str = "images", **options) -> dict[str, float]:
-    """Scores the images at ``path``; ``options`` override ``evaluator.default_eval_config()``."""
-    from jaxpapers.evals.gan import evaluator
-
-    cfg = evaluator.default_eval_config()
-    cfg.update(options)
-    images = read_images(path, key)
-    if cfg.num_samples and len(images) > cfg.num_samples:
-        images = images[: cfg.num_samples]
-    return evaluator.evaluate_images(images, cfg, workdir)
-
-
-def score_run(
-    run_dir: str,
-    workdir: str,
-    role: str = "student",
-    step: int | None = None,
-    config_arg: str = "",
-    **options,
-) -> dict[str, float]:
-    """Restores a GAN run and scores its ``role`` generator; ``options`` as in ``score_images``."""
-    from jaxpapers import config_lib, methods, runs
-    from jaxpapers.evals.gan import evaluator
-
-    if config_arg:
-        path, _, arg = config_arg.partition(":")
-        config = config_lib.load_config_file(path, arg or None)
-    else:
-        config = runs.read_config(run_dir)
-    method = methods.get(config.method)
-    if methods.hook(method, "gan_sampler") is None:
-        raise cli.BadInput(f"Method {config.method!r} has no gan_sampler; it is not a GAN method.")
-    run = runs.load_run(run_dir, step, config=config)
-    print(f"Restored {run_dir} step {run.step}", flush=True)
-    sample_fn = run.make_sampler(role)
-    config = run.config
-    with config.unlocked():
-        for k, v in options.items():  # e.g. --num_samples, --feature_net
-            if k != "seed":  # The eval config's seed is the method's grid seed.
-                config.eval[k] = v
-        if "real_dataset" in options:
-            config.data.name = options["real_dataset"]
-        if "real_data_path" in options:
-            config.data.path = options["real_data_path"]
-    return evaluator.evaluate_method_sampler(sample_fn, config, workdir, role)
-
-
 def main(argv) -> None:
     del argv
+    from jaxpapers.evals.gan import score
+
     given = {  # Only the options on the command line override the defaults.
         name: flags.FLAGS[name].value
         for name in STRING_OPTIONS + INT_OPTIONS
         if flags.FLAGS[name].value is not None
     }
     if _CHECKPOINT.value:
+        from jaxpapers import config_lib, methods, runs
+
+        if _CONFIG.value:
+            path, _, arg = _CONFIG.value.partition(":")
+            config = config_lib.load_config_file(path, arg or None)
+        else:
+            config = runs.read_config(_CHECKPOINT.value)
+        if methods.hook(methods.get(config.method), "gan_sampler") is None:
+            raise cli.BadInput(f"Method {config.method!r} has no gan_sampler; it is not a GAN.")
         step = None if _STEP.value < 0 else _STEP.value
-        results = score_run(
-            _CHECKPOINT.value, _WORKDIR.value, _ROLE.value, step, _CONFIG.value, **given
-        )
+        run = runs.load_run(_CHECKPOINT.value, step, config=config)
+        print(f"Restored {_CHECKPOINT.value} step {run.step}", flush=True)
+        sample_fn = run.make_sampler(_ROLE.value)
+        results = score.score_sampler(sample_fn, run.config, _WORKDIR.value, _ROLE.value, **given)
     else:
-        results = score_images(_IMAGES.value, _WORKDIR.value, _KEY.value, **given)
+        results = score.score_images(_IMAGES.value, _WORKDIR.value, _KEY.value, **given)
     print(json.dumps(results, indent=2))
 
 
