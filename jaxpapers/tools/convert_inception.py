@@ -14,26 +14,32 @@ from absl import flags
 
 from jaxpapers.tools import cli
 
-_SRC = flags.DEFINE_string("src", None, "Path to pt_inception-2015-12-05-6726825d.pth.")
-_DST = flags.DEFINE_string(
-    "dst", None, "Output .npz (default: the first of convert.inception.default_locations())."
-)
-flags.mark_flag_as_required("src")
+
+def define_flags() -> None:
+    """Flags exist only when run as a program: importing several tools (or a tool and
+    ``jaxpapers.main``) into one process must not define the same flag twice."""
+    flags.DEFINE_string("src", None, "Path to pt_inception-2015-12-05-6726825d.pth.")
+    flags.DEFINE_string(
+        "dst", None, "Output .npz (default: the first of convert.inception.default_locations())."
+    )
+    flags.mark_flag_as_required("src")
 
 
 def main(argv) -> None:
     del argv
+    F = flags.FLAGS
     from flax import traverse_util
 
     from jaxpapers.convert import inception
 
-    dst = _DST.value or inception.default_locations()[0]
-    variables = inception.convert_state_dict(inception.read_torch_state_dict(_SRC.value))
+    dst = F.dst or inception.default_locations()[0]
+    variables = inception.convert_state_dict(inception.read_torch_state_dict(F.src))
     inception.check_variables(variables)
     inception.save_variables(variables, dst)
     n = sum(v.size for v in traverse_util.flatten_dict(variables).values())
-    print(f"converted {n} values from {_SRC.value} -> {dst}")
+    print(f"converted {n} values from {F.src} -> {dst}")
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, __doc__)

@@ -16,23 +16,29 @@ from absl import flags
 
 from jaxpapers.tools import cli
 
-_PKL = flags.DEFINE_string("pkl", None, "Official StyleGAN2 TF pickle.")
-_OUT = flags.DEFINE_string("out", None, "Output directory (init_from target).")
-flags.mark_flags_as_required(["pkl", "out"])
+
+def define_flags() -> None:
+    """Flags exist only when run as a program: importing several tools (or a tool and
+    ``jaxpapers.main``) into one process must not define the same flag twice."""
+    flags.DEFINE_string("pkl", None, "Official StyleGAN2 TF pickle.")
+    flags.DEFINE_string("out", None, "Output directory (init_from target).")
+    flags.mark_flags_as_required(["pkl", "out"])
 
 
 def main(argv) -> None:
     del argv
+    F = flags.FLAGS
     from jaxpapers.convert import stylegan2
 
-    if not os.path.isfile(_PKL.value):
-        raise FileNotFoundError(f"No such file: {_PKL.value}")
-    with open(_PKL.value, "rb") as f:
+    if not os.path.isfile(F.pkl):
+        raise FileNotFoundError(f"No such file: {F.pkl}")
+    with open(F.pkl, "rb") as f:
         tree, info = stylegan2.convert(f.read())
-    stylegan2.save(tree, info, _OUT.value)
+    stylegan2.save(tree, info, F.out)
     summary = json.dumps({k: v for k, v in info.items() if k != "static_kwargs"})
-    print(f"Wrote {_OUT.value}: {summary}")
+    print(f"Wrote {F.out}: {summary}")
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, __doc__)

@@ -13,19 +13,25 @@ from absl import flags
 
 from jaxpapers.tools import cli
 
-_WHEEL = flags.DEFINE_string("wheel", None, "Path or glob of mediapipe-0.10.14-*.whl.")
-_OUT = flags.DEFINE_string("out", None, "Output .npz (default: topology.TOPOLOGY_FILE).")
-flags.mark_flag_as_required("wheel")
+
+def define_flags() -> None:
+    """Flags exist only when run as a program: importing several tools (or a tool and
+    ``jaxpapers.main``) into one process must not define the same flag twice."""
+    flags.DEFINE_string("wheel", None, "Path or glob of mediapipe-0.10.14-*.whl.")
+    flags.DEFINE_string("out", None, "Output .npz (default: topology.TOPOLOGY_FILE).")
+    flags.mark_flag_as_required("wheel")
 
 
 def main(argv) -> None:
     del argv
+    F = flags.FLAGS
     from jaxpapers.lib.face3d import topology
 
-    out = _OUT.value or topology.TOPOLOGY_FILE
-    topo = topology.build_topology_file(_WHEEL.value, out)
+    out = F.out or topology.TOPOLOGY_FILE
+    topo = topology.build_topology_file(F.wheel, out)
     print({k: v.shape for k, v in topo.items()}, "->", out)
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, __doc__)

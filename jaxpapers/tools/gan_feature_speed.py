@@ -16,10 +16,14 @@ from absl import flags
 
 from jaxpapers.tools import cli
 
-_OUT = flags.DEFINE_string("out", "", "Write the JSON result here too.")
-_BATCH = flags.DEFINE_integer("batch", 64, "Images per call.")
-_ITERS = flags.DEFINE_integer("iters", 5, "Timed calls after the compiling one.")
-_SIZE = flags.DEFINE_integer("size", 256, "Inception input size (resized inside the net).")
+
+def define_flags() -> None:
+    """Flags exist only when run as a program: importing several tools (or a tool and
+    ``jaxpapers.main``) into one process must not define the same flag twice."""
+    flags.DEFINE_string("out", "", "Write the JSON result here too.")
+    flags.DEFINE_integer("batch", 64, "Images per call.")
+    flags.DEFINE_integer("iters", 5, "Timed calls after the compiling one.")
+    flags.DEFINE_integer("size", 256, "Inception input size (resized inside the net).")
 
 
 def _time(fn, x, iters: int) -> dict[str, float]:
@@ -74,14 +78,16 @@ def measure(batch: int, iters: int, size: int) -> dict:
 
 def main(argv) -> None:
     del argv
-    if _BATCH.value <= 0 or _ITERS.value <= 0:
+    F = flags.FLAGS
+    if F.batch <= 0 or F.iters <= 0:
         raise cli.BadInput("--batch and --iters must be positive.")
-    results = measure(_BATCH.value, _ITERS.value, _SIZE.value)
+    results = measure(F.batch, F.iters, F.size)
     print(json.dumps(results, indent=2))
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
+    if F.out:
+        with open(F.out, "w") as f:
             json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, __doc__)

@@ -38,51 +38,59 @@ STRING_OPTIONS = (
 )
 INT_OPTIONS = ("num_samples", "batch_size", "real_num_samples", "seed")
 
-_IMAGES = flags.DEFINE_string("images", None, "Directory of image files, .npz or .npy.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir of a GAN method's run.")
-_CONFIG = flags.DEFINE_string(
-    "config", "", "configs/<method>.py[:preset,k=v] (default: the run's config.json)."
-)
-_ROLE = flags.DEFINE_string("role", "student", "teacher or student generator.")
-_STEP = flags.DEFINE_integer("step", -1, "Checkpoint step (-1: latest).")
-_KEY = flags.DEFINE_string("key", "images", "Array name inside an .npz.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
-for _name in STRING_OPTIONS:
-    flags.DEFINE_string(_name, None, "Evaluator option (default: evaluator.default_eval_config).")
-for _name in INT_OPTIONS:
-    flags.DEFINE_integer(_name, None, "Evaluator option (default: evaluator.default_eval_config).")
-flags.mark_flag_as_required("workdir")
-flags.mark_flags_as_mutual_exclusive(["images", "checkpoint"], required=True)
+
+def define_flags() -> None:
+    """Flags exist only when run as a program: importing several tools (or a tool and
+    ``jaxpapers.main``) into one process must not define the same flag twice."""
+    flags.DEFINE_string("images", None, "Directory of image files, .npz or .npy.")
+    flags.DEFINE_string("checkpoint", None, "Workdir of a GAN method's run.")
+    flags.DEFINE_string(
+        "config", "", "configs/<method>.py[:preset,k=v] (default: the run's config.json)."
+    )
+    flags.DEFINE_string("role", "student", "teacher or student generator.")
+    flags.DEFINE_integer("step", -1, "Checkpoint step (-1: latest).")
+    flags.DEFINE_string("key", "images", "Array name inside an .npz.")
+    flags.DEFINE_string("workdir", None, "Output directory.")
+    for name in STRING_OPTIONS:
+        flags.DEFINE_string(
+            name, None, "Evaluator option (default: evaluator.default_eval_config)."
+        )
+    for name in INT_OPTIONS:
+        flags.DEFINE_integer(
+            name, None, "Evaluator option (default: evaluator.default_eval_config)."
+        )
+    flags.mark_flag_as_required("workdir")
+    flags.mark_flags_as_mutual_exclusive(["images", "checkpoint"], required=True)
 
 
 def main(argv) -> None:
     del argv
+    F = flags.FLAGS
     from jaxpapers.evals.gan import score
 
     given = {  # Only the options on the command line override the defaults.
-        name: flags.FLAGS[name].value
-        for name in STRING_OPTIONS + INT_OPTIONS
-        if flags.FLAGS[name].value is not None
+        name: F[name].value for name in STRING_OPTIONS + INT_OPTIONS if F[name].value is not None
     }
-    if _CHECKPOINT.value:
+    if F.checkpoint:
         from jaxpapers import config_lib, methods, runs
 
-        if _CONFIG.value:
-            path, _, arg = _CONFIG.value.partition(":")
+        if F.config:
+            path, _, arg = F.config.partition(":")
             config = config_lib.load_config_file(path, arg or None)
         else:
-            config = runs.read_config(_CHECKPOINT.value)
+            config = runs.read_config(F.checkpoint)
         if methods.hook(methods.get(config.method), "gan_sampler") is None:
             raise cli.BadInput(f"Method {config.method!r} has no gan_sampler; it is not a GAN.")
-        step = None if _STEP.value < 0 else _STEP.value
-        run = runs.load_run(_CHECKPOINT.value, step, config=config)
-        print(f"Restored {_CHECKPOINT.value} step {run.step}", flush=True)
-        sample_fn = run.make_sampler(_ROLE.value)
-        results = score.score_sampler(sample_fn, run.config, _WORKDIR.value, _ROLE.value, **given)
+        step = None if F.step < 0 else F.step
+        run = runs.load_run(F.checkpoint, step, config=config)
+        print(f"Restored {F.checkpoint} step {run.step}", flush=True)
+        sample_fn = run.make_sampler(F.role)
+        results = score.score_sampler(sample_fn, run.config, F.workdir, F.role, **given)
     else:
-        results = score.score_images(_IMAGES.value, _WORKDIR.value, _KEY.value, **given)
+        results = score.score_images(F.images, F.workdir, F.key, **given)
     print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, __doc__)
