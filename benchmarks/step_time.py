@@ -53,8 +53,10 @@ def benchmark(config, steps: int, aot_only: bool, at_step: int = 0) -> dict:
         raise ValueError(f"{config.method} is an analysis method; benchmark its run() instead.")
     mesh = parallel.make_mesh()
     with jax.set_mesh(mesh):
-        abstract = jax.eval_shape(lambda k: method.init_state(k, config), jax.random.PRNGKey(0))
-        shardings = trainer.state_shardings(method, abstract, mesh)
+        prepared = trainer.prepare(method, config)  # Once on the host.
+        init_fn, init_args = trainer.init_fn(method, config, prepared)
+        abstract = jax.eval_shape(init_fn, *init_args)
+        shardings = trainer.state_shardings(abstract, mesh)
         step_fn = trainer.compile_step(method, config, mesh, shardings)
         spec = method.input_spec(config)
         batch_abs = {
@@ -79,7 +81,7 @@ def benchmark(config, steps: int, aot_only: bool, at_step: int = 0) -> dict:
         }
         if aot_only:
             return result
-        state, _ = trainer.init(method, config, mesh)
+        state, _ = trainer.init(method, config, mesh, prepared)
         batch = parallel.global_batch(testing.random_batch(spec), mesh)
         state, m = compiled(state, batch)
         jax.block_until_ready(m)

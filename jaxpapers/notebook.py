@@ -1,6 +1,6 @@
 """Library side of the notebooks: load a preset, run it, show its pictures and numbers.
 
-Notebooks stay thin (ARCHITECTURE §2): every cell calls one of these functions.
+Notebooks stay thin: every cell calls one of these functions.
 """
 
 from __future__ import annotations

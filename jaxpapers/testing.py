@@ -1,4 +1,4 @@
-"""Reusable checks for the tests of every method (the standard jit test of ARCHITECTURE.md §8)."""
+"""Reusable checks for the tests of every method (the standard jit test, CONTRIBUTING.md)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ def random_batch(spec: dict[str, jax.ShapeDtypeStruct], seed: int = 0, int_high:
 def make_batches(method, config, steps: int):
     """Real batches from the method's source when it has one, else random ones of the spec."""
     spec = method.input_spec(config)
-    if hasattr(method, "make_source"):
-        src = method.make_source(config, "train")
+    make_source = methods.hook(method, "make_source")
+    if make_source is not None:
+        src = make_source(config, "train")
         n = len(next(iter(src.values())))
         return [
             {
@@ -41,8 +42,8 @@ def make_batches(method, config, steps: int):
     return [random_batch(spec, seed=i) for i in range(steps)]
 
 
-def _run(method, config, batches, mesh):
-    state, shardings = trainer.init(method, config, mesh)
+def _run(method, config, batches, mesh, prepared):
+    state, shardings = trainer.init(method, config, mesh, prepared)
     step_fn = trainer.compile_step(method, config, mesh, shardings)
     structure0 = jax.tree.structure(state)
     shapes0 = jax.tree.map(lambda x: (x.shape, x.dtype), state)
@@ -72,9 +73,10 @@ def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None)
         assert set(b) == set(spec), f"batch keys {set(b)} != input_spec keys {set(spec)}"
         for k, s in spec.items():
             assert b[k].shape == s.shape and b[k].dtype == s.dtype, (k, b[k].shape, s)
+    prepared = trainer.prepare(method, config)  # Once on the host, shared by both runs.
     with jax.set_mesh(mesh):
         state, shardings, structure0, shapes0, params0, metrics, step_fn = _run(
-            method, config, batches, mesh
+            method, config, batches, mesh, prepared
         )
         for i, m in enumerate(metrics):
             assert "loss" in m, f"step {i}: metrics lack 'loss': {sorted(m)}"
@@ -101,7 +103,7 @@ def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None)
         assert any(changed), "no parameter changed after the train steps"
         assert int(jax.device_get(state.step)) == len(batches), "state.step must count the steps"
         # Determinism: a second run from the same seed gives bit-identical results.
-        state2, _, _, _, _, metrics2, _ = _run(method, config, batches, mesh)
+        state2, _, _, _, _, metrics2, _ = _run(method, config, batches, mesh, prepared)
         for m1, m2 in zip(metrics, metrics2, strict=False):
             for k in m1:
                 np.testing.assert_array_equal(m1[k], m2[k], err_msg=f"metric {k} not deterministic")

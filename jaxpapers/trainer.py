@@ -31,20 +31,44 @@ def write_config(config, workdir: str) -> None:
         os.replace(tmp, os.path.join(workdir, "config.json"))
 
 
-def state_shardings(method, state, mesh):
-    """Replicated by default; a method may shard parts of its state (e.g. class centres)."""
-    if hasattr(method, "state_shardings"):
-        return method.state_shardings(state, mesh)
+def state_shardings(state, mesh):
+    """Every state leaf replicated over the mesh."""
     return jax.tree.map(lambda _: parallel.replicated(mesh), state)
 
 
-def init(method, config, mesh):
-    """The initial state, created by one jitted call directly in its shardings."""
+NOT_PREPARED = object()  # The method has no prepare hook (prepare() may legitimately be None).
+
+
+def prepare(method, config):
+    """The method's ``prepare(config)`` result (host constants, computed once), or NOT_PREPARED."""
+    fn = methods.hook(method, "prepare")
+    return NOT_PREPARED if fn is None else fn(config)
+
+
+def init_fn(method, config, prepared=None):
+    """``(fn, args)`` with ``fn(*args)`` the initial state; jit it or ``jax.eval_shape`` it.
+
+    ``prepared``: the result of ``prepare(method, config)``, computed here when not given. It
+    enters ``init_state(rng, config, prepared=...)`` as a jit argument, not a closure constant,
+    so data-fitted or pre-trained constants are not baked into the compiled program.
+    """
     rng = jax.random.PRNGKey(config.seed)
-    abstract = jax.eval_shape(functools.partial(method.init_state, config=config), rng)
-    shardings = state_shardings(method, abstract, mesh)
-    init_fn = jax.jit(functools.partial(method.init_state, config=config), out_shardings=shardings)
-    return init_fn(rng), shardings
+    if prepared is None:
+        prepared = prepare(method, config)
+    if prepared is NOT_PREPARED:
+        return functools.partial(method.init_state, config=config), (rng,)
+
+    def fn(rng, prepared):
+        return method.init_state(rng, config, prepared=prepared)
+
+    return fn, (rng, prepared)
+
+
+def init(method, config, mesh, prepared=None):
+    """The initial state, created by one jitted call directly in its shardings (see init_fn)."""
+    fn, args = init_fn(method, config, prepared)
+    shardings = state_shardings(jax.eval_shape(fn, *args), mesh)
+    return jax.jit(fn, out_shardings=shardings)(*args), shardings
 
 
 class StepFunction:
@@ -62,7 +86,7 @@ class StepFunction:
 
     def __init__(self, method, config, mesh, shardings):
         self._method, self._config = method, config
-        self._phase_fn = getattr(method, "phase", None)
+        self._phase_fn = methods.hook(method, "phase")
         self._kwargs = dict(
             in_shardings=(shardings, parallel.data_sharding(mesh)),
             out_shardings=(shardings, parallel.replicated(mesh)),
@@ -110,12 +134,13 @@ def restore_or_init(method, config, mesh, ckpt: checkpoint.Checkpointer):
         print(f"Resuming from {config.resume_from}", flush=True)
         return checkpoint.restore_dir(config.resume_from, state), shardings
     if config.init_from:
-        if not hasattr(method, "load_init"):
+        load_init = methods.hook(method, "load_init")
+        if load_init is None:
             raise ValueError(
                 f"Method {config.method!r} has no load_init hook; init_from is unsupported."
             )
         tree = checkpoint.restore_params(config.init_from)
-        state = method.load_init(state, tree, config)
+        state = load_init(state, tree, config)
         state = jax.device_put(state, shardings)
         print(f"Initialised params from {config.init_from}", flush=True)
     return state, shardings
@@ -158,8 +183,9 @@ def _save_if_finite(ckpt, step: int, state, scalars, force: bool = False) -> Non
 
 
 def train_source(method, config, split="train"):
-    if hasattr(method, "make_source"):
-        return method.make_source(config, split)
+    make_source = methods.hook(method, "make_source")
+    if make_source is not None:
+        return make_source(config, split)
     return data.load(config.data, split)
 
 
@@ -272,10 +298,11 @@ def state_checksum(state) -> str:
 
 
 def _evaluate(method, state, config, workdir, writer, step) -> dict:
-    if not hasattr(method, "evaluate"):
+    evaluate = methods.hook(method, "evaluate")
+    if evaluate is None:
         return {}
     t0 = time.time()
-    result = {k: float(v) for k, v in method.evaluate(state, config, workdir).items()}
+    result = {k: float(v) for k, v in evaluate(state, config, workdir).items()}
     writer.write(step, result, "eval/")
     if jax.process_index() == 0:
         vals = " ".join(f"{k}={v:.4g}" for k, v in result.items())

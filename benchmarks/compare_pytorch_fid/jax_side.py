@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers.convert import inception as conv
-from jaxpapers.evals.gan.inception import FIDInceptionV3
+from jaxpapers.layers.inception import FIDInceptionV3
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "/tmp/fid_compare"
 ref = np.load(os.path.join(OUT, "torch_out.npz"))

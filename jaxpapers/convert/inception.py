@@ -3,7 +3,7 @@
 The file (a PyTorch state dict of the TF-2015 FID Inception, published on pytorch-fid's GitHub
 release page ``fid_weights``) cannot be downloaded on our machines; the user provides it:
 
-    python -m jaxpapers.convert.inception --src pt_inception-2015-12-05-6726825d.pth \
+    python -m jaxpapers.tools.convert_inception --src pt_inception-2015-12-05-6726825d.pth \
         --dst ~/.cache/jaxpapers/fid_inception_v3.npz
 
 The PyTorch file is read WITHOUT torch by ``jaxpapers.convert.torch_pickle`` (a restricted
@@ -16,7 +16,6 @@ Key mapping (PyTorch -> Flax): ``X.conv.weight`` (O,I,kh,kw) -> ``params/X/conv/
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxpapers.convert import torch_pickle
-from jaxpapers.evals.gan.inception import FIDInceptionV3
+from jaxpapers.layers.inception import FIDInceptionV3
 
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 CONVERTED_NAME = "fid_inception_v3.npz"
@@ -133,19 +132,3 @@ def find_weights(path: str = "") -> str:
         "The Inception feature network needs the FID Inception-v3 weights and none were "
         f"found (looked in {default_locations()}). Random weights are never used. {SOURCE_HINT}"
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--src", required=True, help=f"path to {FILE_NAME}")
-    parser.add_argument("--dst", default=default_locations()[0], help="output .npz")
-    args = parser.parse_args(argv)
-    variables = convert_state_dict(read_torch_state_dict(args.src))
-    check_variables(variables)
-    save_variables(variables, args.dst)
-    n = sum(v.size for v in traverse_util.flatten_dict(variables).values())
-    print(f"converted {n} values from {args.src} -> {args.dst}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Official TensorFlow StyleGAN2 pickles -> this suite's param trees, without TensorFlow.
 
 Usage:
-    python -m jaxpapers.convert.stylegan2 --pkl stylegan2-ffhq-config-f.pkl --out TEACHER_DIR
+    python -m jaxpapers.tools.convert_stylegan2 --pkl stylegan2-ffhq-config-f.pkl --out TEACHER_DIR
 
 The pickle (NVlabs/stylegan2, used by DGL-GAN as its teacher) is a tuple (G, D, Gs) of
 ``dnnlib.tflib.network.Network`` objects whose state holds ``variables`` (list of (name, numpy
@@ -26,7 +26,6 @@ Name/layout mapping (official -> ours, see methods/stylegan2_dgl/model.py):
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -231,20 +230,3 @@ def save(tree: dict, info: dict, out: str) -> None:
     ck.close()
     with open(os.path.join(out, "arch.json"), "w") as f:
         json.dump(info, f, indent=2)
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pkl", required=True, help="official StyleGAN2 TF pickle")
-    ap.add_argument("--out", required=True, help="output directory (init_from target)")
-    a = ap.parse_args(argv)
-    if not os.path.isfile(a.pkl):
-        raise SystemExit(f"No such file: {a.pkl}")
-    with open(a.pkl, "rb") as f:
-        tree, info = convert(f.read())
-    save(tree, info, a.out)
-    print(f"Wrote {a.out}: {json.dumps({k: v for k, v in info.items() if k != 'static_kwargs'})}")
-
-
-if __name__ == "__main__":
-    main()

@@ -33,8 +33,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxpapers import safe_io
-from jaxpapers.data import builders
-from jaxpapers.evals import face_verification as fv
+from jaxpapers.data import builders, lfw_pairs
 
 TRAIN_NAMES = ("casia_webface", "ms1m")  # data.name values handled here
 RECORDIO_MAGIC = 0xCED7230A
@@ -299,7 +298,7 @@ def read_lfw_pairs(pairs_file: str, ext: str = "jpg") -> tuple[list, np.ndarray]
             f"{pairs_file}: header '{sets} {n}' announces {sets} sets of {n} matched + {n} "
             f"mismatched pairs = {2 * sets * n} lines, the file has {len(lines) - 1}."
         )
-    pairs = fv.read_pairs(pairs_file, ext)
+    pairs = lfw_pairs.read_pairs(pairs_file, ext)
     for k, (_, _, same) in enumerate(pairs):
         want = (k % (2 * n)) < n  # each set: n matched lines, then n mismatched lines
         if same != want:

@@ -6,8 +6,7 @@ sees the points still robust, so the last robust accuracy is the per-point worst
 #45, #85). All four attacks are ours (`jaxpapers.lib.attacks`), with the reference budgets.
 
 Command line (on a workdir written by `jaxpapers.main` for a method with a `logits_fn` hook, e.g.
-`rat`):
-    python -m jaxpapers.evals.robust --workdir W --attacks aa_standard,pgd --eps 0.1 --n 1000
+`rat`): `python -m jaxpapers.tools.robust --workdir W --attacks aa_standard,pgd --eps 0.1 --n 1000`.
 """
 
 from __future__ import annotations
@@ -224,66 +223,3 @@ def format_table(result: dict) -> str:
     rows += [f"{k:<12} {v:.4f}" for k, v in result.items() if k in IMPLEMENTED and k != "clean"]
     rows.append(f"{'worst_case':<12} {result['worst_case']:.4f}")
     return "\n".join(rows)
-
-
-def _main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    import ml_collections
-
-    from jaxpapers import checkpoint, data, methods, parallel, trainer
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--attacks", default="aa_standard")
-    p.add_argument("--eps", type=float, default=None, help="default: config.attack.eps")
-    p.add_argument("--n", type=int, default=1000, help="first n test examples")
-    p.add_argument("--batch_size", type=int, default=500)
-    p.add_argument("--cascade", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--split",
-        default="",
-        help="data split to attack (default: config.data.eval_split); 'train' with the same n "
-        "gives the train-side robust accuracy of the robust-overfitting gap",
-    )
-    args = p.parse_args(argv)
-    cfg_path = os.path.join(args.workdir, "config.json")
-    if not os.path.isfile(cfg_path):
-        raise FileNotFoundError(f"{cfg_path} not found: --workdir must be a jaxpapers.main run")
-    with open(cfg_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    method = methods.get(config.method)
-    if not hasattr(method, "logits_fn"):
-        raise ValueError(f"method {config.method!r} has no logits_fn(state, config) hook")
-    eps = args.eps if args.eps is not None else float(config.attack.eps)
-    mesh = parallel.make_mesh()
-    with jax.set_mesh(mesh):
-        st, _ = trainer.init(method, config, mesh)
-        st = checkpoint.restore_dir(args.workdir, st)
-    split = args.split or config.data.eval_split
-    test = data.load(config.data, split)
-    x = test["image"][: args.n].astype(np.float32) / 255.0
-    y = test["label"][: args.n]
-    print(
-        f"{config.method}: {len(x)} {split} points, eps {eps}, attacks {args.attacks}", flush=True
-    )
-    f = method.logits_fn(st, config)
-    res = evaluate(
-        f,
-        x,
-        y,
-        jax.random.key(args.seed),
-        eps=eps,
-        attacks_to_run=args.attacks.split(","),
-        cascade=bool(args.cascade),
-        batch_size=args.batch_size,
-        verbose=True,
-    )
-    print(format_table(res))
-    prefix = "robust_" + args.attacks.replace(",", "_") + (f"_{split}" if args.split else "")
-    print("wrote", save(res, args.workdir, x, eps, prefix=prefix))
-
-
-if __name__ == "__main__":
-    _main()

@@ -178,25 +178,26 @@ def test_method_sampler_crops_padded_fashion_mnist_fakes(fmnist, tmp_path):
     assert os.path.exists(tmp_path / "eval_student" / "gan_metrics_fmnist.json")
 
 
-def test_score_cli_images_and_gan_checkpoint(fmnist, tmp_path):
-    """``python -m jaxpapers.evals.gan_metrics`` on an .npz, and on a stylegan2_dgl run."""
-    from jaxpapers import config_lib, trainer
+def test_score_images_and_gan_run(fmnist, tmp_path):
+    """What ``python -m jaxpapers.tools.gan_metrics`` runs: an .npz, and a stylegan2_dgl run."""
+    from jaxpapers import config_lib, runs, trainer
     from jaxpapers.evals.gan import score
 
     np.savez(tmp_path / "fakes.npz", images=fmnist[0][:300])
-    common = ["--num_samples=200", "--real_num_samples=400", f"--stats_dir={tmp_path / 's'}"]
-    res = score.main(
-        ["--images", str(tmp_path / "fakes.npz"), "--workdir", str(tmp_path / "a")] + common
-    )
+    common = dict(num_samples=200, real_num_samples=400, stats_dir=str(tmp_path / "s"))
+    res = score.score_images(str(tmp_path / "fakes.npz"), str(tmp_path / "a"), **common)
     assert res["precision"] > 0.5 and np.isfinite(res["fd"])
 
     cfg_path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "stylegan2_dgl.py")
-    run = str(tmp_path / "run")
-    trainer.train(config_lib.load_config_file(cfg_path, "smoke"), run)
-    args = ["--checkpoint", run, "--config", f"{cfg_path}:smoke", "--workdir", str(tmp_path / "b")]
-    res = score.main(args + common + ["--role", "student"])
+    run_dir = str(tmp_path / "run")
+    trainer.train(config_lib.load_config_file(cfg_path, "smoke"), run_dir)
+    run = runs.load_run(run_dir)  # its config.json
+    res = score.score_sampler(
+        run.make_sampler("student"), run.config, str(tmp_path / "b"), "student", **common
+    )
     assert set(res) >= {"student_fd", "student_kid_mean", "student_precision"}
     assert res["student_fd"] > 0 and np.isfinite(res["student_fd"])
     assert os.path.exists(tmp_path / "b" / "eval_student" / "gan_metrics_fmnist.json")
-    with pytest.raises(ValueError, match="--config"):
-        score.main(["--checkpoint", run, "--workdir", str(tmp_path / "c")])
+    with pytest.raises(ValueError, match="choose one with --key"):
+        np.savez(tmp_path / "two.npz", a=fmnist[0][:2], b=fmnist[0][:2])
+        score.read_images(str(tmp_path / "two.npz"))

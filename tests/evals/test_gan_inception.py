@@ -19,7 +19,7 @@ import pytest
 from flax import traverse_util
 
 from jaxpapers.convert import inception as convert
-from jaxpapers.evals.gan import inception
+from jaxpapers.layers import inception
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _TYPE_NAMES = {np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage"}

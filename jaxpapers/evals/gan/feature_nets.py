@@ -18,7 +18,9 @@ import ml_collections
 import numpy as np
 
 from jaxpapers import parallel
-from jaxpapers.evals.gan import fmnist_net, inception
+from jaxpapers.convert import inception as convert
+from jaxpapers.evals.gan import fmnist_net
+from jaxpapers.layers import inception
 
 NAMES = ("fmnist", "inception")
 
@@ -69,7 +71,6 @@ def fmnist_feature_net(weights_path: str = "") -> FeatureNet:
 
 def inception_feature_net(weights_path: str = "") -> FeatureNet:
     """The FID Inception-v3; raises FileNotFoundError (with instructions) without weights."""
-    from jaxpapers.convert import inception as convert  # local: avoids an import cycle
 
     path = convert.find_weights(weights_path)
     variables = convert.load_variables(path)

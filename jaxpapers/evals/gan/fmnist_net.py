@@ -6,7 +6,7 @@ of this classifier. Numbers computed with it are "FD-FMNIST", "KID-FMNIST", ...,
 they are not comparable to Inception numbers in papers.
 
 The weights shipped in ``weights/fmnist_cnn.npz`` were produced by
-``python -m jaxpapers.evals.gan.train_feature_net --out jaxpapers/evals/gan/weights`` (see the
+``python -m jaxpapers.tools.train_fmnist_net --out jaxpapers/evals/gan/weights`` (see the
 README there for the test accuracy); they are never weights from elsewhere.
 """
 
@@ -82,7 +82,7 @@ def load_weights(path: str = "") -> tuple[dict[str, Any], str]:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"FD-FMNIST weights not found at {path!r}. Train them (a few minutes on a CPU) with "
-            "`python -m jaxpapers.evals.gan.train_feature_net --out "
+            "`python -m jaxpapers.tools.train_fmnist_net --out "
             f"{os.path.dirname(path) or '.'}` or set cfg.fmnist_weights to the file."
         )
     with open(path, "rb") as f:

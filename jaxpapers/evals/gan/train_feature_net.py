@@ -1,18 +1,12 @@
 """Trains the FD-FMNIST feature network (FmnistCNN) on Fashion-MNIST train and saves it.
 
-Usage:
-    python -m jaxpapers.evals.gan.train_feature_net --out jaxpapers/evals/gan/weights
-
-Writes ``fmnist_cnn.npz`` (the variables) and ``fmnist_cnn.json`` (the command, the settings
-and the test accuracy) into ``--out``. Deterministic for a given seed on a given machine.
+Command line: ``python -m jaxpapers.tools.train_fmnist_net --out jaxpapers/evals/gan/weights``
+writes ``fmnist_cnn.npz`` (the variables) and ``fmnist_cnn.json`` (the command, the settings
+and the test accuracy). Deterministic for a given seed on a given machine.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
 
 import jax
@@ -94,27 +88,3 @@ def train(epochs: int, batch_size: int, lr: float, seed: int) -> tuple[dict, dic
         backend=jax.default_backend(),
     )
     return {"params": params}, report
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    variables, report = train(args.epochs, args.batch_size, args.lr, args.seed)
-    report["command"] = "python -m jaxpapers.evals.gan.train_feature_net " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    path = os.path.join(args.out, "fmnist_cnn.npz")
-    fmnist_net.save_weights(variables, path)
-    with open(os.path.join(args.out, "fmnist_cnn.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    print(json.dumps(report, indent=2))
-    print(f"saved {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,7 @@ and stores them, the ordered face oval and the region vertex sets as integer arr
 ``face_mesh_topology.npz``. Regenerate that file (only needed if it is lost) with
 
     pip download --no-deps mediapipe==0.10.14 --python-version 3.11 --only-binary=:all: -d /tmp/mp
-    python -m jaxpapers.lib.face3d.topology --wheel /tmp/mp/mediapipe-0.10.14-*.whl
+    python -m jaxpapers.tools.face_topology --wheel '/tmp/mp/mediapipe-0.10.14-*.whl'
 
 Vertex conventions used elsewhere: 33/263 are the right/left outer eye corners (subject's
 right/left), 10 the top of the forehead, 152 the chin, 1 the nose tip.
@@ -18,7 +18,6 @@ right/left), 10 the top of the forehead, 152 the chin, 1 the nose tip.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import functools
 import glob
@@ -122,7 +121,7 @@ def _load() -> dict[str, np.ndarray]:
     if not os.path.isfile(TOPOLOGY_FILE):
         raise FileNotFoundError(
             f"{TOPOLOGY_FILE} is missing; rebuild it from the mediapipe==0.10.14 wheel with "
-            "`python -m jaxpapers.lib.face3d.topology --wheel <path to the .whl>`."
+            "`python -m jaxpapers.tools.face_topology --wheel <path to the .whl>`."
         )
     with np.load(TOPOLOGY_FILE) as f:
         topo = {k: f[k].astype(np.int32) for k in f.files}
@@ -149,16 +148,3 @@ def region_vertices(name: str) -> np.ndarray:
     if name not in _REGIONS:
         raise ValueError(f"unknown face region {name!r}; expected one of {REGION_NAMES}.")
     return _load()[name]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--wheel", required=True, help="path/glob of mediapipe-0.10.14-*.whl")
-    parser.add_argument("--out", default=TOPOLOGY_FILE)
-    args = parser.parse_args()
-    topo = build_topology_file(args.wheel, args.out)
-    print({k: v.shape for k, v in topo.items()}, "->", args.out)
-
-
-if __name__ == "__main__":
-    main()

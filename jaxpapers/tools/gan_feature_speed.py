@@ -1,26 +1,34 @@
 """Feature-extraction throughput (images/s) of the FD-FMNIST net and the FID Inception-v3.
 
-    python -m jaxpapers.evals.gan.benchmark --out bench.json [--batch 64] [--iters 5]
+    python -m jaxpapers.tools.gan_feature_speed --out bench.json [--batch 64] [--iters 5]
 
 Throughput does not depend on the weights' values, so the Inception network runs with
-initialiser weights here when no weight file is present; the benchmark reports speed only,
-never a metric. Compile time is measured separately from steady-state throughput.
+initialiser weights here; the benchmark reports speed only, never a metric. Compile time is
+measured separately from steady-state throughput.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from absl import flags
 
-from jaxpapers.evals.gan import feature_nets, inception
+from jaxpapers.tools import cli
+
+
+def define_flags() -> None:
+    """Flags exist only when run as a program: importing several tools (or a tool and
+    ``jaxpapers.main``) into one process must not define the same flag twice."""
+    flags.DEFINE_string("out", "", "Write the JSON result here too.")
+    flags.DEFINE_integer("batch", 64, "Images per call.")
+    flags.DEFINE_integer("iters", 5, "Timed calls after the compiling one.")
+    flags.DEFINE_integer("size", 256, "Inception input size (resized inside the net).")
 
 
 def _time(fn, x, iters: int) -> dict[str, float]:
+    import jax
+
     t0 = time.perf_counter()
     jax.block_until_ready(fn(x))
     compile_s = time.perf_counter() - t0
@@ -36,7 +44,14 @@ def _time(fn, x, iters: int) -> dict[str, float]:
     )
 
 
-def run(batch: int, iters: int, size: int) -> dict:
+def measure(batch: int, iters: int, size: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxpapers.evals.gan import feature_nets
+    from jaxpapers.layers import inception
+
     results = dict(
         backend=jax.default_backend(),
         devices=jax.device_count(),
@@ -61,19 +76,18 @@ def run(batch: int, iters: int, size: int) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--size", type=int, default=256, help="Inception input size (resized)")
-    args = parser.parse_args(argv)
-    results = run(args.batch, args.iters, args.size)
+def main(argv) -> None:
+    del argv
+    F = flags.FLAGS
+    if F.batch <= 0 or F.iters <= 0:
+        raise cli.BadInput("--batch and --iters must be positive.")
+    results = measure(F.batch, F.iters, F.size)
     print(json.dumps(results, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
+    if F.out:
+        with open(F.out, "w") as f:
             json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    cli.run(main, __doc__)

@@ -16,7 +16,7 @@ torchvision's Inception3):
 Parameter names mirror the PyTorch state-dict keys (``Mixed_6b.branch7x7_2.conv.weight`` ->
 ``params['Mixed_6b']['branch7x7_2']['conv']['kernel']``) so the converter in
 ``jaxpapers/convert/inception.py`` is a rename + transpose. Weights are NEVER random in use:
-``feature_nets.inception_feature_net`` refuses to run without the converted weight file.
+``evals.gan.feature_nets.inception_feature_net`` refuses to run without the converted weight file.
 """
 
 from __future__ import annotations
