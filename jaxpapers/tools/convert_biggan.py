@@ -15,6 +15,8 @@ import sys
 
 from absl import app, flags
 
+from jaxpapers.tools import cli
+
 
 def define_flags() -> None:
     """Flags are defined only when run as a program: importing several tools (tests) into one
@@ -62,4 +64,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, __doc__)

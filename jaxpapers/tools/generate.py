@@ -26,6 +26,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from jaxpapers.tools import cli
+
 FAMILIES = ("stylegan2_dgl", "biggan_dgl")
 
 
@@ -226,4 +228,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, __doc__)

@@ -135,10 +135,10 @@ def test_round_trip_reproduces_params_and_images(fake_dnnlib, tmp_path):
     np.testing.assert_allclose(
         dis.apply({"params": d}, img), dis.apply({"params": t["d"]}, img), atol=1e-5
     )
-    # The command line writes an init_from checkpoint.
+    # The converted file becomes an init_from checkpoint (what tools/convert_stylegan2 writes).
     pkl = tmp_path / "net.pkl"
     pkl.write_bytes(data)
-    conv.main(["--pkl", str(pkl), "--out", str(tmp_path / "out")])
+    conv.save(*conv.convert_file(str(pkl)), str(tmp_path / "out"))
     assert os.path.isdir(tmp_path / "out" / "checkpoints")
     assert (tmp_path / "out" / "arch.json").exists()
 
