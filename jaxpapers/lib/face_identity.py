@@ -39,7 +39,6 @@ from jaxpapers.layers import face_backbones as fb
 from jaxpapers.lib import margin_heads as mh
 
 Array = jax.Array
-ORL_PATH = "/work/shared/data/faces/att_orl_faces"
 _GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
 
 
@@ -303,12 +302,14 @@ def load_or_train(
 # ------------------------------------------------------------------------------------- data
 
 
-def orl_faces(
-    path: str = ORL_PATH, size: Sequence[int] = (64, 64)
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ORL faces (or any root/<identity>/<img> folder) as uint8 [N, H, W, 1] + labels [N]."""
-    from jaxpapers.data import builders  # host-side only
+def orl_faces(path: str = "", size: Sequence[int] = (64, 64)) -> tuple[np.ndarray, np.ndarray]:
+    """The ORL faces (or any root/<identity>/<img> folder) as uint8 [N, H, W, 1] + labels [N].
 
+    ``path`` empty: `jaxpapers.data.faces.resolve_dir` ($JAXPAPERS_DATA_DIR, then Olivetti).
+    """
+    from jaxpapers.data import builders, faces  # host-side only
+
+    path = faces.resolve_dir(path, key="identity.path")
     _, files = builders.list_image_folder(path)
     imgs = np.stack([builders.read_image(p, tuple(size), 1) for p, _ in files])
     return imgs, np.asarray([lab for _, lab in files], np.int32)

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from jaxpapers import data, optim, rng, state
+from jaxpapers.data import faces
 from jaxpapers.lib import augment
 from jaxpapers.methods.stra import convert, reid
 from jaxpapers.methods.stra.model import StRAResNet, total_diversity
@@ -58,7 +59,9 @@ def make_source(config, split: str) -> dict[str, np.ndarray]:
     if name == "market1501":
         src = reid.read_market1501(config.data.path, split, shape[:2])
     elif name == "att_faces":
-        src = reid.read_att_faces(config.data.path, split, shape[:2], config.data.num_train_ids)
+        src = reid.read_att_faces(
+            faces.resolve_dir(config.data.path), split, shape[:2], config.data.num_train_ids
+        )
     else:
         return data.load(config.data, split)
     return {"image": src["image"], "label": src["label"]} if split == "train" else src
