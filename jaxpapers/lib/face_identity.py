@@ -1,6 +1,6 @@
 """Identity embeddings for identity-preserving face generation (FaceAnime L_id, UniFaceGAN).
 
-FaceAnime's generator loss has an identity term (paper notes §4.2; pingponglabs/FaceAnime
+FaceAnime's generator loss has an identity term (pingponglabs/FaceAnime
 main_paraltrain_withMask_300vw_idloss.py SuperIdentityLoss): the mean squared difference of the
 L2-normalised embeddings of a *frozen* face-recognition network (CBAM-ResNet50-IR ArcFace, inputs
 resized to 112x112) of the generated and the real frame.  No such network can be had offline, so
@@ -15,7 +15,7 @@ Design choices (why):
     can be closed over or passed into any jitted loss; `embed` is pure and differentiable
     (bilinear resize inside) and uses the BN running statistics (eval mode, frozen as in FaceAnime).
 
-Public API (binding, see /work/notes/FACE3D_API.md):
+Public API:
   IdentityConfig, IdentityModel(.embed), build_net, train_identity_net, identity_similarity,
   identity_loss (FaceAnime's form), save, load, load_or_train, orl_faces, verification_scores.
 """
