@@ -17,7 +17,7 @@ an ORL-layout folder (root/s1/1.pgm ... root/s40/10.pgm) in this order:
 
 With none of them (e.g. offline on a fresh machine) it raises `FacesNotFound`: one line naming
 the three ways and where it looked.  The face methods resolve the folder before they read or
-track anything else, so the error comes in the first seconds of a run.
+track any other data (make_source; faceanime's identity net in init_state).
 """
 
 from __future__ import annotations
