@@ -16,6 +16,9 @@ Presets and commands:
           --config.data.videos="('/data/v1.mp4','/data/v2.mp4')" --config.infer.stills="('/x.jpg',)"
   smoke (tests/notebooks: 32x32, tiny nets, untrained identity net, 2 steps):
       python -m jaxpapers.main --config=configs/faceanime.py:smoke --workdir=/tmp/faceanime_smoke
+Face data (ORL layout): data.path if set, else $JAXPAPERS_DATA_DIR/att_faces, else
+scikit-learn's Olivetti faces (the same 400 faces at 64x64, downloaded once); see
+jaxpapers/data/faces.py.
 Expected numbers: README.md in jaxpapers/methods/faceanime.
 """
 
@@ -24,7 +27,7 @@ import ml_collections
 from jaxpapers import config_lib, optim
 
 PRESETS = ("default", "paper", "smoke")
-ORL = "/work/shared/data/faces/att_orl_faces"
+ORL = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (jaxpapers/data/faces.py)
 
 
 def _adam(lr: float, **kw):
@@ -137,7 +140,7 @@ def get_config(arg=None):
                 d=_adam(1e-5),
                 dyn=_adam(1e-3),
             )
-        )  # official D lr "1" looks like a bug (notes §4.2)
+        )  # official D lr "1" looks like a bug
     elif preset == "smoke":
         c.data.update(dict(image_size=32, window=6, num_pairs=16, holdout=24))
         c.model.update(

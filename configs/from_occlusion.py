@@ -22,6 +22,9 @@ Presets and commands:
       folder) --config.model.num_classes=85742 '--config.data.image_size=(112,112)')
   smoke (tests: tiny net on 32x24 inputs, one step per phase):
       python -m jaxpapers.main --config=configs/from_occlusion.py:smoke --workdir=/tmp/from_smoke
+Face data (ORL layout): data.path if set, else $JAXPAPERS_DATA_DIR/att_faces, else
+scikit-learn's Olivetti faces (the same 400 faces at 64x64, downloaded once); see
+jaxpapers/data/faces.py.
 Expected numbers: README.md in jaxpapers/methods/from_occlusion (paper: LFW 99.38, occluded LFW
 94.70 vs baseline 82.05, TAR@FAR=1e-4 65.03 vs 36.10).
 """
@@ -31,7 +34,7 @@ import ml_collections
 from jaxpapers import config_lib, optim
 
 PRESETS = ("default", "casia_webface", "smoke")
-ORL = "/work/shared/data/faces/att_orl_faces"
+ORL = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (jaxpapers/data/faces.py)
 CASIA_IMAGES = 494_414  # CASIA-WebFace image count [unverified for a given alignment dump]
 
 

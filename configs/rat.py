@@ -14,7 +14,7 @@ Presets and commands:
       python -m jaxpapers.main --config=configs/rat.py:cifar10_preact18 --workdir=runs/rat_c10
   cifar10_wrn34 (paper scale, WideResNet-34-10 (46.16M parameters), same SAT/RAT recipe as
       cifar10_preact18; with `method_variant=trades` in the preset argument the TRADES recipe:
-      ε = 0.031, step 0.007, wd 2e-4, 76 epochs, lr ×0.1 after epoch 74 — notes §3.2):
+      ε = 0.031, step 0.007, wd 2e-4, 76 epochs, lr ×0.1 after epoch 74):
       python -m jaxpapers.main --config=configs/rat.py:cifar10_wrn34 --workdir=runs/rat_wrn
       python -m jaxpapers.main --config=configs/rat.py:cifar10_wrn34,method_variant=trades \
           --workdir=runs/trades_wrn
@@ -40,9 +40,9 @@ def get_config(arg=None):
     # unroll: the attack loop fully unrolled ('auto': on CPU only, where XLA runs convolutions
     # inside loops several times slower; benchmarks/control_flow.py). Same numbers either way.
     c.attack = config_lib.ConfigDict(dict(eps=0.1, step_size=0.025, num_steps=10, unroll="auto"))
-    # TRADES (notes §3.2): β = 6, 10 KL sign steps; step 0.007 at ε = 0.031 (scaled with ε).
+    # TRADES (train_trades_cifar10.py): β = 6, 10 KL sign steps of 0.007 at ε = 0.031 (scaled).
     c.trades = config_lib.ConfigDict(dict(beta=6.0, step_size=0.0226, num_steps=10))
-    # RAT reconstruction switches (notes §1.3; all UNVERIFIED against the paper, see README).
+    # RAT reconstruction switches (all UNVERIFIED against the paper, see README).
     c.rat = config_lib.ConfigDict(
         dict(
             region="segments",  # segments | hull | tube

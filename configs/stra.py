@@ -6,6 +6,7 @@ Presets and commands:
       baselines, same budget: --config.model.block=plain | se | cbam | nonlocal
   faces (CPU, re-ID-style retrieval on AT&T faces: train on 30 ids, retrieve the 10 unseen ones):
       python -m jaxpapers.main --config=configs/stra.py:faces --workdir=runs/stra_faces
+      (faces: data.path, else $JAXPAPERS_DATA_DIR/att_faces, else the Olivetti faces)
   market1501 (paper recipe, GPU: StRA-ResNet-50, 256x128, Adam 3e-4, step decay at epoch 20,
       100 epochs, fixbase 8 epochs; needs the extracted Market-1501 folder, no download):
       python -m jaxpapers.main --workdir=runs/stra_market \
@@ -55,7 +56,7 @@ def get_config(arg=None):
     c.data.mean = (0.5,)
     c.data.std = (0.5,)
     c.data.num_train_ids = 30
-    # ResNet-50 / StRA-ResNet-50 defaults (notes §2.2); small presets shrink them.
+    # ResNet-50 / StRA-ResNet-50 defaults (official models/StRARes.py); small presets shrink them.
     c.model.num_classes = 10
     c.model.block = "stra"  # 'stra' | 'plain' | 'se' | 'cbam' | 'nonlocal' (models in attn_stages)
     c.model.stage_sizes = (3, 4, 6, 3)
@@ -81,7 +82,7 @@ def get_config(arg=None):
         c.optim = optim.config(name="adam", lr=2e-3, schedule="cosine", warmup_steps=50)
     elif preset == "faces":
         c.data.name = "att_faces"
-        c.data.path = "../shared/data/faces/att_orl_faces"
+        c.data.path = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (data/faces.py)
         c.data.image_shape = (32, 26, 1)  # 112x92 faces, downscaled for the CPU
         c.data.erase_prob = 0.5
         _small_model(c, 16, (1, 1, 1, 1), (3,), 8, 4)

@@ -20,6 +20,9 @@ dm.enabled=False --config.init_from=/tmp/synface/run
           --config.eval.pairs_file=/data/lfw/pairs.txt
   smoke (tests/notebooks: 8x8 generator, one GAN step then recognition steps):
       python -m jaxpapers.main --config=configs/synface.py:smoke --workdir=/tmp/synface/smoke
+Face data (ORL layout): data.path if set, else $JAXPAPERS_DATA_DIR/att_faces, else
+scikit-learn's Olivetti faces (the same 400 faces at 64x64, downloaded once); see
+jaxpapers/data/faces.py.
 Expected numbers: README.md in jaxpapers/methods/synface (paper LFW: synthetic 88.98, + IM 91.97,
 + DM 2K x 10 real 95.78; measured default on CPU: held-out ORL verification 87.2 % (IM + DM);
 4-seed means synthetic only 73.8, + IM 62.0, + IM + DM 88.0).
@@ -30,7 +33,7 @@ import ml_collections
 from jaxpapers import config_lib, optim
 
 PRESETS = ("default", "casia_webface", "smoke")
-ORL = "/work/shared/data/faces/att_orl_faces"
+ORL = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (jaxpapers/data/faces.py)
 
 
 def _adam(lr: float, reg_interval: int = 0):

@@ -16,6 +16,10 @@ Presets:
             2 steps (tests, notebooks):
       python -m jaxpapers.main --config=configs/unifacegan.py:smoke --workdir=/tmp/unifacegan/smoke
 
+Face data (ORL layout): data.path if set, else $JAXPAPERS_DATA_DIR/att_faces, else
+scikit-learn's Olivetti faces (the same 400 faces at 64x64, downloaded once); see
+jaxpapers/data/faces.py.
+
 The loss weights, selection schedule and optimizer settings are ours (SPADE/pix2pixHD
 defaults where they exist; the paper's are [unverified]); see the README.
 """
@@ -27,7 +31,7 @@ import ml_collections
 from jaxpapers import config_lib, optim
 
 PRESETS = ("default", "paper", "smoke")
-ORL = "/work/shared/data/faces/att_orl_faces"
+ORL = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (jaxpapers/data/faces.py)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

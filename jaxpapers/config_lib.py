@@ -132,3 +132,33 @@ def load_config_file(path: str, arg: str | None = None) -> ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+# ----------------------------------------------------------------------- configs by method name
+
+
+def configs_dir() -> str:
+    """The folder of the method configs: the repository's ``configs/`` in a source checkout or an
+    editable install, the installed ``jaxpapers.configs`` package (the same files) otherwise."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("jaxpapers.configs")
+    if spec is not None and spec.submodule_search_locations:
+        return list(spec.submodule_search_locations)[0]
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    if os.path.isdir(here):
+        return here
+    raise FileNotFoundError("No jaxpapers configs found: reinstall the package (pip install .).")
+
+
+def config_path(method: str) -> str:
+    """Path of ``configs/<method>.py`` that works from any directory, installed or not."""
+    import os
+
+    d = configs_dir()
+    path = os.path.join(d, f"{method}.py")
+    if not os.path.isfile(path):
+        names = sorted(f[:-3] for f in os.listdir(d) if f.endswith(".py") and f[0] != "_")
+        raise ValueError(f"Unknown method {method!r}; configs exist for: {', '.join(names)}.")
+    return path

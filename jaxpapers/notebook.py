@@ -1,6 +1,7 @@
 """Library side of the notebooks: load a preset, run it, show its pictures and numbers.
 
-Notebooks stay thin: every cell calls one of these functions.
+Notebooks stay thin: every cell calls one of these functions. Works in a checkout and from an
+installed package (Colab), where the configs ship as ``jaxpapers.configs``.
 """
 
 from __future__ import annotations
@@ -9,16 +10,13 @@ import glob
 import json
 import os
 
-from jaxpapers import config_lib, main, methods
+from jaxpapers import config_lib, main
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def config_path(method: str) -> str:
-    path = os.path.join(REPO_ROOT, "configs", f"{method}.py")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No config file {path}; methods: {', '.join(methods.names())}.")
-    return path
+    return config_lib.config_path(method)
 
 
 def preset(default: str = "default") -> str:
@@ -34,7 +32,9 @@ def load(method: str, preset_name: str, **overrides):
 
 def run(config, workdir: str | None = None) -> dict:
     """Trains or analyses exactly as ``python -m jaxpapers.main`` does; returns its numbers."""
-    root = os.environ.get("JAXPAPERS_NOTEBOOK_WORKDIR", os.path.join(REPO_ROOT, "runs"))
+    # runs/ of the checkout, or of the current directory for an installed package (Colab).
+    repo = REPO_ROOT if os.path.isdir(os.path.join(REPO_ROOT, "configs")) else os.getcwd()
+    root = os.environ.get("JAXPAPERS_NOTEBOOK_WORKDIR", os.path.join(repo, "runs"))
     workdir = workdir or os.path.join(root, f"{config.method}_{config.preset}")
     result = main.run(config, workdir)
     result = dict(result or {})

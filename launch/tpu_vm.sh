@@ -13,7 +13,7 @@ fi
 . .venv/bin/activate
 if ! python -c "import jaxpapers" 2>/dev/null; then
   pip install -q -U pip
-  pip install -q -e . "jax[tpu]==0.10.2"
+  pip install -q -c constraints.txt -e ".[video,face3d]" "jax[tpu]"
 fi
 export JAXPAPERS_DISTRIBUTED=1
 exec python -m jaxpapers.main "$@"

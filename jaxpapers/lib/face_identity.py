@@ -1,6 +1,6 @@
 """Identity embeddings for identity-preserving face generation (FaceAnime L_id, UniFaceGAN).
 
-FaceAnime's generator loss has an identity term (paper notes §4.2; pingponglabs/FaceAnime
+FaceAnime's generator loss has an identity term (pingponglabs/FaceAnime
 main_paraltrain_withMask_300vw_idloss.py SuperIdentityLoss): the mean squared difference of the
 L2-normalised embeddings of a *frozen* face-recognition network (CBAM-ResNet50-IR ArcFace, inputs
 resized to 112x112) of the generated and the real frame.  No such network can be had offline, so
@@ -15,7 +15,7 @@ Design choices (why):
     can be closed over or passed into any jitted loss; `embed` is pure and differentiable
     (bilinear resize inside) and uses the BN running statistics (eval mode, frozen as in FaceAnime).
 
-Public API (binding, see /work/notes/FACE3D_API.md):
+Public API:
   IdentityConfig, IdentityModel(.embed), build_net, train_identity_net, identity_similarity,
   identity_loss (FaceAnime's form), save, load, load_or_train, orl_faces, verification_scores.
 """
@@ -39,7 +39,6 @@ from jaxpapers.layers import face_backbones as fb
 from jaxpapers.lib import margin_heads as mh
 
 Array = jax.Array
-ORL_PATH = "/work/shared/data/faces/att_orl_faces"
 _GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
 
 
@@ -303,12 +302,14 @@ def load_or_train(
 # ------------------------------------------------------------------------------------- data
 
 
-def orl_faces(
-    path: str = ORL_PATH, size: Sequence[int] = (64, 64)
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ORL faces (or any root/<identity>/<img> folder) as uint8 [N, H, W, 1] + labels [N]."""
-    from jaxpapers.data import builders  # host-side only
+def orl_faces(path: str = "", size: Sequence[int] = (64, 64)) -> tuple[np.ndarray, np.ndarray]:
+    """The ORL faces (or any root/<identity>/<img> folder) as uint8 [N, H, W, 1] + labels [N].
 
+    ``path`` empty: `jaxpapers.data.faces.resolve_dir` ($JAXPAPERS_DATA_DIR, then Olivetti).
+    """
+    from jaxpapers.data import builders, faces  # host-side only
+
+    path = faces.resolve_dir(path, key="identity.path")
     _, files = builders.list_image_folder(path)
     imgs = np.stack([builders.read_image(p, tuple(size), 1) for p, _ in files])
     return imgs, np.asarray([lab for _, lab in files], np.int32)

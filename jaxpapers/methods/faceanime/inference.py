@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from jaxpapers import viz
-from jaxpapers.data import face_video
+from jaxpapers.data import face_video, faces
 from jaxpapers.methods.faceanime import dynamics, steps
 
 MODES = ("prediction", "retarget")
@@ -37,7 +37,7 @@ def read_still(spec: str) -> np.ndarray:
         return skimage.data.astronaut()
     if spec.startswith("orl:"):
         subject = int(spec.split(":", 1)[1])
-        path = os.path.join(face_video.ORL_DIR, f"s{subject}", "1.pgm")
+        path = os.path.join(faces.resolve_dir(), f"s{subject}", "1.pgm")
     else:
         path = spec
     if not os.path.isfile(path):

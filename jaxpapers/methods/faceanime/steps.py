@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from jaxpapers import optim, rng
+from jaxpapers.data import faces
 from jaxpapers.lib import face_identity as fi
 from jaxpapers.methods.faceanime import clips, dynamics, losses, sparse_texture
 from jaxpapers.methods.faceanime.model import NetD, ResUNetG
@@ -87,8 +88,9 @@ def identity_model(config, seed_offset: int = 0) -> fi.IdentityModel:
         net = fi.build_net(id_cfg)
         v = net.init(jax.random.key(seed), jnp.zeros((1, *id_cfg.size, 1)), train=False)
         return fi.IdentityModel(params=v["params"], batch_stats=v["batch_stats"], config=id_cfg)
+    path = faces.resolve_dir(c.path, key="identity.path")  # fails here, before any compile
     key = json.dumps(
-        [c.path, list(c.size), list(c.widths), list(c.depths), c.embed_dim, c.steps, seed],
+        [path, list(c.size), list(c.widths), list(c.depths), c.embed_dim, c.steps, seed],
         sort_keys=True,
     )
     return _identity_cached(key, c.cache_dir)

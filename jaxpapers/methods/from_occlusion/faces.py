@@ -10,31 +10,20 @@ standard pairs.txt (eval.pairs_file over eval.lfw_dir), validated before trainin
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from jaxpapers.data import builders, face_recognition
+from jaxpapers.data import face_recognition, faces
+from jaxpapers.data.faces import load_identity_folder
 from jaxpapers.evals import face_verification as fv
 
 
-@functools.lru_cache(maxsize=4)
-def load_identity_folder(path: str, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """All images of root/<identity>/<img> as uint8 (N, H, W, 3) RGB (grey replicated) + labels."""
-    _, files = builders.list_image_folder(path)
-    images = np.stack([builders.read_image(p, image_size, 3) for p, _ in files])
-    labels = np.asarray([lab for _, lab in files], np.int32)
-    return images, labels
-
-
 def _folder_split(config, split: str) -> dict[str, np.ndarray]:
-    images, labels = load_identity_folder(config.data.path, tuple(config.data.image_size))
+    root = faces.resolve_dir(config.data.path)
+    images, labels = load_identity_folder(root, tuple(config.data.image_size))
     n_ids = int(labels.max()) + 1
     n_train = int(config.data.n_train_ids)
     if not 0 < n_train < n_ids:
-        raise ValueError(
-            f"data.n_train_ids={n_train} must be in (0, {n_ids}) for {config.data.path}."
-        )
+        raise ValueError(f"data.n_train_ids={n_train} must be in (0, {n_ids}) for {root}.")
     keep = labels < n_train if split == "train" else labels >= n_train
     return {"image": images[keep], "label": labels[keep] - (0 if split == "train" else n_train)}
 

@@ -6,13 +6,11 @@ The identity folders, their train / held-out split and the verification pairs ar
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 
 from jaxpapers import data
-from jaxpapers.data import face_recognition
+from jaxpapers.data import face_recognition, faces
 from jaxpapers.methods.from_occlusion.faces import _folder_split
 
 
@@ -44,12 +42,9 @@ def make_source(config, split: str):
             f"{' or '.join(repr(n) for n in face_recognition.TRAIN_NAMES)}), got "
             f"{config.data.name!r}."
         )
-    if not os.path.isdir(config.data.path):
-        raise FileNotFoundError(
-            f"Face folder {config.data.path!r} not found; set --config.data.path=<root/id/img>."
-        )
+    root = faces.resolve_dir(config.data.path)  # data.path, $JAXPAPERS_DATA_DIR or Olivetti
     if not config.data.in_memory:
-        return data.open_source(config.data, split)
+        return data.open_source(faces.with_path(config.data, root), split)
     src = _folder_split(config, split)
     if split == "train" and int(src["label"].max()) + 1 != config.model.num_classes:
         raise ValueError(

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import data
+from jaxpapers.data import faces
 from jaxpapers.lib import augment
 from jaxpapers.methods.stra import reid
 
@@ -31,7 +32,9 @@ def make_source(config, split: str) -> dict[str, np.ndarray]:
     if name == "market1501":
         src = reid.read_market1501(config.data.path, split, shape[:2])
     elif name == "att_faces":
-        src = reid.read_att_faces(config.data.path, split, shape[:2], config.data.num_train_ids)
+        src = reid.read_att_faces(
+            faces.resolve_dir(config.data.path), split, shape[:2], config.data.num_train_ids
+        )
     else:
         return data.load(config.data, split)
     return {"image": src["image"], "label": src["label"]} if split == "train" else src

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers.data import builders
+from jaxpapers.data import builders, faces
+from jaxpapers.data.faces import load_identity_folder
 from jaxpapers.evals import face_verification as fv
-from jaxpapers.methods.from_occlusion.faces import load_identity_folder
 from jaxpapers.methods.synface import synthesis
 
 
@@ -37,12 +37,7 @@ def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
 
 
 def _all_faces(config) -> tuple[np.ndarray, np.ndarray]:
-    path = config.data.path
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"Face folder {path!r} not found; set --config.data.path to a "
-            "root/<identity>/<image> folder (e.g. the ORL faces)."
-        )
+    path = faces.resolve_dir(config.data.path)  # data.path, $JAXPAPERS_DATA_DIR or Olivetti
     r = int(config.gen.resolution)
     images, labels = load_identity_folder(path, (r, r))  # uint8 RGB (grey replicated)
     c = int(config.gen.img_channels)

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from jaxpapers.data import faces
 from jaxpapers.lib.face3d import geometry
 from jaxpapers.methods.unifacegan import synthetic
 
@@ -119,7 +120,9 @@ def load_stills(config):
     from jaxpapers.data import face_video
 
     d = config.data
-    return face_video.still_faces(d.size, orl_dir=d.orl_dir, include_lfw=d.lfw)
+    return face_video.still_faces(
+        d.size, orl_dir=faces.resolve_dir(d.orl_dir, key="data.orl_dir"), include_lfw=d.lfw
+    )
 
 
 def make_source(config, split: str) -> dict[str, np.ndarray]:
@@ -135,6 +138,8 @@ def make_source(config, split: str) -> dict[str, np.ndarray]:
         return concat_records(parts)
     if d.source != "faces":
         raise ValueError(f"data.source must be 'faces' or 'synthetic', got {d.source!r}.")
+    if d.stills:  # before minutes of video tracking
+        faces.resolve_dir(d.orl_dir, key="data.orl_dir")
     videos = [v for v in d.videos.split(",") if v]
     if not videos:
         raise ValueError(

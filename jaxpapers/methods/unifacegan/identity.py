@@ -12,6 +12,7 @@ import os
 
 import jax
 
+from jaxpapers.data import faces
 from jaxpapers.lib import face_identity
 
 _CACHE: dict = {}
@@ -32,15 +33,10 @@ def get(config) -> face_identity.IdentityModel:
     c = config.identity
     key = (model_dir(config), c.path)
     if key not in _CACHE:
-        if not os.path.isdir(c.path):
-            raise FileNotFoundError(
-                f"identity.path={c.path!r} (faces root/<person>/<img> to train the identity net) "
-                "does not exist; set --config.loss.identity=0 --config.loss.perceptual=0 to run "
-                "without identity supervision."
-            )
+        path = faces.resolve_dir(c.path, key="identity.path")
         # Concrete evaluation even when called while a jitted step is being traced.
         with jax.ensure_compile_time_eval():
-            images, labels = face_identity.orl_faces(c.path, (c.size, c.size))
+            images, labels = face_identity.orl_faces(path, (c.size, c.size))
             _CACHE[key] = face_identity.load_or_train(
                 model_dir(config),
                 images,

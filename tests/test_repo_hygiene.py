@@ -1,0 +1,134 @@
+"""The repository stands alone: no development-machine paths, no references to documents that
+are not in it, no development-process wording in its docs and docstrings."""
+
+import pathlib
+import re
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TEXT = {".py", ".md", ".cfg", ".toml", ".txt", ".sh", ".sbatch", ".ipynb", ".json", ""}
+
+RULES = {
+    # Absolute home/work/scratch paths, and data under /tmp, are one machine's, not the reader's.
+    "machine path": r"(?<![\w.~-])/(?:work|home|root|Users|scratch)/|/tmp/[\w./-]*(?:data|faces)",
+    "outside document": r"\.\./shared|shared/(?:papers|data)|ARCHITECTURE(?:\.md| §)|notes §",
+    "process wording": r"(?i)this session|the issue\b|issue's|no GPU was lent",
+}
+
+# Files with hits that are being restructured on other branches; their owners clear them. The
+# list only shrinks: a file listed here without a hit fails the test, so it is removed.
+PENDING = {
+    "jaxpapers/evals/face_verification.py",
+    "jaxpapers/evals/gan/README.md",
+    "jaxpapers/layers/face_backbones.py",
+    "jaxpapers/layers/resnet.py",
+    "jaxpapers/lib/attacks/losses.py",
+    "jaxpapers/lib/attacks/pgd.py",
+    "jaxpapers/lib/face3d/README.md",
+    "jaxpapers/lib/face3d/geometry.py",
+    "jaxpapers/lib/face3d/tracker.py",
+    "jaxpapers/lib/margin_heads.py",
+    "jaxpapers/lib/occlusion.py",
+    "jaxpapers/methods/__init__.py",
+    "jaxpapers/methods/biggan_dgl/README.md",
+    "jaxpapers/methods/faceanime/README.md",
+    "jaxpapers/methods/faceanime/__init__.py",
+    "jaxpapers/methods/faceanime/clips.py",
+    "jaxpapers/methods/faceanime/dynamics.py",
+    "jaxpapers/methods/faceanime/losses.py",
+    "jaxpapers/methods/faceanime/model.py",
+    "jaxpapers/methods/faceanime/sparse_texture.py",
+    "jaxpapers/methods/from_occlusion/README.md",
+    "jaxpapers/methods/from_occlusion/__init__.py",
+    "jaxpapers/methods/from_occlusion/evaluate.py",
+    "jaxpapers/methods/from_occlusion/faces.py",
+    "jaxpapers/methods/from_occlusion/model.py",
+    "jaxpapers/methods/from_occlusion/steps.py",
+    "jaxpapers/methods/granular_avalanche/README.md",
+    "jaxpapers/methods/granular_avalanche/analysis.py",
+    "jaxpapers/methods/hedge_defense/README.md",
+    "jaxpapers/methods/hedge_defense/defense.py",
+    "jaxpapers/methods/hedge_defense/protocol.py",
+    "jaxpapers/methods/rat/README.md",
+    "jaxpapers/methods/rat/region.py",
+    "jaxpapers/methods/rat/steps.py",
+    "jaxpapers/methods/stra/README.md",
+    "jaxpapers/methods/stra/attention.py",
+    "jaxpapers/methods/stra/baselines.py",
+    "jaxpapers/methods/stra/model.py",
+    "jaxpapers/methods/stra/reid.py",
+    "jaxpapers/methods/stra/steps.py",
+    "jaxpapers/methods/stylegan2_dgl/README.md",
+    "jaxpapers/methods/synface/README.md",
+    "jaxpapers/methods/synface/evaluate.py",
+    "jaxpapers/methods/synface/losses.py",
+    "jaxpapers/methods/synface/steps.py",
+    "jaxpapers/methods/synface/synthesis.py",
+    "jaxpapers/methods/trace_vidsgg/README.md",
+    "jaxpapers/methods/trace_vidsgg/association.py",
+    "jaxpapers/methods/trace_vidsgg/backbones.py",
+    "jaxpapers/methods/trace_vidsgg/formats.py",
+    "jaxpapers/methods/trace_vidsgg/hrtree.py",
+    "jaxpapers/methods/trace_vidsgg/metrics.py",
+    "jaxpapers/methods/trace_vidsgg/model.py",
+    "jaxpapers/methods/trace_vidsgg/steps.py",
+    "jaxpapers/methods/unifacegan/README.md",
+    "jaxpapers/methods/unifacegan/evaluate.py",
+    "jaxpapers/methods/unifacegan/model.py",
+    "jaxpapers/testing.py",
+    "tests/lib/test_attacks.py",
+    "tests/methods/test_rat_region.py",
+    "tests/methods/test_stra_attention.py",
+}
+
+
+def _files():
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    me = str(pathlib.Path(__file__).relative_to(ROOT))
+    return [f for f in out if f != me and (ROOT / f).is_file() and pathlib.Path(f).suffix in TEXT]
+
+
+def _hits() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for f in _files():
+        try:
+            text = (ROOT / f).read_text()
+        except UnicodeDecodeError:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            for rule, pattern in RULES.items():
+                if re.search(pattern, line):
+                    found.setdefault(f, []).append(f"{f}:{n}: {rule}: {line.strip()[:120]}")
+    return found
+
+
+def test_no_machine_paths_outside_documents_or_process_wording():
+    hits = _hits()
+    new = [line for f, lines in sorted(hits.items()) if f not in PENDING for line in lines]
+    assert not new, "\n" + "\n".join(new)
+    stale = sorted(f for f in PENDING if f not in hits)
+    assert not stale, f"no hits left, remove from PENDING: {stale}"
+
+
+def test_rules_catch_what_they_should():
+    bad = [
+        'ORL = "/work/shared/data/faces/att_orl_faces"',
+        "python x.py --data=/home/alice/faces",
+        "see ../shared/papers/x.md",
+        "Method contract (ARCHITECTURE.md §3).",
+        "(paper notes §4.2)",
+        "measured in this session",
+        "the 15-minute budget of the issue",
+        "no GPU was lent",
+    ]
+    for line in bad:
+        assert any(re.search(p, line) for p in RULES.values()), line
+    good = ["--workdir=/tmp/run", "~/scikit_learn_data", "https://github.com/x/y", "a/home/b"]
+    for line in good:
+        assert not any(re.search(p, line) for p in RULES.values()), line
