@@ -7,7 +7,11 @@ import pytest
 
 from jaxpapers import config_lib, methods
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+CONFIGS = sorted(
+    p
+    for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
+    if not p.endswith("__init__.py")  # configs/ is also the installed jaxpapers.configs package.
+)
 
 
 def _presets(path):

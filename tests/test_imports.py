@@ -51,10 +51,6 @@ ALLOWED: dict[str, set[str]] = {
 KNOWN_VIOLATIONS = {
     ("jaxpapers.methods.hedge_defense.base_model", "jaxpapers.methods"),
     ("jaxpapers.methods.hedge_defense.base_model", "jaxpapers.trainer"),
-    ("jaxpapers.methods.synface.faces", "jaxpapers.methods.from_occlusion.faces"),
-    ("jaxpapers.methods.synface.model", "jaxpapers.methods.stylegan2_dgl.model"),
-    ("jaxpapers.methods.synface.steps", "jaxpapers.methods.stylegan2_dgl.losses"),
-    ("jaxpapers.methods.synface.steps", "jaxpapers.methods.stylegan2_dgl.steps"),
 }
 
 

@@ -81,14 +81,6 @@ def test_check_refuses_bad_kind_and_inconsistent_hooks():
         methods.check("fake", _fake(**_train_names(), evaluate=3))
 
 
-def test_transitional_allow_list_names_only_real_extras():
-    """Each allow-listed name is still exported (stale entries must go)."""
-    for name, extras in methods.TRANSITIONAL_EXTRA_NAMES.items():
-        assert name in methods.names()
-        module = methods.get(name)
-        assert extras <= set(vars(module)), (name, extras - set(vars(module)))
-
-
 def test_contributing_table_matches_the_code():
     with open(os.path.join(ROOT, "CONTRIBUTING.md")) as f:
         text = f.read()

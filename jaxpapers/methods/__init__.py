@@ -62,12 +62,6 @@ PURPOSE: dict[str, str] = {
     "gan_sampler": "a GAN's sample function (GAN scores, `jaxpapers.load`)",
 }
 
-# TRANSITIONAL: public names that method packages export today beyond the contract. The lead
-# empties this dict once the method folders are cleaned; get() refuses every other extra name.
-TRANSITIONAL_EXTRA_NAMES: dict[str, frozenset[str]] = {
-    "biggan_dgl": frozenset({"pad_images"}),
-}
-
 
 def names() -> list[str]:
     """All method names, found by scanning this package."""
@@ -108,7 +102,7 @@ def check(name: str, module: ModuleType) -> None:
     missing = [n for n in required if not callable(getattr(module, n, None))]
     if missing:
         raise TypeError(f"Method {name!r} (kind {kind!r}) lacks callable {', '.join(missing)}.")
-    allowed = set(REQUIRED[kind]) | set(OPTIONAL[kind]) | TRANSITIONAL_EXTRA_NAMES.get(name, set())
+    allowed = set(REQUIRED[kind]) | set(OPTIONAL[kind])
     unknown = sorted(n for n in _public_names(module) if n not in allowed)
     if unknown:
         raise TypeError(
