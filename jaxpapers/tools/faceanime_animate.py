@@ -15,37 +15,35 @@ import sys
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished faceanime training run.")
-_CONFIG = flags.DEFINE_string(
-    "config",
-    "configs/faceanime.py",
-    "The run's config as given to jaxpapers.main (file.py[:preset,k=v]).",
-)
-_IMAGE = flags.DEFINE_string("image", None, "Image file, 'astronaut' or 'orl:<k>'.")
-_MODE = flags.DEFINE_enum("mode", "prediction", ["prediction", "retarget"], "Animation mode.")
-_DRIVING = flags.DEFINE_string("driving", "carphone_pristine.mp4", "Driving clip (retarget).")
-_FRAMES = flags.DEFINE_integer("frames", 0, "Frames to generate (0: the config's).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the 3DDP sample (prediction).")
-_OUT = flags.DEFINE_string("out", "", "Output folder (default: --workdir).")
 
-
-def _fail(msg: str) -> None:
-    print(f"faceanime_animate: {msg}", file=sys.stderr)
-    sys.exit(2)
+def define_flags() -> None:
+    """Flags exist only when run as a program (importing the module defines none)."""
+    flags.DEFINE_string("workdir", None, "A finished faceanime training run.")
+    flags.DEFINE_string(
+        "config",
+        "configs/faceanime.py",
+        "The run's config as given to jaxpapers.main (file.py[:preset,k=v]).",
+    )
+    flags.DEFINE_string("image", None, "Image file, 'astronaut' or 'orl:<k>'.")
+    flags.DEFINE_enum("mode", "prediction", ["prediction", "retarget"], "Animation mode.")
+    flags.DEFINE_string("driving", "carphone_pristine.mp4", "Driving clip (retarget mode).")
+    flags.DEFINE_integer("frames", 0, "Frames to generate (0: the config's infer.num_frames).")
+    flags.DEFINE_integer("seed", 0, "Seed of the 3DDP sample (prediction mode).")
+    flags.DEFINE_string("out", "", "Output folder (default: --workdir).")
 
 
 def main(argv) -> None:
-    if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; see --help.")
-    if not _WORKDIR.value or not _IMAGE.value:
-        _fail("--workdir (a finished faceanime run) and --image are required.")
-    if not os.path.isdir(_WORKDIR.value):
-        _fail(f"--workdir={_WORKDIR.value!r} is not a directory.")
-    if _FRAMES.value < 0:
-        _fail(f"--frames must be >= 0, got {_FRAMES.value}.")
-    path, _, arg = _CONFIG.value.partition(":")
+    del argv
+    F = flags.FLAGS
+    if not F.workdir or not F.image:
+        raise ValueError("--workdir (a finished faceanime run) and --image are required.")
+    if not os.path.isdir(F.workdir):
+        raise ValueError(f"--workdir={F.workdir!r} is not a directory.")
+    if F.frames < 0:
+        raise ValueError(f"--frames must be >= 0, got {F.frames}.")
+    path, _, arg = F.config.partition(":")
     if not os.path.isfile(path):
-        _fail(f"--config file {path!r} does not exist.")
+        raise ValueError(f"--config file {path!r} does not exist.")
 
     import jax
 
@@ -53,38 +51,61 @@ def main(argv) -> None:
     from jaxpapers.data import face_video
     from jaxpapers.methods.faceanime import inference, steps
 
-    try:
-        config = config_lib.load_config_file(path, arg or None)
-    except ValueError as e:
-        _fail(str(e))
-    try:
-        still, lm = inference.crop_still(
-            inference.read_still(_IMAGE.value), int(config.data.image_size)
-        )
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    config = config_lib.load_config_file(path, arg or None)
+    size = int(config.data.image_size)
+    still, lm = inference.crop_still(inference.read_still(F.image), size)
     target = steps.init_state(jax.random.key(0), config, prepared=steps.prepare(config))
     try:
-        state = checkpoint.restore_dir(_WORKDIR.value, target)
-    except (FileNotFoundError, checkpoint.CheckpointError) as e:
-        _fail(str(e).splitlines()[0])
+        state = checkpoint.restore_dir(F.workdir, target)
+    except checkpoint.CheckpointError as e:
+        raise ValueError(str(e)) from e
     drv = None
-    if _MODE.value == "retarget":
-        v = face_video.load_face_video(_DRIVING.value, int(config.data.image_size))
+    if F.mode == "retarget":
+        v = face_video.load_face_video(F.driving, size)
         drv = v.landmarks[v.found]
     res = inference.animate(
         state,
         config,
         still,
         lm,
-        mode=_MODE.value,
-        num_frames=_FRAMES.value or None,
-        seed=_SEED.value,
+        mode=F.mode,
+        num_frames=F.frames or None,
+        seed=F.seed,
         driving_lm=drv,
     )
-    out = _OUT.value or _WORKDIR.value
-    print(inference.save_outputs(out, f"anim_{_MODE.value}", still, res, config.infer.fps))
+    out = F.out or F.workdir
+    print(inference.save_outputs(out, f"anim_{F.mode}", still, res, config.infer.fps))
+
+
+def _run(doc: str) -> None:
+    """absl ``app.run`` with the tools' conventions: ``--help`` prints the docstring and the flags
+    (exit status 0); bad input is one line ``<tool>: error: <why>`` on stderr (exit status 2)."""
+    prog = __spec__.name if __spec__ is not None else sys.argv[0]
+    if any(a in ("--help", "-h", "--helpshort", "-?") for a in sys.argv[1:]):
+        print(doc.strip() + "\n\n" + flags.FLAGS.main_module_help())
+        sys.exit(0)
+
+    def fail(message) -> None:
+        print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    def parse(args):
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as e:
+            fail(f"{e} (see --help)")
+
+    def wrapped(args):
+        if len(args) > 1:
+            fail(f"unexpected arguments {args[1:]} (see --help)")
+        try:
+            main(args)
+        except (ValueError, FileNotFoundError) as e:
+            fail(e)
+
+    app.run(wrapped, flags_parser=parse)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    _run(__doc__)

@@ -153,40 +153,71 @@ def write_fixture(path: str, out: str, seed: int = 1) -> None:
         )
 
 
-_CLUSTER_TREE = flags.DEFINE_string(
-    "cluster_tree", None, "The official TRACE lib/combine_tree/cluster_tree.py."
-)
-_TRIALS = flags.DEFINE_integer("trials", 300, "Random box sets per kind and argsort order.")
-_N_MAX = flags.DEFINE_integer("n_max", 40, "Largest number of boxes per set.")
-_WRITE_FIXTURE = flags.DEFINE_string(
-    "write_fixture", "", "Also save the official trees of 24 small box sets as JSON here."
-)
-
-
-def _fail(msg: str) -> None:
-    print(f"trace_check_official_tree: {msg}", file=sys.stderr)
-    sys.exit(2)
+def define_flags() -> None:
+    """Flags exist only when run as a program (importing the module defines none)."""
+    flags.DEFINE_string(
+        "cluster_tree", None, "The official TRACE lib/combine_tree/cluster_tree.py."
+    )
+    flags.DEFINE_integer("trials", 300, "Random box sets per kind and argsort order.")
+    flags.DEFINE_integer("n_max", 40, "Largest number of boxes per set.")
+    flags.DEFINE_string(
+        "write_fixture", "", "Also save the official trees of 24 small box sets as JSON here."
+    )
 
 
 def main(argv) -> None:
-    if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; see --help.")
-    path = _CLUSTER_TREE.value
+    del argv
+    F = flags.FLAGS
+    path = F.cluster_tree
     if not path:
-        _fail("--cluster_tree is required (the official lib/combine_tree/cluster_tree.py).")
+        raise ValueError(
+            "--cluster_tree is required (the official lib/combine_tree/cluster_tree.py)."
+        )
     if not os.path.isfile(path):
-        _fail(f"--cluster_tree={path!r} is not a file.")
-    if _TRIALS.value < 1 or _N_MAX.value < 1:
-        _fail("--trials and --n_max must be positive.")
+        raise ValueError(f"--cluster_tree={path!r} is not a file.")
+    if F.trials < 1 or F.n_max < 1:
+        raise ValueError("--trials and --n_max must be positive.")
     try:
-        if _WRITE_FIXTURE.value:
-            write_fixture(path, _WRITE_FIXTURE.value)
-        results = compare(path, _TRIALS.value, _N_MAX.value)
+        if F.write_fixture:
+            write_fixture(path, F.write_fixture)
+        results = compare(path, F.trials, F.n_max)
     except (ValueError, SyntaxError, StopIteration) as e:
-        _fail(f"{path} is not a usable cluster_tree.py ({type(e).__name__}: {e}).")
+        raise ValueError(
+            f"{path} is not a usable cluster_tree.py ({type(e).__name__}: {e})."
+        ) from e
     print(json.dumps(results, indent=1))
     print("numpy", np.__version__)
 
 
+def _run(doc: str) -> None:
+    """absl ``app.run`` with the tools' conventions: ``--help`` prints the docstring and the flags
+    (exit status 0); bad input is one line ``<tool>: error: <why>`` on stderr (exit status 2)."""
+    prog = __spec__.name if __spec__ is not None else sys.argv[0]
+    if any(a in ("--help", "-h", "--helpshort", "-?") for a in sys.argv[1:]):
+        print(doc.strip() + "\n\n" + flags.FLAGS.main_module_help())
+        sys.exit(0)
+
+    def fail(message) -> None:
+        print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    def parse(args):
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as e:
+            fail(f"{e} (see --help)")
+
+    def wrapped(args):
+        if len(args) > 1:
+            fail(f"unexpected arguments {args[1:]} (see --help)")
+        try:
+            main(args)
+        except (ValueError, FileNotFoundError) as e:
+            fail(e)
+
+    app.run(wrapped, flags_parser=parse)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    _run(__doc__)

@@ -1,5 +1,7 @@
 """TRACE method: the standard jit test, the loss sampler, and the model's masking."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,8 @@ def smoke():
 def _init_with_prepared(monkeypatch):
     """trainer.init as the method contract has it: ``prepare`` once on the host, its result a
     jit argument of ``init_state`` (until the trainer makes this call itself)."""
+    if "prepared" in inspect.signature(trainer.init).parameters:
+        return  # the trainer calls prepare itself
 
     def init(method, config, mesh):
         prepared = method.prepare(config)
