@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxpapers import config_lib, testing, trainer
-from jaxpapers.methods.trace_vidsgg import evaluate, inputs, model, steps
+from jaxpapers.methods.trace_vidsgg import inputs, model, steps
+from jaxpapers.methods.trace_vidsgg.evaluate import evaluate
 
 
 def smoke():
@@ -95,7 +96,7 @@ def test_evaluate_runs_on_smoke(tmp_path):
         "configs/trace_vidsgg.py", "smoke,save_pictures=True,model.mode=sgcls"
     )
     st = init(cfg)
-    res = evaluate.evaluate(st, cfg, str(tmp_path))
+    res = evaluate(st, cfg, str(tmp_path))
     for key in ("with_R@5", "with_R@10", "no_R@10", "no_mR@10"):
         assert 0.0 <= res[key] <= 100.0
     assert list(tmp_path.glob("scene_graph_*.png"))
