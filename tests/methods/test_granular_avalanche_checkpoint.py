@@ -10,7 +10,7 @@ import pytest
 
 from configs import granular_avalanche as cfg_mod
 from jaxpapers import checkpoint
-from jaxpapers.methods.granular_avalanche import simulate
+from jaxpapers.methods.granular_avalanche import experiment, simulate
 
 PRESETS = {"walls": "smoke", "lees_edwards": "smoke_le"}
 
@@ -40,11 +40,11 @@ def test_resumed_run_equals_uninterrupted_bit_for_bit(boundary, tmp_path):
     sim = _sim(boundary)
     ref = _run(sim)
     ck = str(tmp_path / "ck")
-    with pytest.raises(simulate.Interrupted) as first:
+    with pytest.raises(experiment.Interrupted) as first:
         _run(sim, ck, stop_after=3)  # stopped during the preparation
     total, n_prep = first.value.total, first.value.n_prep
     assert os.path.isdir(ck) and 3 < n_prep < total - 1
-    with pytest.raises(simulate.Interrupted):
+    with pytest.raises(experiment.Interrupted):
         _run(sim, ck, stop_after=total - 1)  # resumed, then stopped during the shear
     lines = []
     resumed = _run(sim, ck, log=lines.append)  # a fresh call with the same directory
@@ -60,7 +60,7 @@ def test_resumed_run_equals_uninterrupted_bit_for_bit(boundary, tmp_path):
 def test_corrupt_or_foreign_checkpoint_raises_a_clear_error(tmp_path):
     sim = _sim("lees_edwards")
     ck = str(tmp_path / "ck")
-    with pytest.raises(simulate.Interrupted):
+    with pytest.raises(experiment.Interrupted):
         _run(sim, ck, stop_after=2)
     # Different parameters: refused, nothing overwritten.
     other = cfg_mod.get_config("smoke_le,sim.kn=3000.0").sim

@@ -174,11 +174,11 @@ def test_wall_driven_shear_cell_matches_lammps(tmp_path):
     with a 1e15 density so its effective mass equals ours, y not periodic). The wall force
     (shear stress and pressure sensor) and the particles must agree along the trajectory."""
     from configs import granular_avalanche as cfg_mod
-    from jaxpapers.methods.granular_avalanche import simulate
+    from jaxpapers.methods.granular_avalanche import shear_cell
 
     kn, kt, gn, gt, mu, dt, vel_wall = 1e3, 2e3 / 7, 20.0, 10.0, 0.5, 1e-3, 0.05
     with jax.enable_x64(True):
-        cell = simulate.build_cell(cfg_mod.get_config("smoke").sim, 0)
+        cell = shear_cell.build_cell(cfg_mod.get_config("smoke").sim, 0)
         kind, rad = cell["kind"], cell["radius"]
         top, free = kind == dem.TOP, kind == dem.FREE
         lx, lz = cell["box"][0], cell["box"][2]

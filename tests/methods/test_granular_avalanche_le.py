@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import granular_avalanche as cfg_mod
-from jaxpapers.methods.granular_avalanche import contact, dem, neighbors, simulate
+from jaxpapers.methods.granular_avalanche import contact, dem, lees_edwards, neighbors, simulate
 
 GDOT = 0.2
 BOX = (4.0, 5.0, 4.0)
@@ -184,7 +184,7 @@ def test_dense_le_shear_has_positive_virial_shear_stress(le_dense):
 def test_constant_volume_le_keeps_the_box():
     c = cfg_mod.get_config("smoke_le,sim.le_barostat=False,sim.total_strain=0.004")
     out = simulate.shear_experiment(c.sim, 0.8, 0.05, 0, log=lambda s: None)
-    ly0 = simulate.build_le_box(c.sim, 0)["box"][1]
+    ly0 = lees_edwards.build_le_box(c.sim, 0)["box"][1]
     assert out["meta"]["height"] == ly0 and not out["meta"]["barostat"]
     assert np.all(np.isfinite(out["stress"]))
 

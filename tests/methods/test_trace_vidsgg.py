@@ -1,22 +1,62 @@
 """TRACE method: the standard jit test, the loss sampler, and the model's masking."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, testing
-from jaxpapers.methods.trace_vidsgg import steps
+from jaxpapers import config_lib, testing, trainer
+from jaxpapers.methods.trace_vidsgg import inputs, model, steps
+from jaxpapers.methods.trace_vidsgg.evaluate import evaluate
 
 
 def smoke():
     return config_lib.load_config_file("configs/trace_vidsgg.py", "smoke")
 
 
+@pytest.fixture(autouse=True)
+def _init_with_prepared(monkeypatch):
+    """trainer.init as the method contract has it: ``prepare`` once on the host, its result a
+    jit argument of ``init_state`` (until the trainer makes this call itself)."""
+    if "prepared" in inspect.signature(trainer.init).parameters:
+        return  # the trainer calls prepare itself
+
+    def init(method, config, mesh):
+        prepared = method.prepare(config)
+        fn = lambda key, p: method.init_state(key, config, prepared=p)  # noqa: E731
+        key = jax.random.PRNGKey(config.seed)
+        shardings = trainer.state_shardings(method, jax.eval_shape(fn, key, prepared), mesh)
+        return jax.jit(fn, out_shardings=shardings)(key, prepared), shardings
+
+    monkeypatch.setattr(trainer, "init", init)
+
+
+def init(cfg):
+    return steps.init_state(jax.random.PRNGKey(0), cfg, prepared=steps.prepare(cfg))
+
+
 def test_trace_vidsgg_train_step_jit():
     _, metrics = testing.check_train_step_jit("trace_vidsgg", smoke())
     assert 0.0 <= float(metrics[-1]["obj_acc"]) <= 1.0
     assert float(metrics[-1]["entries"]) > 0
+
+
+def test_prepared_frequency_bias_enters_the_params():
+    cfg = smoke()
+    assert cfg.model.use_freq_bias and cfg.model.freq_bias_from_data
+    prepared = steps.prepare(cfg)
+    src = inputs.make_source(cfg, "train")
+    want = steps.freq_bias_init(
+        src["rels"], src["labels"], src["num_boxes"], cfg.model.num_obj_classes
+    )
+    np.testing.assert_allclose(prepared["freq_bias"], want, rtol=1e-6)
+    st = jax.jit(lambda k, p: steps.init_state(k, cfg, prepared=p))(jax.random.PRNGKey(0), prepared)
+    np.testing.assert_array_equal(np.asarray(st.params["freq_bias"]), prepared["freq_bias"])
+    bad = {"freq_bias": prepared["freq_bias"][:-1]}
+    with pytest.raises(ValueError, match="freq_bias does not match"):
+        steps.init_state(jax.random.PRNGKey(0), cfg, prepared=bad)
 
 
 def test_sampler_keeps_all_positives_and_fills_with_negatives():
@@ -32,8 +72,8 @@ def test_sampler_keeps_all_positives_and_fills_with_negatives():
 @pytest.mark.slow
 def test_padding_boxes_do_not_change_valid_outputs():
     cfg = smoke()
-    st = steps.init_state(jax.random.PRNGKey(0), cfg)
-    src = steps.make_source(cfg, "train")
+    st = init(cfg)
+    src = inputs.make_source(cfg, "train")
     i = int(np.argmin(src["num_boxes"]))
     batch = {k: v[i : i + 1] for k, v in src.items()}
     n = int(batch["num_boxes"][0])
@@ -43,8 +83,8 @@ def test_padding_boxes_do_not_change_valid_outputs():
     other["boxes"][0, n:] = [[1, 2, 20, 25]]  # garbage in the padding slots
     other["labels"] = batch["labels"].copy()
     other["labels"][0, n:] = 3
-    model = steps.build_model(cfg)
-    f = jax.jit(lambda b: model.apply({"params": st.params}, b, train=False))
+    net = model.build_model(cfg)
+    f = jax.jit(lambda b: net.apply({"params": st.params}, b, train=False))
     a, b = f(batch), f(other)
     np.testing.assert_allclose(a["rel_logits"][0, :n, :n], b["rel_logits"][0, :n, :n], atol=1e-5)
     np.testing.assert_allclose(a["obj_logits"][0, :n], b["obj_logits"][0, :n], atol=1e-5)
@@ -55,8 +95,8 @@ def test_evaluate_runs_on_smoke(tmp_path):
     cfg = config_lib.load_config_file(
         "configs/trace_vidsgg.py", "smoke,save_pictures=True,model.mode=sgcls"
     )
-    st = steps.init_state(jax.random.PRNGKey(0), cfg)
-    res = steps.evaluate(st, cfg, str(tmp_path))
+    st = init(cfg)
+    res = evaluate(st, cfg, str(tmp_path))
     for key in ("with_R@5", "with_R@10", "no_R@10", "no_mR@10"):
         assert 0.0 <= res[key] <= 100.0
     assert list(tmp_path.glob("scene_graph_*.png"))

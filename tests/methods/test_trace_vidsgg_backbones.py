@@ -18,7 +18,7 @@ import pytest
 
 from jaxpapers import config_lib
 from jaxpapers.layers import resnet
-from jaxpapers.methods.trace_vidsgg import backbones, convert, steps
+from jaxpapers.methods.trace_vidsgg import backbones, convert, inputs, model, steps
 
 TINY = dict(stage_sizes=(1, 2, 1, 1), width=4)
 
@@ -267,12 +267,12 @@ def _resnet_cfg(extra=""):
 
 def test_resnet_backbone_in_model_and_weight_loading(tmp_path):
     cfg = _resnet_cfg()
-    spec = steps.input_spec(cfg)
+    spec = inputs.input_spec(cfg)
     assert spec["frames"].shape == (8, 5, 32, 32, 3) and spec["obj_feat"].shape == (8, 4, 16)
-    model = steps.build_model(cfg)
+    net = model.build_model(cfg)
     batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in spec.items()}
-    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch, train=False))
-    out = jax.eval_shape(lambda v: model.apply(v, batch, train=False), variables)
+    variables = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), batch, train=False))
+    out = jax.eval_shape(lambda v: net.apply(v, batch, train=False), variables)
     assert out["rel_logits"].shape == (8, 4, 4, cfg.model.num_predicates)
     params = variables["params"]
     assert "rel_body_2d" in params and "rel_body_3d" in params
@@ -286,10 +286,18 @@ def test_resnet_backbone_in_model_and_weight_loading(tmp_path):
     key2 = lambda p: convert._torch_key_2d(p, "detectron")  # noqa: E731
     _write_torch_zip(p2, _export(r2, key2, False, None))
     _write_torch_zip(p3, _export(i3, convert._torch_key_3d, True, np.random.default_rng(0)))
-    m = _resnet_cfg(f",model.resnet2d_weights={p2},model.i3d_weights={p3}").model
-    loaded = steps.load_backbone_weights(m, params)
+    cfg_w = _resnet_cfg(f",model.resnet2d_weights={p2},model.i3d_weights={p3}")
+    loaded = steps.prepare(cfg_w)
+    assert set(loaded) == {"rel_body_2d", "rel_body_3d"}
     _assert_same(r2, loaded["rel_body_2d"])
     _assert_same(i3, loaded["rel_body_3d"])
+    # init_state puts them into the backbone slots; a tree of another architecture fails early.
+    st = jax.jit(lambda k, p: steps.init_state(k, cfg_w, prepared=p))(jax.random.PRNGKey(0), loaded)
+    _assert_same(r2, jax.device_get(st.params["rel_body_2d"]))
+    with pytest.raises(ValueError, match="rel_body_3d does not match"):
+        steps.init_state(
+            jax.random.PRNGKey(0), cfg_w, prepared={"rel_body_3d": loaded["rel_body_2d"]}
+        )
 
 
 def test_paper_presets_use_the_real_backbones():
@@ -298,20 +306,32 @@ def test_paper_presets_use_the_real_backbones():
         m = cfg.model
         assert m.backbone == "resnet" and tuple(m.resnet_stages) == (3, 4, 6, 3)
         assert m.resnet_width == 64 and m.clip_len == 17 and m.temporal_head == "avgpool_fc"
-        assert steps.input_spec(cfg)["frames"].shape == (8, 17, 800, 1333, 3)
+        assert inputs.input_spec(cfg)["frames"].shape == (8, 17, 800, 1333, 3)
     cfg = config_lib.load_config_file(
         "configs/trace_vidsgg.py", "action_genome,model.freq_bias_from_data=False"
     )
-    st = jax.eval_shape(lambda k: steps.init_state(k, cfg), jax.random.PRNGKey(0))
+    st = jax.eval_shape(lambda k: steps.init_state(k, cfg, prepared={}), jax.random.PRNGKey(0))
     count = lambda t: sum(x.size for x in jax.tree.leaves(t))  # noqa: E731
     assert count(st.params["rel_body_2d"]) == resnet50_count(0)
     assert count(st.params["rel_body_3d"]) == i3d_nl_r50_count()
 
 
 @pytest.mark.slow
-def test_resnet_backbone_train_step_jit():
-    from jaxpapers import testing
+def test_resnet_backbone_train_step_jit(monkeypatch):
+    import inspect
 
+    from jaxpapers import testing, trainer
+
+    if "prepared" not in inspect.signature(trainer.init).parameters:
+        # trainer.init as the method contract has it (until the trainer calls prepare itself).
+        def init(method, config, mesh):
+            prepared = method.prepare(config)
+            fn = lambda key, p: method.init_state(key, config, prepared=p)  # noqa: E731
+            key = jax.random.PRNGKey(config.seed)
+            shardings = trainer.state_shardings(method, jax.eval_shape(fn, key, prepared), mesh)
+            return jax.jit(fn, out_shardings=shardings)(key, prepared), shardings
+
+        monkeypatch.setattr(trainer, "init", init)
     _, metrics = testing.check_train_step_jit("trace_vidsgg", _resnet_cfg())
     assert float(metrics[-1]["entries"]) > 0
 

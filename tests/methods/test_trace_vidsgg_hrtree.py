@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -169,3 +171,18 @@ def test_roi_align_matches_naive_bilinear():
         np.testing.assert_allclose(
             got[0, r], naive_roi_align(feat[0], boxes[0, r], 3, 0.25, 2), atol=1e-5
         )
+
+
+def test_check_official_tree_tool_help_and_bad_input(tmp_path):
+    def run(*args):
+        cmd = [sys.executable, "-m", "jaxpapers.tools.trace_check_official_tree", *args]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    assert run("--help").returncode == 0
+    missing = run(f"--cluster_tree={tmp_path / 'absent.py'}")
+    assert missing.returncode == 2 and "is not a file" in missing.stderr
+    wrong = tmp_path / "cluster_tree.py"
+    wrong.write_text("class cluster_tree2D:\n    def node_cluster(self):\n        pass\n")
+    bad = run(f"--cluster_tree={wrong}", "--trials=1")
+    assert bad.returncode == 2 and "not a usable cluster_tree.py" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

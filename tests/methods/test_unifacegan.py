@@ -1,5 +1,6 @@
 """UniFaceGAN: standard jit test, sample selection, smoke job end to end (synthetic faces)."""
 
+import inspect
 import os
 
 import jax
@@ -7,10 +8,28 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, methods, testing
-from jaxpapers.methods.unifacegan import data, inference, steps
+from jaxpapers import config_lib, methods, testing, trainer
+from jaxpapers.lib import face_identity
+from jaxpapers.methods.unifacegan import inference, inputs, steps
 
 CFG = "configs/unifacegan.py"
+
+
+@pytest.fixture(autouse=True)
+def _init_with_prepared(monkeypatch):
+    """trainer.init as the method contract has it: ``prepare`` once on the host, its result a
+    jit argument of ``init_state`` (until the trainer makes this call itself)."""
+    if "prepared" in inspect.signature(trainer.init).parameters:
+        return  # the trainer calls prepare itself
+
+    def init(method, config, mesh):
+        prepared = method.prepare(config)
+        fn = lambda key, p: method.init_state(key, config, prepared=p)  # noqa: E731
+        key = jax.random.PRNGKey(config.seed)
+        shardings = trainer.state_shardings(method, jax.eval_shape(fn, key, prepared), mesh)
+        return jax.jit(fn, out_shardings=shardings)(key, prepared), shardings
+
+    monkeypatch.setattr(trainer, "init", init)
 
 
 def test_unifacegan_train_step_jit():
@@ -24,7 +43,7 @@ def test_unifacegan_train_step_jit():
 @pytest.fixture(scope="module")
 def smoke():
     cfg = config_lib.load_config_file(CFG, "smoke")
-    return cfg, data.make_source(cfg, "train")
+    return cfg, inputs.make_source(cfg, "train")
 
 
 def test_source_records_are_consistent(smoke):
@@ -83,6 +102,26 @@ def test_smoke_job_writes_videos_and_metrics(tmp_path):
     with av.open(os.path.join(tmp_path, "swap.mp4")) as c:
         n = sum(1 for _ in c.decode(video=0))
     assert n == cfg.data.synthetic_frames
+
+
+def test_identity_net_is_carried_in_the_state(smoke):
+    """The frozen identity net comes from ``prepare`` through the state, never from a cache."""
+    cfg, src = smoke
+    cfg = cfg.copy_and_resolve_references()
+    cfg.loss.identity, cfg.loss.perceptual = 1.0, 1.0
+    id_cfg = face_identity.IdentityConfig(size=(16, 16), widths=(4, 4, 4, 4, 4), embed_dim=8)
+    v = face_identity.build_net(id_cfg).init(
+        jax.random.key(1), jnp.zeros((1, 16, 16, 1)), train=False
+    )
+    net = face_identity.IdentityModel(v["params"], v["batch_stats"], id_cfg)
+    state = jax.jit(lambda k, p: steps.init_state(k, cfg, prepared=p))(
+        jax.random.key(0), {"identity": net}
+    )
+    batch = {k: jnp.asarray(v[: cfg.batch_size]) for k, v in src.items()}
+    new, m = jax.jit(lambda s, b: steps.train_step(s, b, config=cfg))(state, batch)
+    assert float(m["g_identity"]) > 0 and np.isfinite(float(m["g_perceptual"]))
+    for a, b in zip(jax.tree.leaves(new.identity), jax.tree.leaves(net), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # frozen
 
 
 def test_write_mp4_roundtrip(tmp_path):

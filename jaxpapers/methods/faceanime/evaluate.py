@@ -27,15 +27,14 @@ import numpy as np
 from jaxpapers import viz
 from jaxpapers.data import face_video
 from jaxpapers.lib import face_identity as fi
-from jaxpapers.methods.faceanime import clips, dynamics, inference, steps
+from jaxpapers.methods.faceanime import dynamics, inference, inputs, steps
 
 
 def _eval_identity(config) -> fi.IdentityModel:
     return steps.identity_model(config, seed_offset=100)
 
 
-def _reconstruction(state, config, id_eval) -> tuple[dict, np.ndarray]:
-    data = clips.load_clips(config)
+def _reconstruction(state, config, data: inputs.Clips, id_eval) -> tuple[dict, np.ndarray]:
     l1s, psnrs, sims, picture = [], [], [], None
     for i in range(len(data.frames)):
         frames, lm = data.split(i, "test")
@@ -70,8 +69,8 @@ def _reconstruction(state, config, id_eval) -> tuple[dict, np.ndarray]:
     }, picture
 
 
-def _dynamics(state, config) -> dict:
-    data, geom = clips.load_clips(config), state.geom
+def _dynamics(state, config, data: inputs.Clips) -> dict:
+    geom = state.geom
     w, k = int(config.data.window), int(config.infer.samples)
     net = steps.build_dyn(config, int(geom.p_std.shape[0]))
     tf, errs, static, div = [], [], [], []
@@ -79,7 +78,7 @@ def _dynamics(state, config) -> dict:
         frames, lm = data.split(i, "test")
         if len(frames) < w:
             continue
-        seq = clips.windows(lm, np.array([0]), w, geom)
+        seq = inputs.windows(lm, np.array([0]), w, geom)
         img = jnp.asarray(steps.np_float(frames[:1]))
         mu, _ = net.apply(
             {"params": state.dyn.params}, jnp.asarray(seq), method=dynamics.Dynamics.posterior
@@ -116,14 +115,14 @@ def evaluate(state, config, workdir: str) -> dict[str, float]:
     state = jax.device_get(state)
     id_eval = _eval_identity(config)
     out = {}
-    rec, picture = _reconstruction(state, config, id_eval)
+    data = inputs.load_clips(config)
+    rec, picture = _reconstruction(state, config, data, id_eval)
     out.update(rec)
     viz.save_image_grid(
         os.path.join(workdir, "eval_reconstruction.png"), picture, nrow=len(picture) // 3, scale=2
     )
-    out.update(_dynamics(state, config))
+    out.update(_dynamics(state, config, data))
     size = int(config.data.image_size)
-    data = clips.load_clips(config)
     if config.infer.driving:  # another clip drives the retargeting videos
         v = face_video.load_face_video(config.infer.driving, size, config.data.cache_dir or None)
         driving = v.landmarks[v.found]

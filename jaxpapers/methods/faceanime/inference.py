@@ -5,9 +5,7 @@
   pose/expression of a driving clip) -> sparse texture renders of the still at every predicted
   geometry -> generator frames.
 
-Command line (after a training run in RUN):
-  python -m jaxpapers.methods.faceanime.inference --workdir=RUN --image=face.jpg \
-      --mode=prediction --out=/tmp/anim            (or --mode=retarget --driving=carphone)
+Command line (after a training run in RUN): ``python -m jaxpapers.tools.faceanime_animate``.
 """
 
 from __future__ import annotations
@@ -177,48 +175,3 @@ def benchmark(state, config, still: np.ndarray, still_lm: np.ndarray, repeats: i
     for r in range(repeats):
         out = animate(state, config, still, still_lm, seed=r + 1)
     return repeats * len(out["frames"]) / (time.perf_counter() - t0)
-
-
-def main(argv=None) -> None:
-    """Command line: animate one still with the generator/3DDP of a finished training run."""
-    import argparse
-
-    from jaxpapers import checkpoint, config_lib
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", required=True, help="a finished faceanime training run")
-    ap.add_argument(
-        "--config",
-        default="configs/faceanime.py",
-        help="the run's config as given to jaxpapers.main (file.py:preset,k=v)",
-    )
-    ap.add_argument("--image", required=True, help="image file, 'astronaut' or 'orl:<k>'")
-    ap.add_argument("--mode", default="prediction", choices=MODES)
-    ap.add_argument("--driving", default="carphone_pristine.mp4")
-    ap.add_argument("--frames", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="")
-    a = ap.parse_args(argv)
-    path, _, arg = a.config.partition(":")
-    config = config_lib.load_config_file(path, arg or None)
-    state = checkpoint.restore_dir(a.workdir, steps.init_state(jax.random.key(0), config))
-    still, lm = crop_still(read_still(a.image), int(config.data.image_size))
-    drv = None
-    if a.mode == "retarget":
-        v = face_video.load_face_video(a.driving, int(config.data.image_size))
-        drv = v.landmarks[v.found]
-    res = animate(
-        state,
-        config,
-        still,
-        lm,
-        mode=a.mode,
-        num_frames=a.frames or None,
-        seed=a.seed,
-        driving_lm=drv,
-    )
-    print(save_outputs(a.out or a.workdir, f"anim_{a.mode}", still, res, config.infer.fps))
-
-
-if __name__ == "__main__":
-    main()

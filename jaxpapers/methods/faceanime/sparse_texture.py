@@ -40,6 +40,7 @@ def region_faces(faces: np.ndarray, vertex_ids: np.ndarray) -> np.ndarray:
     return np.asarray(faces, np.int32)[keep]
 
 
+# Pure computation on the fixed topology (no inputs); the step asks for it at every trace.
 @functools.lru_cache(maxsize=8)
 def sparse_faces(region: str = "face") -> np.ndarray:
     """FaceMesh triangles restricted to a topology region ('face' = inside the face oval)."""

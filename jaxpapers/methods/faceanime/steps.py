@@ -7,14 +7,14 @@ Order inside the step follows the official loop (main_paraltrain_withMask_300vw_
   4. 3DDP update (dynamics.dynamics_loss) on the window that starts at the source frame.
 The 3DDP is trained in the same step only to keep one run = one command; it shares no parameter
 with the generator stage (the paper trains the two stages separately).
-The identity net is frozen (trained beforehand on ORL, cached; `lib/face_identity.py`) and the
-geometry constants (reference shape, expression PCA) come from the training frames; both live
-in the state so that a checkpoint holds everything inference needs.
+The identity net is frozen (trained beforehand on ORL, cached on disk; `lib/face_identity.py`)
+and the geometry constants (reference shape, expression PCA) come from the training frames:
+``prepare`` computes both once on the host, ``init_state`` puts them into the state (so that a
+checkpoint holds everything inference needs) and the step reads them from there.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -29,7 +29,7 @@ import optax
 from jaxpapers import optim, rng
 from jaxpapers.data import faces
 from jaxpapers.lib import face_identity as fi
-from jaxpapers.methods.faceanime import clips, dynamics, losses, sparse_texture
+from jaxpapers.methods.faceanime import dynamics, inputs, losses, sparse_texture
 from jaxpapers.methods.faceanime.model import NetD, ResUNetG
 
 CONDITIONS = ("sparse", "landmarks")
@@ -93,37 +93,31 @@ def identity_model(config, seed_offset: int = 0) -> fi.IdentityModel:
         [path, list(c.size), list(c.widths), list(c.depths), c.embed_dim, c.steps, seed],
         sort_keys=True,
     )
-    return _identity_cached(key, c.cache_dir)
-
-
-@functools.lru_cache(maxsize=4)
-def _identity_cached(key: str, cache_dir: str) -> fi.IdentityModel:
-    path, size, widths, depths, embed_dim, n_steps, seed = json.loads(key)
-    id_cfg = fi.IdentityConfig(
-        size=tuple(size), widths=tuple(widths), depths=tuple(depths), embed_dim=int(embed_dim)
-    )
-    root = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "jaxpapers")
+    root = c.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "jaxpapers")
     directory = os.path.join(root, "face_identity", hashlib.sha1(key.encode()).hexdigest()[:12])
     if os.path.isfile(os.path.join(directory, "identity_config.json")):
         return fi.load(directory)
-    images, labels = fi.orl_faces(path, tuple(size))
-    return fi.load_or_train(
-        directory, images, labels, steps=int(n_steps), seed=int(seed), config=id_cfg
-    )
+    images, labels = fi.orl_faces(c.path, tuple(id_cfg.size))
+    return fi.load_or_train(directory, images, labels, steps=int(c.steps), seed=seed, config=id_cfg)
 
 
-def init_state(key: jax.Array, config) -> FaceAnimeState:
-    """Random G/D/3DDP params, fresh Adam states, fitted geometry, frozen identity net."""
+def prepare(config) -> dict:
+    """Host, once: geometry fitted on the training frames and the frozen identity net."""
+    return {
+        "geom": inputs.fit_geometry(config, inputs.load_clips(config)),
+        "id_model": identity_model(config),
+    }
+
+
+def init_state(key: jax.Array, config, *, prepared: dict) -> FaceAnimeState:
+    """Random G/D/3DDP params, fresh Adam states, the prepared geometry and identity net."""
     if config.model.condition not in CONDITIONS:
         raise ValueError(
             f"model.condition must be one of {CONDITIONS}, got {config.model.condition!r}."
         )
     s = int(config.data.image_size)
-    # Host-side data work (tracking, PCA, identity-net training) must not be staged into the
-    # jitted init: evaluate it eagerly; both results are cached, so eval_shape + jit pay once.
-    with jax.ensure_compile_time_eval():
-        geom = jax.tree.map(jnp.asarray, clips.geometry(config))
-        id_model = jax.tree.map(jnp.asarray, identity_model(config))
+    geom = jax.tree.map(jnp.asarray, prepared["geom"])
+    id_model = jax.tree.map(jnp.asarray, prepared["id_model"])
     p_dim = int(geom.p_std.shape[0])
     kg, kd, kdyn, kr = jax.random.split(key, 4)
     img = jnp.zeros((1, s, s, 3))

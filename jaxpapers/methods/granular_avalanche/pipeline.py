@@ -9,18 +9,12 @@ import numpy as np
 from jaxpapers.methods.granular_avalanche import analysis, plots
 
 
-def analyse(tracks: dict, acfg, workdir: str, tag: str) -> tuple[dict, dict]:
-    """Runs the analysis of one system; returns (summary numbers, arrays for joint figures)."""
-    strain, stress = np.asarray(tracks["strain"]), np.asarray(tracks["stress"])
-    pos, scan = np.asarray(tracks["positions"]), np.asarray(tracks["scan_strain"])
-    box = np.asarray(tracks.get("box", np.zeros(3)), np.float64)
-    diam = 2.0 * float(np.mean(tracks["radius"]))
-    drops = analysis.detect_drops(strain, stress, acfg.drop_threshold, acfg.noise_factor)
-    qp = analysis.quasi_periodicity(drops, acfg.large_drop_fraction, acfg.large_drop_abs)
-    pl = analysis.powerlaw_fit(drops["size"])
-    large = analysis.large_drops(drops["size"], acfg.large_drop_abs, acfg.large_drop_fraction)
+def _interval_fields(pos: np.ndarray, box: np.ndarray, diam: float, acfg):
+    """Per scan interval: D2_min, the non-affine field and its correlation length.
 
-    # Per scan interval: D2_min, non-affine field, its correlation length.
+    Returns (xi/d, non-affine rms/d, sqrt(mean D2_min) inside the wall margins, D2_min fields,
+    correlation functions).
+    """
     n_iv = pos.shape[0] - 1
     xi, na_rms, d2_mean = (np.full(n_iv, np.nan) for _ in range(3))
     d2_fields, corrs = [], []
@@ -39,6 +33,22 @@ def analyse(tracks: dict, acfg, workdir: str, tag: str) -> tuple[dict, dict]:
         )
         corrs.append(corr)
         xi[k] = analysis.correlation_length(corr)["xi"] / diam
+    return xi, na_rms, d2_mean, d2_fields, corrs
+
+
+def analyse(tracks: dict, acfg, workdir: str, tag: str) -> tuple[dict, dict]:
+    """Runs the analysis of one system; returns (summary numbers, arrays for joint figures)."""
+    strain, stress = np.asarray(tracks["strain"]), np.asarray(tracks["stress"])
+    pos, scan = np.asarray(tracks["positions"]), np.asarray(tracks["scan_strain"])
+    box = np.asarray(tracks.get("box", np.zeros(3)), np.float64)
+    diam = 2.0 * float(np.mean(tracks["radius"]))
+    drops = analysis.detect_drops(strain, stress, acfg.drop_threshold, acfg.noise_factor)
+    qp = analysis.quasi_periodicity(drops, acfg.large_drop_fraction, acfg.large_drop_abs)
+    pl = analysis.powerlaw_fit(drops["size"])
+    large = analysis.large_drops(drops["size"], acfg.large_drop_abs, acfg.large_drop_fraction)
+
+    n_iv = pos.shape[0] - 1
+    xi, na_rms, d2_mean, d2_fields, corrs = _interval_fields(pos, box, diam, acfg)
 
     # Stress released inside each interval (sum of the detected drops whose midpoint is in it).
     mid = 0.5 * (drops["strain_start"] + drops["strain_end"])
@@ -96,6 +106,17 @@ def analyse(tracks: dict, acfg, workdir: str, tag: str) -> tuple[dict, dict]:
 
 
 def _figures(workdir, tag, pos, d2_fields, corrs, xi, released, drops, large, arr, diam):
+    _stress_strain_figure(workdir, tag, drops, large, arr)
+    _xi_figure(workdir, tag, xi, drops, large, arr)
+    if drops["size"].size >= 2:
+        _drop_size_figure(workdir, tag, drops["size"])
+    if drops["size"].size and len(d2_fields):
+        _d2min_slice_figure(workdir, tag, pos, d2_fields, drops, arr, diam)
+    if corrs:
+        _correlation_figure(workdir, tag, corrs, xi, released, diam)
+
+
+def _stress_strain_figure(workdir, tag, drops, large, arr):
     strain, stress = arr["strain"], arr["stress"]
     plots.figure(
         os.path.join(workdir, f"stress_strain_{tag}.png"),
@@ -108,6 +129,9 @@ def _figures(workdir, tag, pos, d2_fields, corrs, xi, released, drops, large, ar
         xlabel="strain",
         ylabel="sigma/P",
     )
+
+
+def _xi_figure(workdir, tag, xi, drops, large, arr):
     mid_scan = 0.5 * (arr["scan"][1:] + arr["scan"][:-1])
     big = np.zeros(len(xi), bool)
     if large.any():
@@ -121,86 +145,92 @@ def _figures(workdir, tag, pos, d2_fields, corrs, xi, released, drops, large, ar
         xlabel="strain",
         ylabel="xi/d",
     )
+
+
+def _drop_size_figure(workdir, tag, sizes):
+    edges = np.logspace(np.log10(sizes.min()), np.log10(sizes.max()) + 1e-9, 12)
+    hist, _ = np.histogram(sizes, edges)
+    dens = hist / np.diff(edges) / sizes.size
+    ctr = np.sqrt(edges[1:] * edges[:-1])
+    pl = analysis.powerlaw_fit(sizes)
+    lines = []
+    if np.isfinite(pl["tau"]):
+        xx = ctr[ctr >= pl["xmin"]]
+        frac = pl["n_tail"] / sizes.size
+        yy = frac * (pl["tau"] - 1) / pl["xmin"] * (xx / pl["xmin"]) ** (-pl["tau"])
+        lines = [(f"MLE tau={pl['tau']:.2f} (x_min={pl['xmin']:.2g})", xx, yy)]
+    plots.figure(
+        os.path.join(workdir, f"drop_sizes_{tag}.png"),
+        lines=lines,
+        points=[("P(drop)", ctr, dens)],
+        logx=True,
+        logy=True,
+        title=f"{tag}: stress-drop size distribution",
+        xlabel="drop / P",
+        ylabel="P(drop)",
+    )
+
+
+def _d2min_slice_figure(workdir, tag, pos, d2_fields, drops, arr, diam):
+    """D2_min slice through the packing before and at the largest drop."""
     sizes = drops["size"]
-    if sizes.size >= 2:
-        edges = np.logspace(np.log10(sizes.min()), np.log10(sizes.max()) + 1e-9, 12)
-        hist, _ = np.histogram(sizes, edges)
-        dens = hist / np.diff(edges) / sizes.size
-        ctr = np.sqrt(edges[1:] * edges[:-1])
-        pl = analysis.powerlaw_fit(sizes)
-        lines = []
-        if np.isfinite(pl["tau"]):
-            xx = ctr[ctr >= pl["xmin"]]
-            frac = pl["n_tail"] / sizes.size
-            yy = frac * (pl["tau"] - 1) / pl["xmin"] * (xx / pl["xmin"]) ** (-pl["tau"])
-            lines = [(f"MLE tau={pl['tau']:.2f} (x_min={pl['xmin']:.2g})", xx, yy)]
-        plots.figure(
-            os.path.join(workdir, f"drop_sizes_{tag}.png"),
-            lines=lines,
-            points=[("P(drop)", ctr, dens)],
-            logx=True,
-            logy=True,
-            title=f"{tag}: stress-drop size distribution",
-            xlabel="drop / P",
-            ylabel="P(drop)",
+    k = int(
+        np.clip(
+            np.searchsorted(arr["scan"], drops["strain_start"][np.argmax(sizes)], side="right") - 1,
+            0,
+            len(d2_fields) - 1,
         )
-    # D2_min slice through the packing before and at the largest drop.
-    if sizes.size and len(d2_fields):
-        k = int(
-            np.clip(
-                np.searchsorted(arr["scan"], drops["strain_start"][np.argmax(sizes)], side="right")
-                - 1,
-                0,
-                len(d2_fields) - 1,
-            )
+    )
+    zc = np.median(pos[0][:, 2])
+    panels = []
+    for kk, name in ((max(k - 1, 0), "before the largest drop"), (k, "across it")):
+        sl = np.abs(pos[kk][:, 2] - zc) < 0.5 * diam
+        panels.append(
+            (f"{name} (scan {kk}->{kk + 1})", pos[kk][sl, 0], pos[kk][sl, 1], d2_fields[kk][sl])
         )
-        zc = np.median(pos[0][:, 2])
-        panels = []
-        for kk, name in ((max(k - 1, 0), "before the largest drop"), (k, "across it")):
-            sl = np.abs(pos[kk][:, 2] - zc) < 0.5 * diam
-            panels.append(
-                (f"{name} (scan {kk}->{kk + 1})", pos[kk][sl, 0], pos[kk][sl, 1], d2_fields[kk][sl])
-            )
-        allv = np.concatenate([p[3] for p in panels])
-        allv = allv[np.isfinite(allv) & (allv > 0)]
-        if allv.size:
-            lo, hi = np.percentile(np.log10(allv), [2, 98])
-            plots.scatter_map(
-                os.path.join(workdir, f"d2min_slice_{tag}.png"),
-                panels,
-                lo,
-                hi,
-                title=f"{tag}: D2_min/(n d^2), slice |z - z_c| < d/2, x-y plane",
-            )
-    if corrs:
-        order = np.argsort(-np.nan_to_num(released))
-        pick = [
-            int(order[0]),
-            int(np.nanargmin(np.where(released > 0, np.inf, xi)))
-            if np.any(released == 0)
-            else int(order[-1]),
-        ]
-        lines, points = [], []
-        for k in pick:
-            c = corrs[k]
-            fit = analysis.correlation_length(c)
-            points.append((f"interval {k}: drop {released[k]:.3f}", c["r"] / diam, c["c"]))
-            if np.isfinite(fit["xi"]):
-                lines.append(
-                    (
-                        f"fit xi={fit['xi'] / diam:.2f} d",
-                        c["r"] / diam,
-                        fit["amplitude"] * np.exp(-c["r"] / fit["xi"]),
-                    )
+    allv = np.concatenate([p[3] for p in panels])
+    allv = allv[np.isfinite(allv) & (allv > 0)]
+    if allv.size:
+        lo, hi = np.percentile(np.log10(allv), [2, 98])
+        plots.scatter_map(
+            os.path.join(workdir, f"d2min_slice_{tag}.png"),
+            panels,
+            lo,
+            hi,
+            title=f"{tag}: D2_min/(n d^2), slice |z - z_c| < d/2, x-y plane",
+        )
+
+
+def _correlation_figure(workdir, tag, corrs, xi, released, diam):
+    """C(r) of the interval with the largest release and of a quiet one, with their fits."""
+    order = np.argsort(-np.nan_to_num(released))
+    pick = [
+        int(order[0]),
+        int(np.nanargmin(np.where(released > 0, np.inf, xi)))
+        if np.any(released == 0)
+        else int(order[-1]),
+    ]
+    lines, points = [], []
+    for k in pick:
+        c = corrs[k]
+        fit = analysis.correlation_length(c)
+        points.append((f"interval {k}: drop {released[k]:.3f}", c["r"] / diam, c["c"]))
+        if np.isfinite(fit["xi"]):
+            lines.append(
+                (
+                    f"fit xi={fit['xi'] / diam:.2f} d",
+                    c["r"] / diam,
+                    fit["amplitude"] * np.exp(-c["r"] / fit["xi"]),
                 )
-        plots.figure(
-            os.path.join(workdir, f"correlation_{tag}.png"),
-            lines=lines,
-            points=points,
-            title=f"{tag}: C(r) of the non-affine field",
-            xlabel="r / d",
-            ylabel="C(r)",
-        )
+            )
+    plots.figure(
+        os.path.join(workdir, f"correlation_{tag}.png"),
+        lines=lines,
+        points=points,
+        title=f"{tag}: C(r) of the non-affine field",
+        xlabel="r / d",
+        ylabel="C(r)",
+    )
 
 
 def joint_figures(workdir: str, results: dict[str, dict]) -> None:

@@ -1,16 +1,13 @@
 """``trace_vidsgg``: TRACE — target-adaptive context aggregation for video scene graphs (ICCV 2021).
 
-HRTree (hrtree.py), relation model (model.py), training/evaluation (steps.py), metrics
-(metrics.py), VidVRD association (association.py), synthetic benchmark (synthetic.py), data
-readers (formats.py). See README.md.
+HRTree (hrtree.py), relation model (model.py), training (steps.py), evaluation (evaluate.py),
+metrics (metrics.py), VidVRD association (association.py), synthetic benchmark (synthetic.py),
+data readers (formats.py), batch spec and source (inputs.py). See README.md.
 """
 
-from jaxpapers.methods.trace_vidsgg.steps import (  # noqa: F401
-    evaluate,
-    init_state,
-    input_spec,
-    make_source,
-    train_step,
-)
+from jaxpapers.methods.trace_vidsgg.evaluate import evaluate
+from jaxpapers.methods.trace_vidsgg.inputs import input_spec, make_source
+from jaxpapers.methods.trace_vidsgg.steps import init_state, prepare, train_step
 
 kind = "train"
+__all__ = ["kind", "input_spec", "init_state", "prepare", "train_step", "make_source", "evaluate"]

@@ -18,6 +18,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jaxpapers.layers import resnet
 from jaxpapers.methods.trace_vidsgg import backbones, hrtree
@@ -394,3 +395,8 @@ class TRACE(nn.Module):
         )  # (G, B*M, comb/G)
         out = out.transpose(1, 0, 2).reshape(b, m, comb)
         return dense(comb, name="FFN")(nn.relu(out))
+
+
+def build_model(config) -> TRACE:
+    """The relation model; its config is frozen so the module is hashable (jit static arg)."""
+    return TRACE(ml_collections.FrozenConfigDict(config.model))

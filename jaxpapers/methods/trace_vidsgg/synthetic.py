@@ -59,6 +59,7 @@ _COLOURS = np.array([[220, 60, 50], [60, 200, 70], [60, 90, 230], [235, 215, 40]
 _SIZES = ((0.22, 0.34), (0.12, 0.18), (0.16, 0.26), (0.24, 0.32), (0.16, 0.24))  # of image size
 
 
+# A resized photo bundled with scikit-image (no user input); every video of a split reuses it.
 @functools.lru_cache(maxsize=32)
 def _background(name: str, size: int) -> np.ndarray:
     import skimage.data

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers import viz
+from jaxpapers import batching, viz
 from jaxpapers.evals.gan import metrics as gm
 from jaxpapers.lib.face3d import geometry, topology
-from jaxpapers.methods.unifacegan import data, identity, inference, losses, synthetic
+from jaxpapers.methods.unifacegan import identity, inference, inputs, losses, synthetic
 
 
 def eval_clip(config):
@@ -42,16 +42,16 @@ def eval_clip(config):
         found = np.ones(len(frames), bool)
         src_img, src_lm = vids[-1][0][0], vids[-1][1][0]
     else:
-        frames, lm, found = data.load_video(config, d.videos.split(",")[0])
-        images, lms, _ = data.load_stills(config)
+        frames, lm, found = inputs.load_video(config, d.videos.split(",")[0])
+        images, lms, _ = inputs.load_stills(config)
         k = int(config.eval.source_index)
         if not 0 <= k < len(images):
             raise ValueError(f"eval.source_index={k} outside the {len(images)} still faces.")
         src_img, src_lm = images[k], lms[k]
         if src_img.shape[-1] == 1:
             src_img = np.repeat(src_img, 3, -1)
-    tr_f, tr_l = data.split_video(frames, lm, found, "train", d.test_frames)
-    te_f, te_l = data.split_video(frames, lm, found, "test", d.test_frames)
+    tr_f, tr_l = inputs.split_video(frames, lm, found, "train", d.test_frames)
+    te_f, te_l = inputs.split_video(frames, lm, found, "test", d.test_frames)
     return (np.concatenate([tr_f, te_f]), np.concatenate([tr_l, te_l]), len(tr_f), src_img, src_lm)
 
 
@@ -71,9 +71,13 @@ def _flicker(x, tri_id, bary, verts, depth):
     return losses.temporal_loss(x[:-1], x[1:], tri_id[:-1], bary[:-1], verts[1:], faces, depth[1:])
 
 
+@jax.jit
+def _embed_chunk(model, frames_u8):
+    return model.embed(frames_u8.astype(jnp.float32) / 127.5 - 1.0)
+
+
 def _embed(model, frames_u8: np.ndarray) -> np.ndarray:
-    x = jnp.asarray(frames_u8, jnp.float32) / 127.5 - 1.0
-    return np.concatenate([np.asarray(model.embed(x[i : i + 64])) for i in range(0, len(x), 64)])
+    return batching.map_batches(lambda x: _embed_chunk(model, x), frames_u8, batch_size=64)
 
 
 def _fd(a: np.ndarray, b: np.ndarray) -> float:
@@ -131,7 +135,7 @@ def evaluate(state, config, workdir: str) -> dict[str, float]:
         res[f"flicker_{m}"] = flicker(o["frames"], o)
     res["flicker_real"] = flicker(frames, outs["self"])
     if config.eval.identity or identity.enabled(config):
-        model = identity.get(config)
+        model = state.identity if state.identity is not None else identity.load(config)
         e_src = _embed(model, src_img[None])[0]
         e_real = _embed(model, frames)
         res["id_sim_real"] = float((e_real @ e_src).mean())

@@ -15,13 +15,15 @@ import av
 import jax
 import numpy as np
 
-from jaxpapers import viz
+from jaxpapers import batching, viz
 from jaxpapers.lib.face3d import geometry
 from jaxpapers.methods.unifacegan import conditioning, steps
 
 MODES = ("swap", "reenact", "self")
 
 
+# Compiled programs only (pure computation, no inputs): evaluation calls edit_video several times
+# per config, and one jitted function per config compiles once.
 _JITTED: dict = {}
 
 
@@ -76,7 +78,6 @@ def edit_video(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    t = len(frames)
     pose, ident, expr = geometry.decompose(np.asarray(landmarks, np.float32))
     src_id = ident if mode == "self" else still_geometry(src_landmarks)
     verts = np.asarray(geometry.recombine(np.asarray(src_id), np.asarray(expr), pose), np.float32)
@@ -85,15 +86,11 @@ def edit_video(
     src_v = np.broadcast_to(src_landmarks.astype(np.float32), landmarks.shape)
     canvas, canvas_v = (src, src_v) if mode == "reenact" else (f, landmarks.astype(np.float32))
     canon = np.broadcast_to(np.asarray(src_id, np.float32), verts.shape)
-    outs = []
-    for i in range(0, t, chunk):
-        idx = np.minimum(np.arange(i, i + chunk), t - 1)  # fixed shapes: pad with the last frame
-        res = _generator_fn(config)(
-            g_params, verts[idx], canon[idx], canvas[idx], canvas_v[idx], src[idx], src_v[idx],
-        )  # fmt: skip
-        n = min(chunk, t - i)
-        outs.append([np.asarray(x)[:n] for x in res])
-    out, tri, bary, depth, face = (np.concatenate(z) for z in zip(*outs, strict=True))
+    out, tri, bary, depth, face = batching.map_batches(
+        functools.partial(_generator_fn(config), g_params),
+        verts, canon, canvas, canvas_v, src, src_v,
+        batch_size=chunk,
+    )  # fmt: skip
     return {
         "frames": viz.to_uint8(out, (-1.0, 1.0)),
         "tri_id": tri,

@@ -18,6 +18,9 @@ One step (everything inside one jitted function, no host round-trips):
    loss to the source (all samples; optional, needs the identity net).
 4. Discriminator: hinge on (ground truth, condition) of samples with a ground truth vs
    (generated, condition) of all samples, with the pre-update generator's detached outputs.
+
+The frozen identity network (identity/perceptual terms) is loaded or trained once on the host by
+``prepare`` and carried in the state (``UniState.identity``; None when those terms are off).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class UniState:
     d: Any
     g_opt: Any
     d_opt: Any
+    identity: Any  # frozen face_identity.IdentityModel, or None (identity terms off)
 
 
 def make_nets(config) -> tuple[M.Generator, M.MultiScaleDiscriminator]:
@@ -53,7 +57,13 @@ def make_nets(config) -> tuple[M.Generator, M.MultiScaleDiscriminator]:
     return g, d
 
 
-def init_state(key: jax.Array, config) -> UniState:
+def prepare(config) -> dict:
+    """Host, once: the frozen identity network when the identity/perceptual terms are on."""
+    return {"identity": identity.load(config) if identity.enabled(config) else None}
+
+
+def init_state(key: jax.Array, config, *, prepared: dict) -> UniState:
+    """Random G/D parameters, fresh optimiser states and the prepared identity network."""
     g_net, d_net = make_nets(config)
     s = config.data.size
     cond = jnp.zeros((1, s, s, conditioning.COND_CHANNELS))
@@ -68,6 +78,7 @@ def init_state(key: jax.Array, config) -> UniState:
         d=d,
         g_opt=optim.make(config.optim.g).init(g),
         d_opt=optim.make(config.optim.d).init(d),
+        identity=prepared["identity"],
     )
 
 
@@ -201,7 +212,7 @@ def train_step(state: UniState, batch: dict, *, config) -> tuple[UniState, dict]
     p = p_self(config, state.step)
     pairs = select_pairs(batch, key, p, config.select.reenact_prob)
     inp = build_inputs(batch, pairs, config)
-    id_model = identity.get(config) if identity.enabled(config) else None
+    id_model = state.identity
 
     grad_fn = jax.value_and_grad(generator_losses, has_aux=True)
     (g_total, (terms, fake, _)), g_grads = grad_fn(

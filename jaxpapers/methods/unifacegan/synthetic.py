@@ -22,6 +22,7 @@ from jaxpapers.layers import rasterizer
 from jaxpapers.lib.face3d import topology
 
 
+# Pure computation on the fixed topology (no inputs); every synthetic video starts from it.
 @functools.lru_cache(maxsize=1)
 def template() -> np.ndarray:
     """[468, 3] unit-scale face-like template (x right, y down, z smaller = closer)."""

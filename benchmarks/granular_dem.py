@@ -1,6 +1,6 @@
 """Particle-steps per second of the JAX DEM vs LAMMPS on the same frictional system.
 
-    python -m jaxpapers.methods.granular_avalanche.benchmark --n 1000 4000 16000 --steps 500
+    python -m benchmarks.granular_dem --n=1000,4000,16000 --steps=500
 
 System: N spheres (d in [0.9, 1.1]) on a jittered cubic lattice at volume fraction 0.4 in a
 periodic cube, Gaussian velocities and spins, pair_style gran/hooke/history (k_n = 1000,
@@ -10,21 +10,25 @@ steps; LAMMPS uses its binned list with `check yes`. Prints one JSON line per N.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
 import jax
 import numpy as np
+from absl import app, flags
 
 from jaxpapers.methods.granular_avalanche import contact, dem
 
 KN, KT, GN, GT, MU, DT, SKIN = 1e3, 2e3 / 7, 20.0, 10.0, 0.5, 1e-3, 0.3
+
+_N = flags.DEFINE_list("n", ["1000", "4000", "16000"], "System sizes (spheres), comma-separated.")
+_STEPS = flags.DEFINE_integer("steps", 500, "Timed DEM steps per system.")
 
 
 def system(n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -113,19 +117,29 @@ def bench_lammps(n: int, steps: int) -> float | None:
     return n * steps / seconds
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--n", type=int, nargs="+", default=[1000, 4000, 16000])
-    p.add_argument("--steps", type=int, default=500)
-    args = p.parse_args()
-    for n in args.n:
-        j = bench_jax(n, args.steps)
-        lam = bench_lammps(n, args.steps)
+def main(argv) -> None:
+    if len(argv) > 1:
+        print(f"granular_dem: unexpected arguments {argv[1:]}; see --help.", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sizes = [int(v) for v in _N.value]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1 or _STEPS.value < 1:
+        print(
+            f"granular_dem: --n={','.join(_N.value)} and --steps={_STEPS.value} must be "
+            "positive integers.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    for n in sizes:
+        j = bench_jax(n, _STEPS.value)
+        lam = bench_lammps(n, _STEPS.value)
         print(
             json.dumps(
                 dict(
                     n=n,
-                    steps=args.steps,
+                    steps=_STEPS.value,
                     device=jax.devices()[0].platform,
                     jax_particle_steps_per_s=j,
                     lammps_particle_steps_per_s=lam,
@@ -137,4 +151,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,4 +1,4 @@
-"""Host-side training source: face videos + still faces -> per-frame records with geometry.
+"""Inputs: the batch spec and the host-side source (face videos + still faces -> records).
 
 Every record is one target frame with what the jitted step needs to form self-reconstruction
 and cross-identity pairs on device (``steps.select_pairs``):
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers.data import faces
-from jaxpapers.lib.face3d import geometry
+from jaxpapers.lib.face3d import geometry, topology
 from jaxpapers.methods.unifacegan import synthetic
 
 KEYS = (
@@ -31,6 +33,22 @@ KEYS = (
     "expr_next", "pose_s", "pose_R", "pose_t", "pose_s_next", "pose_R_next", "pose_t_next",
     "group", "has_next",
 )  # fmt: skip
+
+
+def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
+    """One global batch of the records above."""
+    b, s, v = config.batch_size, config.data.size, topology.NUM_VERTICES
+    u8, f32 = jnp.uint8, jnp.float32
+    spec = {k: ((b, s, s, 3), u8) for k in ("image", "image_next", "ref_image")}
+    for k in ("verts", "verts_next", "ref_verts", "identity", "expr", "expr_next"):
+        spec[k] = ((b, v, 3), f32)
+    for sfx in ("", "_next"):
+        spec["pose_s" + sfx] = ((b,), f32)
+        spec["pose_R" + sfx] = ((b, 3, 3), f32)
+        spec["pose_t" + sfx] = ((b, 3), f32)
+    spec["group"] = ((b,), jnp.int32)
+    spec["has_next"] = ((b,), f32)
+    return {k: jax.ShapeDtypeStruct(shape, dt) for k, (shape, dt) in spec.items()}
 
 
 def group_records(

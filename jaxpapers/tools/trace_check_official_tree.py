@@ -1,25 +1,29 @@
-"""Compares our HRTree with the official tree construction, run outside the project.
+"""Compares TRACE's HRTree (trace_vidsgg.hrtree) with the official tree construction.
 
-The official code is NOT part of this project. Point this script at the user's copy of
+The official code is NOT part of this project. Point this tool at the user's copy of
 MCG-NJU/TRACE ``lib/combine_tree/cluster_tree.py``; it extracts the NumPy-only methods of
 ``cluster_tree2D`` (node_cluster, cluster_algorithm, get_cluster, get_distance,
 get_new_bbox_feat, get_A_and_link) with ``ast`` (no torch needed), runs them on random box
 sets and compares layers, node boxes and link matrices with ``hrtree.build_layers_np`` and the
 jitted ``hrtree.build_tree``.
 
-    python -m jaxpapers.methods.trace_vidsgg.check_official_tree \
+    python -m jaxpapers.tools.trace_check_official_tree \
         --cluster_tree=/path/to/TRACE/lib/combine_tree/cluster_tree.py --trials=300
+
+The file is executed (its extracted methods only): run it only on a checkout you trust.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import math
+import os
+import sys
 import types
 
 import numpy as np
+from absl import app, flags
 
 from jaxpapers.methods.trace_vidsgg import hrtree
 
@@ -149,20 +153,71 @@ def write_fixture(path: str, out: str, seed: int = 1) -> None:
         )
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--cluster_tree", required=True, help="official lib/combine_tree/cluster_tree.py"
+def define_flags() -> None:
+    """Flags exist only when run as a program (importing the module defines none)."""
+    flags.DEFINE_string(
+        "cluster_tree", None, "The official TRACE lib/combine_tree/cluster_tree.py."
     )
-    p.add_argument("--trials", type=int, default=300)
-    p.add_argument("--n_max", type=int, default=40)
-    p.add_argument("--write_fixture", default="", help="also save official trees of 24 box sets")
-    args = p.parse_args()
-    if args.write_fixture:
-        write_fixture(args.cluster_tree, args.write_fixture)
-    print(json.dumps(compare(args.cluster_tree, args.trials, args.n_max), indent=1))
+    flags.DEFINE_integer("trials", 300, "Random box sets per kind and argsort order.")
+    flags.DEFINE_integer("n_max", 40, "Largest number of boxes per set.")
+    flags.DEFINE_string(
+        "write_fixture", "", "Also save the official trees of 24 small box sets as JSON here."
+    )
+
+
+def main(argv) -> None:
+    del argv
+    F = flags.FLAGS
+    path = F.cluster_tree
+    if not path:
+        raise ValueError(
+            "--cluster_tree is required (the official lib/combine_tree/cluster_tree.py)."
+        )
+    if not os.path.isfile(path):
+        raise ValueError(f"--cluster_tree={path!r} is not a file.")
+    if F.trials < 1 or F.n_max < 1:
+        raise ValueError("--trials and --n_max must be positive.")
+    try:
+        if F.write_fixture:
+            write_fixture(path, F.write_fixture)
+        results = compare(path, F.trials, F.n_max)
+    except (ValueError, SyntaxError, StopIteration) as e:
+        raise ValueError(
+            f"{path} is not a usable cluster_tree.py ({type(e).__name__}: {e})."
+        ) from e
+    print(json.dumps(results, indent=1))
     print("numpy", np.__version__)
 
 
+def _run(doc: str) -> None:
+    """absl ``app.run`` with the tools' conventions: ``--help`` prints the docstring and the flags
+    (exit status 0); bad input is one line ``<tool>: error: <why>`` on stderr (exit status 2)."""
+    prog = __spec__.name if __spec__ is not None else sys.argv[0]
+    if any(a in ("--help", "-h", "--helpshort", "-?") for a in sys.argv[1:]):
+        print(doc.strip() + "\n\n" + flags.FLAGS.main_module_help())
+        sys.exit(0)
+
+    def fail(message) -> None:
+        print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    def parse(args):
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as e:
+            fail(f"{e} (see --help)")
+
+    def wrapped(args):
+        if len(args) > 1:
+            fail(f"unexpected arguments {args[1:]} (see --help)")
+        try:
+            main(args)
+        except (ValueError, FileNotFoundError) as e:
+            fail(e)
+
+    app.run(wrapped, flags_parser=parse)
+
+
 if __name__ == "__main__":
-    main()
+    define_flags()
+    _run(__doc__)

@@ -1,4 +1,4 @@
-"""FaceAnime training data: tracked face clips -> (source, target) frame pairs + 3DDP windows.
+"""FaceAnime inputs: tracked face clips -> (source, target) frame pairs + 3DDP windows.
 
 Official data (notes §4.2): IJB-C video folders cropped with 2DASL, per-frame dense BFM vertices;
 random (src, dst) frame pairs of one video train the generator.  Ours: the clips named in
@@ -12,12 +12,28 @@ dynamics.py), so one batch feeds all three networks.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers.data import face_video
+from jaxpapers.lib.face3d import topology
 from jaxpapers.methods.faceanime import dynamics
+
+
+def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
+    """One global batch: source/target face crops, their 468 tracked vertices, a 3DDP window."""
+    b, s = config.batch_size, int(config.data.image_size)
+    v = topology.NUM_VERTICES
+    p = 7 + int(config.model.expr_k)
+    return {
+        "src_image": jax.ShapeDtypeStruct((b, s, s, 3), jnp.uint8),
+        "dst_image": jax.ShapeDtypeStruct((b, s, s, 3), jnp.uint8),
+        "src_lm": jax.ShapeDtypeStruct((b, v, 3), jnp.float32),
+        "dst_lm": jax.ShapeDtypeStruct((b, v, 3), jnp.float32),
+        "seq": jax.ShapeDtypeStruct((b, int(config.data.window), p), jnp.float32),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,16 +50,16 @@ class Clips:
         return (f[:cut], lm[:cut]) if split == "train" else (f[cut:], lm[cut:])
 
 
-@functools.lru_cache(maxsize=4)
-def _load(
-    videos: tuple[str, ...], size: int, margin: float, max_frames: int, cache_dir: str, holdout: int
-) -> Clips:
+def load_clips(config) -> Clips:
+    """The config's tracked, cropped clips (tracked once, cached on disk by data/face_video.py)."""
+    d = config.data
+    videos, holdout = tuple(d.videos), int(d.holdout)
     vids = face_video.load_face_videos(
         [face_video.resolve_video(v) for v in videos],
-        size,
-        cache_dir or None,
-        margin=margin,
-        max_frames=max_frames or None,
+        int(d.image_size),
+        str(d.cache_dir) or None,
+        margin=float(d.margin),
+        max_frames=int(d.max_frames) or None,
     )
     frames, lms = [], []
     for path, v in zip(videos, vids, strict=True):
@@ -58,55 +74,12 @@ def _load(
     return Clips(tuple(frames), tuple(lms), holdout)
 
 
-def load_clips(config) -> Clips:
-    """The config's tracked, cropped clips (cached on disk by the face-video builder)."""
-    d = config.data
-    return _load(
-        tuple(d.videos),
-        int(d.image_size),
-        float(d.margin),
-        int(d.max_frames),
-        str(d.cache_dir),
-        int(d.holdout),
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _geometry(key) -> dynamics.Geometry:
-    config = key.config
-    clips = load_clips(config)
+def fit_geometry(config, clips: Clips) -> dynamics.Geometry:
+    """Reference shape, expression PCA and parameter scales fitted on the training frames."""
     train_lm = np.concatenate([clips.split(i, "train")[1] for i in range(len(clips.frames))])
     return dynamics.fit_geometry(
         train_lm, int(config.data.image_size), int(config.model.expr_k), int(config.data.window)
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class _Key:
-    config: object
-
-    def __hash__(self) -> int:
-        c = self.config
-        return hash(
-            (
-                tuple(c.data.videos),
-                c.data.image_size,
-                c.data.margin,
-                c.data.max_frames,
-                c.data.cache_dir,
-                c.data.holdout,
-                c.data.window,
-                c.model.expr_k,
-            )
-        )
-
-    def __eq__(self, other) -> bool:
-        return hash(self) == hash(other)
-
-
-def geometry(config) -> dynamics.Geometry:
-    """Reference shape, expression PCA and parameter scales fitted on the training frames."""
-    return _geometry(_Key(config))
 
 
 def windows(
@@ -120,7 +93,8 @@ def windows(
 
 def make_source(config, split: str) -> dict[str, np.ndarray]:
     """Pre-drawn training examples (module docstring); keys match `input_spec`."""
-    clips, geom = load_clips(config), geometry(config)
+    clips = load_clips(config)
+    geom = fit_geometry(config, clips)
     window, n = int(config.data.window), int(config.data.num_pairs)
     rng = np.random.default_rng(int(config.data.pairs_seed) + (0 if split == "train" else 1))
     per_clip = np.array_split(np.arange(n), len(clips.frames))
