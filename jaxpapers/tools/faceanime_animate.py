@@ -11,9 +11,10 @@ or the relative pose/expression of a driving clip) -> sparse renders -> generato
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from jaxpapers.tools import cli
 
 
 def define_flags() -> None:
@@ -77,35 +78,6 @@ def main(argv) -> None:
     print(inference.save_outputs(out, f"anim_{F.mode}", still, res, config.infer.fps))
 
 
-def _run(doc: str) -> None:
-    """absl ``app.run`` with the tools' conventions: ``--help`` prints the docstring and the flags
-    (exit status 0); bad input is one line ``<tool>: error: <why>`` on stderr (exit status 2)."""
-    prog = __spec__.name if __spec__ is not None else sys.argv[0]
-    if any(a in ("--help", "-h", "--helpshort", "-?") for a in sys.argv[1:]):
-        print(doc.strip() + "\n\n" + flags.FLAGS.main_module_help())
-        sys.exit(0)
-
-    def fail(message) -> None:
-        print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-    def parse(args):
-        try:
-            return flags.FLAGS(args)
-        except flags.Error as e:
-            fail(f"{e} (see --help)")
-
-    def wrapped(args):
-        if len(args) > 1:
-            fail(f"unexpected arguments {args[1:]} (see --help)")
-        try:
-            main(args)
-        except (ValueError, FileNotFoundError) as e:
-            fail(e)
-
-    app.run(wrapped, flags_parser=parse)
-
-
 if __name__ == "__main__":
     define_flags()
-    _run(__doc__)
+    cli.run(main, __doc__)
