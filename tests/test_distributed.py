@@ -1,4 +1,4 @@
-"""The suite's main job as two ``jax.distributed`` processes on loopback (issue 12).
+"""The suite's main job as two ``jax.distributed`` processes on loopback.
 
 Both processes run ``python -m jaxpapers.main`` with the environment the launch scripts set
 (``JAXPAPERS_DISTRIBUTED=1`` plus an explicit coordinator, two CPU devices each), share one

@@ -1,4 +1,4 @@
-"""Our side of the AutoAttack reference check (RAT issue, item 7).
+"""Our side of the AutoAttack reference check (see the rat method's README).
 
 Trains a small adversarially trained MLP (784-256-10, PGD-5 at ε = 0.1, Fashion-MNIST), saves its
 weights, and runs OUR AutoAttack standard (APGD-CE → APGD-T → FAB-T → Square, cascade) on the

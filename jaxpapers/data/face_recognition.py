@@ -1,4 +1,4 @@
-"""Face-recognition data: CASIA-WebFace / MS1M training sets and the LFW pairs split (issue 10).
+"""Face-recognition data: CASIA-WebFace / MS1M training sets and the LFW pairs split.
 
 Training sets are random-access sources (``__len__``, ``__getitems__`` -> records with 'image'
 uint8 (H, W, C) and 'label' int32), the interface `jaxpapers.data.Loader` reads; images are decoded

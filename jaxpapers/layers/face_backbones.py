@@ -4,7 +4,7 @@ Shared by FROM (`methods/from_occlusion`) and SynFace. Layout is NHWC (Flax); Py
 are NCHW, so a converter must transpose conv kernels (O,I,kh,kw -> kh,kw,I,O) and permute the rows
 of the first embedding Linear from (C,H,W) to (H,W,C) flattening order.
 
-Architecture (paper notes §1.1 and §6.1; haibo-qiu/FROM lib/models/fpn.py BlockIR,
+Architecture (official code: haibo-qiu/FROM lib/models/fpn.py BlockIR,
 deepinsight/insightface arcface_torch/backbones/iresnet.py IBasicBlock):
   stem: conv3x3 s1 (no bias) -> BN -> PReLU
   4 stages of BlockIR units; the first unit of every stage has stride 2 (on its *second* conv)

@@ -5,9 +5,9 @@ mappings; the version used by Rice et al. and the RAT/hedge-defense official cod
 without pooling, four stages of two pre-activation basic blocks, global average pool.
 
 WideResNet-d-k is the robustness literature's (TRADES `models/wideresnet.py`, RobustBench
-`wide_resnet.py`; notes §3.5): 3x3 stem to 16 channels, three groups of n = (d − 4)/6
-pre-activation basic blocks of widths 16k/32k/64k with strides 1/2/2, then BN-ReLU, global
-average pool (= avgpool 8 on 32x32 inputs) and a linear layer; no dropout.
+`robustbench/model_zoo/architectures/wide_resnet.py`): 3x3 stem to 16 channels, three groups of
+n = (d − 4)/6 pre-activation basic blocks of widths 16k/32k/64k with strides 1/2/2, then BN-ReLU,
+global average pool (= avgpool 8 on 32x32 inputs) and a linear layer; no dropout.
 
 ``ResNetBody`` is the ImageNet bottleneck ResNet (ResNet-50 = stage_sizes (3, 4, 6, 3)) as a
 feature extractor: 7x7/2 stem + 3x3/2 max-pool, post-activation bottlenecks, optional dilated

@@ -1,6 +1,7 @@
 """Margin softmax heads for face recognition: CosFace, ArcFace, SphereFace, the combined form.
 
-All margins are one formula on the target class (insightface CombinedMarginLoss, notes §6.1):
+All margins are one formula on the target class (deepinsight/insightface
+recognition/arcface_torch/losses.py CombinedMarginLoss):
 
     phi(theta) = cos(m1 * theta + m2) - m3,        logit_j = s * cos(theta_j) for j != y,
                                                    logit_y = s * phi(theta_y)
@@ -13,9 +14,9 @@ ArcFace "theta + m > pi" fallback (easy_margin=False in FROM/insightface): when 
 cos(pi - m2), the target logit becomes cos(theta) - sin(pi - m2) * m2 (- m3), which keeps phi
 monotonically decreasing in theta.
 
-Soft labels (SynFace identity/domain mixup, notes §2.3): for a target distribution t (N, C),
-SynFace mixes margin-applied logits per target, o = sum_k w_k A(f, y_k).  Since sum_k w_k = 1 this
-equals, class by class,
+Soft labels (SynFace identity/domain mixup, haibo-qiu/SynFace lib/core/functions.py): for a
+target distribution t (N, C), SynFace mixes margin-applied logits per target,
+o = sum_k w_k A(f, y_k).  Since sum_k w_k = 1 this equals, class by class,
 
     o_j = s * (cos_j + t_j * (phi_j - cos_j)),
 

@@ -1,6 +1,7 @@
 """Occlusion synthesis and FROM's occlusion patterns.
 
-haibo-qiu/FROM lib/core/utils.py and data/generate_occ_lfw.py; paper notes §1.2, §1.4.
+haibo-qiu/FROM lib/core/utils.py (get_grids, cal_IoU, occluded_image_ratio),
+lib/datasets/dataset.py (WebFace_LMDB.occlude_img) and data/generate_occ_lfw.py.
 
 Boxes are (y0, x0, y1, x1) with exclusive ends, in pixels of an (H, W) image.
 

@@ -180,7 +180,8 @@ def test_dlr_losses_hand_values_and_invariance():
     np.testing.assert_allclose(losses.dlr_targeted(z, y, t), [-1.0 / 3.5, 1.0 / 4.25], rtol=1e-6)
     np.testing.assert_allclose(losses.dlr(3.0 * z + 7.0, y), losses.dlr(z, y), rtol=1e-5)
     np.testing.assert_allclose(losses.margin(z, y), [-1.0, 4.0])
-    # All-negative logits: the true class must still be masked out (notes §2.3 pitfall).
+    # All-negative logits: the true class must still be masked out (not multiplied by 0,
+    # the pitfall of burcywu/hedge_defense attacks.py cw_loss).
     np.testing.assert_allclose(losses.margin(-z - 10, jnp.array([3, 0])), [-1.0, 0.5])
     with pytest.raises(ValueError, match="at least 4 classes"):
         losses.dlr_targeted(z[:, :3], y, t)

@@ -1,4 +1,4 @@
-"""RAT region sampling and distance-aware label smoothing against their formulas (notes §1.3)."""
+"""RAT region sampling and distance-aware label smoothing against their formulas (README)."""
 
 import jax
 import jax.numpy as jnp

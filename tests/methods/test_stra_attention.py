@@ -1,4 +1,4 @@
-"""Numerics of StRA's operations against naive per-position numpy references (notes §2.1)."""
+"""Numerics of StRA's operations against naive per-position numpy references."""
 
 from __future__ import annotations
 

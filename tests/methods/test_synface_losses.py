@@ -1,4 +1,4 @@
-"""SynFace losses (issue item 7): IM/DM reductions, margin-then-mix logits, the grid."""
+"""SynFace losses: IM/DM reductions, margin-then-mix logits, the grid."""
 
 import jax
 import jax.numpy as jnp

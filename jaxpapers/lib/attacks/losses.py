@@ -10,7 +10,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-_MASK = 1e8  # masks the true class out of a max over "other" logits (never 0: see notes §2.3)
+# Masks the true class out of a max over "other" logits. Never multiply by 0 instead (as
+# burcywu/hedge_defense attacks.py cw_loss does): that is wrong when every other logit is negative.
+_MASK = 1e8
 
 
 def _check(logits: jax.Array, labels: jax.Array, min_classes: int, name: str) -> None:

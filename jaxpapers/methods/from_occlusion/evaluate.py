@@ -1,4 +1,4 @@
-"""FROM evaluation: baseline vs FROM on clean and occluded verification pairs (notes §1.6).
+"""FROM evaluation: baseline vs FROM on clean and occluded verification pairs.
 
 Protocol (FROM lib/core/lfw_eval.py, data/generate_occ_lfw.py): every evaluation image gets one
 random occluder at factor 2.0 and a random centre from seed 100; for the occluded score only the

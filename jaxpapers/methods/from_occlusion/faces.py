@@ -1,6 +1,6 @@
 """Face data for FROM: identity folders split into training and held-out identities, LFW pairs.
 
-CPU preset: the ORL faces (`/work/shared/data/faces/att_orl_faces`, 40 identities x 10 grey images,
+CPU preset: the ORL faces (found by `jaxpapers.data.faces`; 40 identities x 10 grey images,
 92x112) resized to config.data.image_size; the first `n_train_ids` identities (sorted folder names)
 train the classifier, the rest form the verification pairs, so verification is on unseen people
 as in LFW.  Paper preset: data.name='casia_webface' (or 'ms1m': folder or insightface

@@ -1,4 +1,4 @@
-"""FROM network: LResNet50E-IR + FPN mask decoder + occlusion-pattern predictor (notes §1.1).
+"""FROM network: LResNet50E-IR + FPN mask decoder + occlusion-pattern predictor.
 
 haibo-qiu/FROM lib/models/fpn.py: LResNet_Occ (variant '3d', the paper's model), LResNet_Occ_2D
 ('2d': one spatial mask channel repeated over C5's channels) and LResNet_Occ_FC ('fc': a 512-d mask

@@ -1,4 +1,4 @@
-"""FROM state, init and the two-phase train step (notes §1.3-§1.5; FROM lib/core/functions.py).
+"""FROM state, init and the two-phase train step (FROM lib/core/functions.py occ_train).
 
 Phase 1 ('Clean' mode, steps < config.clean_steps): the baseline.  L = CE(CosFace(emb)) on the
 unmasked embedding of clean (flipped) images; the mask branch (FPN, decoder, OPP) is not trained

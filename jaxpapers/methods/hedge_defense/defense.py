@@ -5,7 +5,7 @@ At test time every class is attacked at once: maximise Σ_c CE(f(x'), c) (= K·K
 onto [0, 1]. Defaults are the official code's (`burcywu/hedge_defense:hedge_defense.py`, read):
 20 steps, step 0.007, ε 0.031, uniform random start that is NOT clipped before the first forward.
 
-Prediction modes (notes §2.2):
+Prediction modes:
   * ``path_logit_sum`` (official): logits are summed over the iterates x¹ … x^{T−1} — the logits of
     x⁰ are dropped and the final x^T is never evaluated — and the argmax of the sum is predicted.
   * ``final`` (Croce et al. 2022 re-implementation): the logits of the final point x^T.
@@ -109,7 +109,7 @@ def random_noise(x: jax.Array, key: jax.Array, eps: float = 0.031) -> jax.Array:
 def bpda_defended_logits(
     logits_fn: LogitsFn, key: jax.Array, *, eot: int = 3, **hedge_options
 ) -> LogitsFn:
-    """The defended classifier as an attack sees it (Croce et al. 2022, notes §2.4).
+    """The defended classifier as an attack sees it (Croce et al. 2022, arXiv 2202.13711).
 
     The defense's displacement δ = x_T − x is computed without gradient and the attack
     differentiates through x → x + δ (BPDA with the identity), averaging the logits of ``eot``

@@ -1,12 +1,14 @@
 """The paper's (non-adaptive) evaluation protocol and the adaptive one of Croce et al. (2022).
 
-Non-adaptive (notes §2.3): each attack runs on the *bare* model; then the adversarial points are
-classified by (i) the bare model, (ii) the bare model after one uniform-noise draw, (iii) the
-hedge. 'worst' counts a point only if it is classified correctly clean and under every attack.
+Non-adaptive (official burcywu/hedge_defense main_cifar10.py): each attack runs on the *bare*
+model; then the adversarial points are classified by (i) the bare model, (ii) the bare model after
+one uniform-noise draw, (iii) the hedge. 'worst' counts a point only if it is classified correctly
+clean and under every attack.
 
-Adaptive (notes §2.4): APGD runs against the defended model end to end (BPDA-identity through a
-short hedge with EOT); the defended accuracy is the pointwise worst case over those points and the
-bare-model attack points, each classified by the full defense.
+Adaptive (fra31/evaluating-adaptive-test-time-defenses, wu_2021/): APGD runs against the
+defended model end to end (BPDA-identity through a short hedge with EOT); the defended accuracy is
+the pointwise worst case over those points and the bare-model attack points, each classified by
+the full defense.
 """
 
 from __future__ import annotations

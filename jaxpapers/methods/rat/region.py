@@ -1,8 +1,10 @@
-"""RAT's adversarial region, its samples and the distance-aware label smoothing (notes §1.3).
+"""RAT's adversarial region, its samples and the distance-aware label smoothing.
 
-The paper body could not be read (notes §1.2), so every geometric and smoothing choice below is a
-RECONSTRUCTION behind a config switch; the README lists the doubts. Notation: benign x, PGD
-iterates x_0 (random start) … x_T, L∞ budget ε, K classes.
+Song et al., "Regional Adversarial Training for Better Robust Generalization", arXiv 2109.00678.
+
+Only the abstract could be read and there is no official code, so every geometric and smoothing
+choice below is a RECONSTRUCTION behind a config switch; the README lists the doubts. Notation:
+benign x, PGD iterates x_0 (random start) … x_T, L∞ budget ε, K classes.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 `config.method_variant` picks the objective; everything else (model, data, optimizer) is shared so
 the comparison is like for like. Attacks always run on the eval-mode model (BatchNorm running
-statistics, notes §3.1 BN caveat) in [0, 1] pixel space; the model normalises inside
-(`config.model.mean/std`, Rice et al.).
+statistics; Madry's original attacked in train mode) in [0, 1] pixel space; the model
+normalises inside (`config.model.mean/std`, Rice et al.).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def train_attack_unroll(config) -> bool | int:
 def rat_inputs(
     f: Callable, x: jax.Array, y: jax.Array, key: jax.Array, config
 ) -> tuple[jax.Array, jax.Array, dict]:
-    """RAT (notes §1.3): PGD path -> region samples -> distance-aware soft targets.
+    """RAT (reconstruction, README): PGD path -> region samples -> distance-aware soft targets.
 
     Returns samples flattened to (m·B, ...), soft targets (m·B, K) and diagnostics.
     """

@@ -1,4 +1,4 @@
-"""StRA's two operations (notes §2.1; official shenao-zhang/StRA models/StRARes.py, component.py).
+"""StRA's two operations (official shenao-zhang/StRA models/StRARes.py, models/component.py).
 
 Layout is NHWC (Flax); channels of head g are the contiguous slice [g*n, (g+1)*n), exactly as in
 the official grouped convolutions, so official weights convert one-to-one (see ``convert.py``).
@@ -82,7 +82,7 @@ def routing_matrix(hubs: jax.Array) -> jax.Array:
 
 
 class HubRouting(nn.Module):
-    """Global hub aggregation with routing between heads (official ``MoE``), notes §2.1 op. 2.
+    """Global hub aggregation with routing between heads (official ``MoE``): StRA's 2nd operation.
 
     Attributes:
       groups: number of heads G (channels must divide by G).

@@ -1,4 +1,4 @@
-"""Attention baselines StRA is compared to (issue 8 item 3), in their papers' standard forms.
+"""Attention baselines StRA is compared to, in their papers' standard forms.
 
 * SE (Hu et al. 2018): GAP -> FC C/r -> ReLU -> FC C -> sigmoid channel gate, r = 16, applied to
   the bottleneck's residual branch before the addition.
@@ -7,8 +7,8 @@
 * Non-local (Wang et al. 2018), embedded-Gaussian form with inner width C/2, output 1x1 conv + BN
   whose scale starts at 0 (so the block starts as identity), applied after the bottleneck.
 
-The StRA paper's exact baseline settings are not in the official repository (notes §2.4,
-UNVERIFIED); these are the original papers' defaults.
+The StRA paper's exact baseline settings are not in the official repository
+(UNVERIFIED); these are the original papers' defaults.
 """
 
 from __future__ import annotations

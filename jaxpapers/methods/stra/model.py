@@ -1,4 +1,4 @@
-"""StRA-ResNet (notes §2.2; official models/StRARes.py, stru_mask_value.py) and its baselines.
+"""StRA-ResNet (official shenao-zhang/StRA models/StRARes.py, stru_mask_value.py) and its baselines.
 
 A torchvision-style ResNet (v1.5: stride in the 3x3 conv) whose bottlenecks in ``attn_stages``
 get a different middle/extra operation, chosen by one config switch ``block``:

@@ -1,5 +1,6 @@
-"""Re-identification data and evaluation (notes §2.3): Market-1501 folders, a face-retrieval
-stand-in, and the standard Market-1501 CMC / mAP protocol (torchreid ``eval_market1501``).
+"""Re-identification data and evaluation (official StRA train.py, eval.py): Market-1501 folders,
+a face-retrieval stand-in, and the standard Market-1501 CMC / mAP protocol (torchreid
+``eval_market1501``).
 
 Market-1501 cannot be downloaded here; ``read_market1501`` reads the standard user-provided layout
 ``ROOT/{bounding_box_train,query,bounding_box_test}/PPPP_cCsS_FFFFFF_NN.jpg`` (pid -1 = junk,

@@ -1,4 +1,4 @@
-"""StRA training: classification or re-ID (ID loss + diversity loss [+ triplet]), notes §2.3.
+"""StRA training: classification or re-ID (ID loss + diversity loss [+ triplet]); StRA train.py.
 
 Loss = CE with label smoothing (torchreid ``CrossEntropyLoss``, eps 0.1 for re-ID)
      + ``config.div_weight`` * mean_b L_div(b) summed over StRA blocks   (weight UNVERIFIED)

@@ -1,7 +1,8 @@
 """SynFace evaluation: verification on held-out real identities, pictures, the synthetic set.
 
-* Verification (notes §2.5): cosine scores of eval-mode embeddings, 10 contiguous folds,
-  thresholds -1..1 step 0.005 (`evals.face_verification`), on balanced pairs over the real
+* Verification (the LFW 10-fold protocol of haibo-qiu/SynFace test.py): cosine scores of
+  eval-mode embeddings, 10 contiguous folds, thresholds -1..1 step 0.005
+  (`evals.face_verification`), on balanced pairs over the real
   identities that neither the generator nor the recogniser saw; rank-1 identification
   (gallery = first image of each held-out identity).
 * Pictures: ``synthetic_identities.png`` (rows = new identities, columns = own draws of the

@@ -1,4 +1,4 @@
-"""SynFace training losses: identity mixup (IM) soft labels and domain mixup (DM), notes §2.2-2.3.
+"""SynFace training losses: identity mixup (IM) soft labels and domain mixup (DM).
 
 Official code (haibo-qiu/SynFace lib/core/functions.py ``train``): with A(f, y) the ArcFace
 logits of embedding f with the margin on class y, a synthetic image with labels (y_a, phi),

@@ -210,7 +210,7 @@ def gan_update(
 
 
 def rec_update(st: SynFaceState, batch: dict, key: jax.Array, config) -> tuple[RecState, dict]:
-    """One SynFace recognition step (IM soft labels, optional DM), notes §2.3."""
+    """One SynFace recognition step (IM soft labels, optional DM; SynFace lib/core/functions.py)."""
     k_fs, k_fr, k_psi, k_perm, k_drop = jax.random.split(key, 5)
     rows = {kk: batch[kk] for kk in synthesis.PLAN_KEYS}
     codes = synthesis.identity_codes(st.gen.g_ema, config)

@@ -1,4 +1,4 @@
-"""SynFace dataset synthesis on the identity-conditioned generator (notes §2.2).
+"""SynFace dataset synthesis on the identity-conditioned generator.
 
 Official script (haibo-qiu/SynFace data/syn_images.py, run inside DiscoFaceGAN):
   * N identities, identity latent of class i seeded; for each of its S images a *different*
