@@ -1,8 +1,9 @@
 """3D dynamic prediction (3DDP): a stochastic LSTM over per-frame pose + expression parameters.
 
 The paper's 3DDP network predicts a sequence of 3DMM parameters (pose + expression) from one
-image; the official release does not contain it (paper notes §4.1/§4.2, architecture
-[unverified]).  Ours works on the suite's FaceMesh decomposition (`lib/face3d/geometry.py`):
+image; the official release (pingponglabs/FaceAnime) does not contain it, so the architecture
+here is ours [unverified].  Ours works on the suite's FaceMesh decomposition
+(`lib/face3d/geometry.py`):
 
   per-frame parameter vector p_t (RELATIVE to the source frame 0, so it transfers to any face):
     [log(s_t / s_0), rotvec(R_t R_0^T) (3), (t_t - t_0) / S (3), c_t - c_0 (k)]
@@ -20,8 +21,8 @@ Model (a conditional VAE with LSTMs, `Dynamics`):
 Why an LSTM rather than a transformer: the training data at CPU scale is one 120-frame clip, the
 sequences are short (16-32 frames) and generated autoregressively one frame at a time; an LSTM
 has the right inductive bias (smooth state), a few thousand parameters, O(1) memory per step of
-the rollout, and is the design the notes name as likely for 3DDP.  A transformer would need far
-more data to learn temporal smoothness.
+the rollout, and is the likely design of the unreleased 3DDP [unverified].  A transformer would
+need far more data to learn temporal smoothness.
 RETARGETING mode needs no prediction: the driving video's relative parameters (same vector) are
 transferred onto the source geometry (`params_to_vertices`), as 3DMM-based retargeting does.
 """

@@ -1,11 +1,11 @@
 """FaceAnime inputs: tracked face clips -> (source, target) frame pairs + 3DDP windows.
 
-Official data (notes §4.2): IJB-C video folders cropped with 2DASL, per-frame dense BFM vertices;
-random (src, dst) frame pairs of one video train the generator.  Ours: the clips named in
-config.data.videos are tracked with FaceMesh and face-cropped once by `data/face_video.py`
-(cached array_record); the last `holdout` frames of every clip are held out for evaluation.
-Each training example is a pre-drawn random pair (src, dst) of the same clip plus the 3DDP
-window of `window` frames that starts at src (relative pose/expression parameters, see
+Official data (pingponglabs/FaceAnime README.md): IJB-C video folders cropped with 2DASL,
+per-frame dense BFM vertices; random (src, dst) frame pairs of one video train the generator.
+Ours: the clips named in config.data.videos are tracked with FaceMesh and face-cropped once by
+`data/face_video.py` (cached array_record); the last `holdout` frames of every clip are held out
+for evaluation. Each training example is a pre-drawn random pair (src, dst) of the same clip plus
+the 3DDP window of `window` frames that starts at src (relative pose/expression parameters, see
 dynamics.py), so one batch feeds all three networks.
 """
 

@@ -1,4 +1,6 @@
-"""FaceAnime generator-stage losses (paper notes §4.2; main_paraltrain_withMask_300vw_idloss.py).
+"""FaceAnime generator-stage losses.
+
+Official code: pingponglabs/FaceAnime main_paraltrain_withMask_300vw_idloss.py.
 
 Critic (WGAN-GP, conditional on the target sparse render n_dst):
     x_hat = eps * x_dst + (1 - eps) * x_fake,          eps ~ U(0, 1) per example

@@ -1,8 +1,8 @@
 """FaceAnime generator (ResUNet with an auxiliary map w) and conditional critic.
 
 The official script builds `ResUNetG(img_size, h_dim=128, img_dim=3, norm_dim=3)` and
-`NetD(img_size, input_dim=6)` from `common.models.analogy_2`, which is NOT in the release (paper
-notes §4.1), so the layer-level design here is ours [unverified]:
+`NetD(img_size, input_dim=6)` from `common.models.analogy_2`, which is NOT in the release
+(pingponglabs/FaceAnime), so the layer-level design here is ours [unverified]:
 
   G(x_src, n_src, n_dst) -> (x_fake, w):
     input  [x_src || n_src || n_dst] (9 channels, all in [-1, 1]);

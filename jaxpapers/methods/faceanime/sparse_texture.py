@@ -1,6 +1,6 @@
 """Sparse texture mapping (FaceAnime §3.2; pingponglabs/FaceAnime triD_downSmp_zyt.py).
 
-What the official code does (get_colors + render_texture, paper notes §4.2):
+What the official code does (get_colors + render_texture in triD_downSmp_zyt.py):
   1. sample the SOURCE image's colour at every projected source vertex: nearest pixel, the vertex
      position clipped into the image;
   2. keep a face-region vertex subset with its own triangle list (their downsampled BFM mesh);
@@ -8,13 +8,13 @@ What the official code does (get_colors + render_texture, paper notes §4.2):
      covered pixel taking its triangle's MEAN vertex colour (flat shading) -> n_dst; the same
      render at the source vertices -> n_src.  Background is 0 (mid-grey in [-1, 1]).
 
-Ours: FaceMesh's 468 vertices replace the 2DASL/BFM vertices (no BFM offline, notes §5) and the
-'face' region of `lib/face3d/topology.py` replaces their .mat subset; the z-buffer is the suite
-rasteriser (`layers/rasterizer.py`), which keeps the nearest surface per PIXEL (interpolated z)
-where the official code compares the triangle's mean z; pixel centres are at (i + 0.5) where the
-official loop tests integer (u, v), so nearest-pixel sampling here is floor(x) (= their round
-under the half-pixel shift).  `shading='smooth'` (barycentric colour) is the option the issue asks
-for; it is not in the official code.
+Ours: FaceMesh's 468 vertices replace the 2DASL/BFM vertices (the BFM files are licence-gated, not
+installable offline) and the 'face' region of `lib/face3d/topology.py` replaces their .mat subset;
+the z-buffer is the suite rasteriser (`layers/rasterizer.py`), which keeps the nearest surface per
+PIXEL (interpolated z) where the official code compares the triangle's mean z; pixel centres are
+at (i + 0.5) where the official loop tests integer (u, v), so nearest-pixel sampling here is
+floor(x) (= their round under the half-pixel shift).  `shading='smooth'` (barycentric colour) is
+an extra option of ours; it is not in the official code.
 """
 
 from __future__ import annotations

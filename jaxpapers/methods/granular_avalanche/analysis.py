@@ -1,7 +1,7 @@
 """The paper's analysis pipeline on particle tracks + a force series (simulated or measured).
 
-Definitions (the paper body was not readable; these are the field's standard ones, see
-shared/papers/trace_stra_granular.md §3.1 and the README):
+Definitions (arXiv 2107.13927 states the claims, not these definitions; they are the field's
+standard ones, with their sources where named below; see also the README):
 
 * Stress drops: maximal decreasing stretches of the sensor signal, tolerating upticks smaller
   than the noise level, kept when the drop exceeds a threshold (absolute, or `noise_factor`

@@ -1,5 +1,5 @@
 """Frame-level -> video-level relations for VidVRD (TRACE tools/transform_vidvrd_results.py and
-lib/vidvrd_utils/association.py, the VidVRD-helper greedy relational association; notes §1.5).
+lib/vidvrd_utils/association.py, the VidVRD-helper greedy relational association).
 
 1. Videos are cut into 30-frame segments with stride 15.
 2. Frame-level predictions are read at offsets ``SAMPLE_OFFSETS`` inside each segment.

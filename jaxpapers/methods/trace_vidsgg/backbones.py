@@ -1,4 +1,4 @@
-"""TRACE's real relation backbones (paper notes §1.1.3; official lib/i3d/resnet3d.py, the mmaction2
+"""TRACE's real relation backbones (official MCG-NJU/TRACE lib/i3d/resnet3d.py, the mmaction2
 config lib/i3d/i3d_nl_dot_product_r50_32x2x1_100e_kinetics400_rgb.py, model_builder_rel.py).
 
 * 2D: ResNet-50 with dilated conv5 (``jaxpapers.layers.resnet.resnet50_dc5``; Detectron's

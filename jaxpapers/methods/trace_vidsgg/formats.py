@@ -1,4 +1,5 @@
-"""Readers for the real data formats (paper notes §1.7), with clear errors.
+"""Readers for the real data formats (as MCG-NJU/TRACE tools/rename_ag.py and the VidVRD
+JSON files define them), with clear errors.
 
 * ImageNet-VidVRD: one JSON per video (``subject/objects``, ``trajectories``,
   ``relation_instances``) -> relation instances as the VidVRD-helper evaluator reads them.

@@ -2,7 +2,7 @@
 
 The rule (MCG-NJU/TRACE lib/combine_tree/cluster_tree.py ``node_cluster``/``cluster_algorithm``/
 ``get_cluster``/``get_new_bbox_feat``/``get_A_and_link`` and model_builder_rel.py ``get_lca``;
-paper notes §1.2), restated here without the official code:
+TRACE paper, arXiv 2108.08121), restated here without the official code:
 
 * Leaves are the n boxes (x1, y1, x2, y2) of the key frame, node ids 0..n-1.
 * Layer k (k = 0..max_tree_height-1) clusters the m nodes created last (ids l..r) into

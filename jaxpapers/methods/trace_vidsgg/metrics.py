@@ -1,7 +1,7 @@
 """Scene-graph evaluators: Action Genome frame recall and the VidVRD video-level protocol.
 
 Action Genome (TRACE lib/datasets_rel/task_evaluation_sg.py + tools/visualize.py, adapted from
-neural-motifs ``_compute_pred_matches``; paper notes §1.6):
+neural-motifs ``_compute_pred_matches``):
   * per pair, the top ``prd_k`` predicates are scored subject_score * object_score * predicate;
     all (pair, predicate) triplets are ranked and the top K kept ("with constraint" = prd_k 1,
     "no constraint" = several predicates per pair; the official AG code uses prd_k = 6);

@@ -1,5 +1,5 @@
-"""The TRACE relation model in Flax Linen (paper notes §1.3-1.4; official model_builder_rel.py,
-cluster_tree.py, cluster_tree3d.py).
+"""The TRACE relation model in Flax Linen (arXiv 2108.08121; official MCG-NJU/TRACE
+lib/modeling_rel/model_builder_rel.py, lib/combine_tree/cluster_tree.py, cluster_tree3d.py).
 
 Per key frame: object (leaf) features + class embeddings -> temporal attention per node over the
 T slices of the 3D feature maps (box repeated over time, as the official ``get_tracklet`` does)
@@ -114,7 +114,7 @@ class TreeGRU(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    """temporal_obj_attention / temporal_r_attention + the value MLP, added residually (§1.3b)."""
+    """temporal_obj_attention / temporal_r_attention + the value MLP, added residually."""
 
     atten_dim: int
 
@@ -368,7 +368,7 @@ class TRACE(nn.Module):
         return jnp.swapaxes(pooled.reshape((b, t) + pooled.shape[1:]), 1, 2)
 
     def temporal(self, s, pooled, kind):
-        """Temporal box head over the slices + attention with the key-frame query (§1.3b)."""
+        """Temporal box head over the slices + attention with the key-frame query."""
         c = self.cfg
         if not c.temporal_fusion:
             return s

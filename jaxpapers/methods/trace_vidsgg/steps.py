@@ -1,6 +1,6 @@
 """TRACE training (sampled multi-label BCE + 0.05 object CE) and Recall@K evaluation.
 
-Loss (official reldn_heads.binary_prd_losses + fast_rcnn_rel._sample_pairs; notes §1.4): over
+Loss (official reldn_heads.binary_prd_losses + fast_rcnn_rel._sample_pairs): over
 the (pair, predicate) entries of a frame, up to ``fg_per_frame`` (512) positive entries are kept
 at random and negatives fill the rest up to fg_per_frame / fg_fraction (2048); the loss is the
 mean BCE-with-logits over the kept entries of the batch. The refined object classifier adds

@@ -1,4 +1,4 @@
-"""Evaluation: swap/reenact/self videos of the first clip, with the issue's metrics.
+"""Evaluation: swap/reenact/self videos of the first clip, with their metrics.
 
 Metrics (all on the first video of ``data.videos``, S x S crops; pixel errors in [0, 255]):
 

@@ -1,6 +1,6 @@
 """UniFaceGAN losses: the barycentric 3D temporal loss, hinge GAN, feature matching, recon.
 
-The 3D temporal loss (paper §3 of the notes; the exact weighting is [unverified]): a pixel ``p``
+The 3D temporal loss (arXiv 2108.05650; the exact weighting is [unverified]): a pixel ``p``
 of frame ``t`` covered by triangle ``T`` with barycentric coordinates ``b`` (from rasterising
 the frame's mesh) corresponds to the point ``sum_k b_k V_{t+1}[T_k]`` of the next frame's mesh
 (same topology), i.e. a dense flow derived from the 3D geometry. The generated frame ``t+1`` is

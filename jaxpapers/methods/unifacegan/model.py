@@ -1,6 +1,7 @@
 """UniFaceGAN networks: generator with region-aware conditional normalization, multi-scale D.
 
-No official code exists (see the paper notes §3), so the layout is ours and written down here:
+No official code has been published (arXiv 2108.05650 only links a project page), so the layout
+is ours and written down here:
 
 * ``RegionAwareNorm`` (RACN): parameter-free instance normalisation of the activations, then a
   spatial modulation ``x_hat * (1 + gamma) + beta`` where ``gamma``/``beta`` are predicted from
