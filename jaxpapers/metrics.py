@@ -369,7 +369,7 @@ def run_info(argv: Sequence[str] | None = None) -> dict:
     package_dir = os.path.dirname(os.path.abspath(__file__))
     return {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": [sys.executable, *(sys.argv if argv is None else argv)],
+        "command": list(sys.orig_argv if argv is None else argv),
         "cwd": os.getcwd(),
         "git": _git_revision(package_dir),
         "python": sys.version.split()[0],
