@@ -121,8 +121,13 @@ class MetricWriter:
             return
         os.makedirs(workdir, exist_ok=True)
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError as e:  # Declared dependency: never drop TensorBoard silently.
+                raise ImportError(
+                    "Writing TensorBoard files needs tensorboardX: pip install tensorboardX "
+                    "(or pip install -e . in the repository)."
+                ) from e
             self._tb = SummaryWriter(
                 os.path.join(workdir, TB_DIR),
                 purge_step=start_step + 1 if start_step > 0 else None,

@@ -54,8 +54,13 @@ def save_image_grid(path: str, images: np.ndarray, nrow: int | None = None, scal
 def _figure(size: tuple[int, int], dpi: int = 100):
     """A matplotlib Figure on the Agg canvas, without pyplot (no global backend switch, so a
     notebook's inline backend is left alone, and no figure registry to leak from)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(
+            "Plots need matplotlib: pip install matplotlib (or pip install -e . in the repository)."
+        ) from e
 
     fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -119,9 +124,9 @@ def plot_figure(
     yscale: str = "linear",
 ):
     """The matplotlib Figure that `save_plot` writes."""
+    fig = _figure(size)  # first: its import error names the missing package
     from matplotlib import ticker
 
-    fig = _figure(size)
     ax = fig.add_subplot()
     drawn, empty = 0, []
     for name, (x, y) in series.items():
