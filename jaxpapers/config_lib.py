@@ -151,9 +151,14 @@ def apply_overrides(config: ConfigDict, overrides: dict[str, Any]) -> ConfigDict
 
 
 def _follow_run_length(node: ConfigDict, path: str, old: int, new: int, skip: set) -> None:
-    if "schedule" in node and node.get("total_steps") == old and f"{path}total_steps" not in skip:
+    k = max(1, int(node.get("accum_steps", 1)))  # schedules count optimizer updates
+    if (
+        "schedule" in node
+        and node.get("total_steps") == old // k
+        and f"{path}total_steps" not in skip
+    ):
         with node.unlocked():
-            node.total_steps = new
+            node.total_steps = new // k
     for key, value in node.items():
         if isinstance(value, ConfigDict):
             _follow_run_length(value, f"{path}{key}.", old, new, skip)
