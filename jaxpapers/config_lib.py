@@ -136,32 +136,29 @@ def set_dotted(config: ConfigDict, key: str, value: Any) -> None:
 def apply_overrides(config: ConfigDict, overrides: dict[str, Any]) -> ConfigDict:
     """Command-line overrides on a finalized config (``--config.key=value``).
 
-    Schedules that `finalize` set to the run length follow a changed ``num_train_steps`` (unless
-    the same command sets their ``total_steps`` explicitly), so ``--config.num_train_steps=N``
-    decays over N steps as the config's own ``:preset,num_train_steps=N`` does.
+    Schedules that `finalize` set to the run length keep following it when the command changes
+    ``num_train_steps`` or ``accum_steps`` (unless it sets their ``total_steps`` explicitly), so
+    ``--config.num_train_steps=N`` decays over N steps as ``:preset,num_train_steps=N`` does.
     """
-    before = int(config.get("num_train_steps", 0))
+    following = list(_run_length_blocks(config, "", int(config.get("num_train_steps", 0))))
     for key, value in overrides.items():
         set_dotted(config, key, value)
-    after = int(config.get("num_train_steps", 0))
-    if after != before:
-        explicit = {k for k in overrides if k.endswith("total_steps")}
-        _follow_run_length(config, "", before, after, explicit)
+    steps = int(config.get("num_train_steps", 0))
+    for path, node in following:
+        if f"{path}total_steps" not in overrides:
+            with node.unlocked():
+                node.total_steps = steps // max(1, int(node.get("accum_steps", 1)))
     return config
 
 
-def _follow_run_length(node: ConfigDict, path: str, old: int, new: int, skip: set) -> None:
+def _run_length_blocks(node: ConfigDict, path: str, num_steps: int):
+    """(path, block) of the schedules whose length is the run's (see `_fill_schedule_lengths`)."""
     k = max(1, int(node.get("accum_steps", 1)))  # schedules count optimizer updates
-    if (
-        "schedule" in node
-        and node.get("total_steps") == old // k
-        and f"{path}total_steps" not in skip
-    ):
-        with node.unlocked():
-            node.total_steps = new // k
+    if "schedule" in node and node.get("total_steps") == num_steps // k:
+        yield path, node
     for key, value in node.items():
         if isinstance(value, ConfigDict):
-            _follow_run_length(value, f"{path}{key}.", old, new, skip)
+            yield from _run_length_blocks(value, f"{path}{key}.", num_steps)
 
 
 # (key, minimum, what the minimum means): the cadences and sizes the trainer divides by or loops

@@ -132,6 +132,8 @@ def test_load_config_accepts_name_path_and_overrides():
     assert c.optim.total_steps == 300
     c = main.load_config("classifier", {"num_train_steps": "300", "optim.total_steps": "600"})
     assert c.optim.total_steps == 600
+    c = main.load_config("classifier", {"num_train_steps": "300", "optim.accum_steps": "2"})
+    assert c.optim.total_steps == 150  # schedules count optimizer updates
     with pytest.raises(config_lib.ConfigError, match="expects type int"):
         main.load_config("classifier:smoke", {"batch_size": "1.5"})
     # eval_every=0 and ckpt_every=0 keep their meaning ("only at the end").
