@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import optax
+
+if TYPE_CHECKING:
+    import optax
+
+# jax and optax are imported inside the functions that build optimizers: every config file calls
+# `config` at load time, and a config mistake must be reported in about a second, before the
+# several seconds a JAX import takes.
 
 NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "piecewise")
@@ -62,6 +66,8 @@ def config(**overrides: Any) -> ml_collections.ConfigDict:
 
 def schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
     """The learning-rate schedule of a block, with optional linear warm-up from 0."""
+    import optax
+
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {cfg.schedule!r}; expected one of {SCHEDULES}.")
     lr, warm = float(cfg.lr), int(cfg.warmup_steps)
@@ -97,6 +103,9 @@ def param_path(path: Sequence[Any]) -> str:
 
 def decay_mask(params, mode: str = "default"):
     """True where weight decay applies: by default only to arrays with ndim > 1 (kernels)."""
+    import jax
+    import jax.numpy as jnp
+
     if mode == "all":
         return jax.tree.map(lambda _: True, params)
     if mode != "default":
@@ -106,6 +115,8 @@ def decay_mask(params, mode: str = "default"):
 
 def multiplier_tree(params, rules: Sequence[tuple[str, float]]):
     """Per-leaf learning-rate multipliers from (regex, multiplier) rules; 1.0 where none match."""
+    import jax
+
     compiled = [(re.compile(r), float(m)) for r, m in rules]
 
     def leaf(path, _):
@@ -119,6 +130,9 @@ def multiplier_tree(params, rules: Sequence[tuple[str, float]]):
 
 
 def _scale_by_multipliers(rules) -> optax.GradientTransformation:
+    import jax
+    import optax
+
     def init(params):
         del params
         return optax.EmptyState()
@@ -132,6 +146,8 @@ def _scale_by_multipliers(rules) -> optax.GradientTransformation:
 
 def make(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """Builds the optax chain described by one optimizer block."""
+    import optax
+
     if cfg.name not in NAMES:
         raise ValueError(f"Unknown optimizer {cfg.name!r}; expected one of {NAMES}.")
     lr = schedule(cfg)
@@ -165,4 +181,6 @@ def make(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
 
 def ema_update(ema, new, decay):
     """``ema <- decay * ema + (1 - decay) * new`` leaf by leaf (decay may be a traced scalar)."""
+    import jax
+
     return jax.tree.map(lambda e, n: decay * e + (1.0 - decay) * n, ema, new)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import math
 import os
 import signal
@@ -22,13 +21,7 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def write_config(config, workdir: str) -> None:
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        tmp = os.path.join(workdir, f"config.json.tmp-{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        os.replace(tmp, os.path.join(workdir, "config.json"))
+write_config = metrics.write_config  # config.json (kept here for existing callers)
 
 
 def state_shardings(state, mesh):
@@ -190,22 +183,30 @@ def train_source(method, config, split="train"):
 
 
 def train(config, workdir: str) -> dict:
-    """Trains ``config.method`` in ``workdir``; re-running the same call resumes."""
+    """Trains ``config.method`` in ``workdir``; re-running the same call resumes.
+
+    Returns (and writes to ``final_metrics.json``) ``train/<k>``: the last logged training
+    scalars and ``train/seconds``, and ``eval/<k>``: the final evaluation.
+    """
     parallel.maybe_initialize_distributed()
     method = methods.get(config.method)
     mesh = parallel.make_mesh()
     write_config(config, workdir)
+    metrics.write_run_info(workdir)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_ckpts)
-    writer = metrics.MetricWriter(workdir)
+    writer = None
     stop = {"signal": None}
     previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
     loader = None
+    finished = False
     try:
         with jax.set_mesh(mesh):
             state, shardings = restore_or_init(method, config, mesh, ckpt)
             start = int(jax.device_get(state.step))
             # Rows a killed run wrote after its last checkpoint are re-written by this run.
-            metrics.truncate_after(writer.path, start)
+            metrics.truncate_after(os.path.join(workdir, "metrics.jsonl"), start)
+            writer = metrics.MetricWriter(workdir, start_step=start)
+            writer.write_config(config)
             step_fn = compile_step(method, config, mesh, shardings)
             loader = data.Loader(
                 train_source(method, config),
@@ -215,13 +216,25 @@ def train(config, workdir: str) -> dict:
                 start_step=start,
                 prefetch=config.prefetch,
             )
-            progress = metrics.Progress(config.num_train_steps, config.batch_size, start)
+            progress = metrics.Progress(
+                config.num_train_steps,
+                config.batch_size,
+                start,
+                eval_every=config.eval_every,
+                final_eval=methods.hook(method, "evaluate") is not None,
+            )
             last: dict = {}
             t_start = time.time()
             for step in range(start, config.num_train_steps):
-                state, scalars = step_fn(state, next(loader), step)
+                batch = next(loader)
+                compiling = _compile_begins(step_fn, step, progress)
+                state, scalars = step_fn(state, batch, step)
                 done = step + 1
-                if done % config.log_every == 0 or done == config.num_train_steps:
+                if compiling:
+                    _compile_ends(step_fn, step, scalars, progress)
+                # The first step of a launch is logged at once (the line right after the
+                # compilation), then every log_every steps.
+                if done % config.log_every == 0 or done == config.num_train_steps or step == start:
                     last = {k: float(v) for k, v in jax.device_get(scalars).items()}
                     _check_finite(done, last)
                     writer.write(done, last, "train/")
@@ -233,7 +246,7 @@ def train(config, workdir: str) -> dict:
                     and done % config.eval_every == 0
                     and done < config.num_train_steps
                 ):
-                    _evaluate(method, state, config, workdir, writer, done)
+                    _evaluate(method, state, config, workdir, writer, done, progress)
                 if _stop_agreed(stop["signal"] is not None, done, config):
                     # The cadence above may just have saved this very step (orbax refuses a
                     # second save of one step, which lost the stop message and crashed).
@@ -245,7 +258,7 @@ def train(config, workdir: str) -> dict:
                         "Re-run the same command to resume.",
                         flush=True,
                     )
-                    return {"stopped_at": done, **last}
+                    return {"stopped_at": done, **_prefixed(last, "train/")}
             final_step = int(jax.device_get(state.step))
             if jax.process_count() > 1:  # Lets a multi-host user (and the test) compare hosts.
                 print(
@@ -256,17 +269,40 @@ def train(config, workdir: str) -> dict:
             if ckpt.latest_step() != final_step:
                 _save_if_finite(ckpt, final_step, state, None, force=True)
             ckpt.wait()
-            result = dict(last)
-            result["train_seconds"] = time.time() - t_start
-            result.update(_evaluate(method, state, config, workdir, writer, final_step))
-            _write_final(workdir, result)
+            result = _prefixed(last, "train/")
+            result["train/seconds"] = time.time() - t_start
+            result.update(_evaluate(method, state, config, workdir, writer, final_step, progress))
+            metrics.write_final(workdir, result)
+            finished = True
             return result
     finally:
         signal.signal(signal.SIGTERM, previous)
         if loader is not None:
             loader.close()
         ckpt.close()
-        writer.close()
+        if writer is not None:
+            writer.close(success=finished)
+
+
+def _prefixed(scalars: dict, prefix: str) -> dict:
+    return {f"{prefix}{k}": v for k, v in scalars.items()}
+
+
+def _compile_begins(step_fn: StepFunction, step: int, progress: metrics.Progress) -> bool:
+    """Announces the compilation when ``step`` is the first of its phase in this launch."""
+    phase = step_fn.phase(step)
+    if phase in step_fn.phases_seen():
+        return False
+    progress.compile_started(step, phase)
+    return True
+
+
+def _compile_ends(step_fn: StepFunction, step: int, scalars, progress: metrics.Progress):
+    """Reports the compilation (the jitted call returns once compiled and dispatched), then
+    waits for that first step so the steady-state clock starts after it."""
+    progress.compile_finished(step + 1, step_fn.phase(step))
+    jax.block_until_ready(scalars)
+    progress.restart(step + 1)
 
 
 def _stop_agreed(local_stop: bool, done: int, config) -> bool:
@@ -297,24 +333,19 @@ def state_checksum(state) -> str:
     return h.hexdigest()[:16]
 
 
-def _evaluate(method, state, config, workdir, writer, step) -> dict:
+def _evaluate(method, state, config, workdir, writer, step, progress=None) -> dict:
+    """Runs the method's evaluation; logs its scalars and the pictures it wrote at ``step``."""
     evaluate = methods.hook(method, "evaluate")
     if evaluate is None:
         return {}
     t0 = time.time()
     result = {k: float(v) for k, v in evaluate(state, config, workdir).items()}
     writer.write(step, result, "eval/")
-    if jax.process_index() == 0:
+    writer.write_new_pictures(step)
+    seconds = time.time() - t0
+    if progress is not None:
+        progress.eval_finished(step, result, seconds)
+    elif jax.process_index() == 0:
         vals = " ".join(f"{k}={v:.4g}" for k, v in result.items())
-        print(f"eval step {step} ({time.time() - t0:.1f}s): {vals}", flush=True)
+        print(f"eval step {step} ({seconds:.1f} s): {vals}", flush=True)
     return {f"eval/{k}": v for k, v in result.items()}
-
-
-def _write_final(workdir: str, result: dict) -> None:
-    if jax.process_index() == 0:
-        clean = {
-            k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
-            for k, v in result.items()
-        }
-        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-            json.dump(clean, f, indent=2)

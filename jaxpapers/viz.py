@@ -1,4 +1,5 @@
-"""Pictures a person would rather look at than read: image grids and line plots (PIL only)."""
+"""Pictures a person would rather look at than read: image grids (PIL), plots and labelled image
+tables (matplotlib on its Agg canvas, no display needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 
 def to_uint8(images: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -50,6 +51,45 @@ def save_image_grid(path: str, images: np.ndarray, nrow: int | None = None, scal
     return path
 
 
+def _figure(size: tuple[int, int], dpi: int = 100):
+    """A matplotlib Figure on the Agg canvas, without pyplot (no global backend switch, so a
+    notebook's inline backend is left alone, and no figure registry to leak from)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(
+            "Plots need matplotlib: pip install matplotlib (or pip install -e . in the repository)."
+        ) from e
+
+    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_figure(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fig.savefig(tmp, format="png", facecolor="white")
+    os.replace(tmp, path)
+    return path
+
+
+def _no_data(ax, message: str = "no data") -> None:
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        color="0.4",
+        fontsize=14,
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def save_plot(
     path: str,
     series: dict[str, tuple[Sequence[float], Sequence[float]]],
@@ -58,43 +98,144 @@ def save_plot(
     ylabel: str = "",
     size: tuple[int, int] = (640, 420),
     scatter: bool = False,
+    *,
+    xscale: str = "linear",
+    yscale: str = "linear",
 ) -> str:
-    """A minimal line/scatter plot of named (x, y) series, drawn with PIL (no matplotlib needed)."""
-    colors = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
-    w, h = size
-    left, right, top, bottom = 70, 20, 30, 50
-    img = Image.new("RGB", size, "white")
-    d = ImageDraw.Draw(img)
-    xs = np.concatenate([np.asarray(x, float) for x, _ in series.values()] or [np.zeros(1)])
-    ys = np.concatenate([np.asarray(y, float) for _, y in series.values()] or [np.zeros(1)])
-    finite = np.isfinite(xs) & np.isfinite(ys)
-    xs, ys = (xs[finite], ys[finite]) if finite.any() else (np.zeros(1), np.zeros(1))
-    x0, x1 = float(xs.min()), float(xs.max()) if xs.max() > xs.min() else float(xs.min()) + 1
-    y0, y1 = float(ys.min()), float(ys.max()) if ys.max() > ys.min() else float(ys.min()) + 1
-    px = lambda x: left + (x - x0) / (x1 - x0) * (w - left - right)
-    py = lambda y: h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom)
-    d.rectangle([left, top, w - right, h - bottom], outline="black")
-    for t in np.linspace(0, 1, 5):
-        d.text((left - 65, py(y0 + t * (y1 - y0)) - 5), f"{y0 + t * (y1 - y0):.3g}", fill="black")
-        d.text(
-            (px(x0 + t * (x1 - x0)) - 15, h - bottom + 5), f"{x0 + t * (x1 - x0):.3g}", fill="black"
-        )
-    for i, (name, (x, y)) in enumerate(series.items()):
-        col = colors[i % len(colors)]
-        pts = [
-            (px(a), py(b)) for a, b in zip(x, y, strict=False) if np.isfinite(a) and np.isfinite(b)
-        ]
+    """A line (or scatter) plot of named ``(x, y)`` series as PNG (matplotlib, Agg); returns path.
+
+    ``xscale``/``yscale`` ``"log"`` draws a log axis labelled in powers of ten; points that are
+    not finite (or not positive on a log axis) are left out. A series without any point to draw
+    shows as "(no data)" in the legend, and a plot with none at all as a "no data" panel.
+    """
+    fig = plot_figure(series, title, xlabel, ylabel, size, scatter, xscale=xscale, yscale=yscale)
+    return _save_figure(fig, path)
+
+
+def plot_figure(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    size: tuple[int, int] = (640, 420),
+    scatter: bool = False,
+    *,
+    xscale: str = "linear",
+    yscale: str = "linear",
+):
+    """The matplotlib Figure that `save_plot` writes."""
+    fig = _figure(size)  # first: its import error names the missing package
+    from matplotlib import ticker
+
+    ax = fig.add_subplot()
+    drawn, empty = 0, []
+    for name, (x, y) in series.items():
+        x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+        n = min(len(x), len(y))
+        x, y = x[:n], y[:n]
+        keep = np.isfinite(x) & np.isfinite(y)
+        if xscale == "log":
+            keep &= x > 0
+        if yscale == "log":
+            keep &= y > 0
+        x, y = x[keep], y[keep]
+        if not len(x):
+            empty.append(name)
+            continue
+        drawn += 1
         if scatter:
-            for a, b in pts:
-                d.ellipse([a - 2, b - 2, a + 2, b + 2], fill=col)
-        elif len(pts) > 1:
-            d.line(pts, fill=col, width=2)
-        d.text((left + 10, top + 5 + 14 * i), name, fill=col)
-    d.text((left, 8), title, fill="black")
-    d.text((w // 2 - 30, h - 20), xlabel, fill="black")
-    d.text((5, 8), ylabel, fill="black")
-    _atomic_png(img, path)
-    return path
+            ax.scatter(x, y, s=12, label=name)
+        else:
+            ax.plot(x, y, marker="o" if len(x) <= 20 else None, markersize=3, label=name)
+    for name in empty:  # Keeps the colour cycle's meaning: an empty series is named, not lost.
+        ax.plot([], [], label=f"{name} (no data)", color="0.6")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if not drawn:
+        _no_data(ax)
+    else:
+        for axis, scale in ((ax.xaxis, xscale), (ax.yaxis, yscale)):
+            if scale == "log":
+                getattr(ax, f"set_{axis.axis_name}scale")("log")
+                axis.set_major_locator(ticker.LogLocator(base=10))
+                axis.set_major_formatter(ticker.LogFormatterSciNotation(base=10))
+            else:
+                axis.set_major_locator(ticker.MaxNLocator(nbins=6))
+        ax.grid(True, which="major", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))  # one entry per name
+    if unique:
+        ax.legend(unique.values(), unique.keys(), loc="best", fontsize="small")
+    return fig
+
+
+def save_image_table(path: str, cells, row_labels, cell_titles=None, cell_colors=None, **kw) -> str:
+    """Writes `image_table_figure` as PNG; returns the path."""
+    return _save_figure(image_table_figure(cells, row_labels, cell_titles, cell_colors, **kw), path)
+
+
+def image_table_figure(
+    cells: Sequence[Sequence[np.ndarray | None]],
+    row_labels: Sequence[str],
+    cell_titles: Sequence[Sequence[str]] | None = None,
+    cell_colors: Sequence[Sequence[str]] | None = None,
+    title: str = "",
+    cell_inches: float = 1.2,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+):
+    """A labelled table of images: one row per ``row_labels`` entry, a title over each cell.
+
+    A cell that is None shows its title as a note in an empty panel (e.g. "not attacked").
+    Images are HWC (C = 1 or 3) floats in ``value_range`` or uint8.
+    """
+    rows = len(cells)
+    cols = max((len(r) for r in cells), default=0)
+    fig = _figure((int(100 * (cols * cell_inches + 1.2)), int(100 * (rows * cell_inches + 0.8))))
+    if not rows or not cols:
+        _no_data(fig.add_subplot(), "no examples")
+        if title:
+            fig.suptitle(title)
+        return fig
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            image = cells[r][c] if c < len(cells[r]) else None
+            text = cell_titles[r][c] if cell_titles and c < len(cell_titles[r]) else ""
+            color = cell_colors[r][c] if cell_colors and c < len(cell_colors[r]) else "black"
+            if image is None:
+                if text:
+                    ax.text(
+                        0.5,
+                        0.5,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color=color,
+                        wrap=True,
+                        transform=ax.transAxes,
+                    )
+            else:
+                img = to_uint8(image, value_range)
+                ax.imshow(
+                    img[..., 0] if img.shape[-1] == 1 else img,
+                    cmap="gray",
+                    vmin=0,
+                    vmax=255,
+                    interpolation="nearest",
+                )
+                ax.set_title(text, fontsize=7, color=color)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
 
 
 def _atomic_png(img: Image.Image, path: str) -> None:

@@ -82,7 +82,7 @@ def main() -> None:
         cascade=True,
         batch_size=N,
     )
-    res = {k: v for k, v in res.items() if k != "x_adv"}
+    res = {k: v for k, v in res.items() if not isinstance(v, np.ndarray)}  # numbers only
     res["seconds"] = time.time() - t0
     print(robust.format_table(res))
     with open(os.path.join(OUT, "ours.json"), "w") as f:

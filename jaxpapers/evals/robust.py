@@ -150,8 +150,9 @@ def evaluate(
         point, and `worst_case` counts a point robust only if it survives all of them.
 
     Returns:
-      dict with 'clean', one accuracy per attack, 'worst_case', the adversarial points ('x_adv',
-      the first successful one per point, else x).
+      dict with 'clean', one accuracy per attack, 'worst_case', and arrays: the adversarial
+      points ('x_adv', the first successful one per point, else x), the labels 'y' and the
+      predictions on x and on x_adv ('pred_clean', 'pred_adv').
     """
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int32)
@@ -160,19 +161,23 @@ def evaluate(
         names.extend(AA_STANDARD if a == "aa_standard" else [a])
     names = [a for a in names if a != "clean"]
     predict = predictor(logits_fn, batch_size)
-    correct = predict(x) == y
+    pred_clean = predict(x)
+    correct = pred_clean == y
     robust = correct.copy()
     x_adv = x.copy()
+    pred_adv = pred_clean.copy()  # the prediction on x_adv (for the example pictures)
     result: dict = {"clean": float(correct.mean()), "n": len(x), "eps": eps}
     for j, name in enumerate(names):
         t0 = time.time()
         fn = jax.jit(make_attack(name, logits_fn, eps=eps, **budgets))
         idx = np.nonzero(robust if cascade else correct)[0]
         adv = _batched(fn, x[idx], y[idx], jax.random.fold_in(key, j), batch_size)
-        ok = predict(adv) == y[idx] if len(idx) else np.zeros(0, bool)
+        pred = predict(adv) if len(idx) else np.zeros(0, np.int32)
+        ok = pred == y[idx]
         fooled = idx[~ok]
         first = fooled[robust[fooled]]  # keep the first successful point per example
         x_adv[first] = adv[~ok][robust[fooled]]
+        pred_adv[first] = pred[~ok][robust[fooled]]
         robust[fooled] = False
         alone = correct.copy()
         alone[fooled] = False
@@ -185,7 +190,7 @@ def evaluate(
                 flush=True,
             )
     result["worst_case"] = float(robust.mean())
-    result["x_adv"] = x_adv
+    result.update(x_adv=x_adv, y=y, pred_clean=pred_clean, pred_adv=pred_adv)
     return result
 
 
@@ -197,25 +202,70 @@ def save(
     prefix: str = "robust",
     num_pictures: int = 8,
 ) -> str:
-    """Writes `<prefix>.json` and a grid (rows: clean / adversarial / perturbation) to workdir."""
-    from jaxpapers import viz
-
+    """Writes `<prefix>.json` (the numbers) and `<prefix>_examples.png` to workdir."""
     os.makedirs(workdir, exist_ok=True)
-    table = {k: v for k, v in result.items() if k != "x_adv"}
+    table = {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
     path = os.path.join(workdir, f"{prefix}.json")
     with open(path, "w") as f:
         json.dump(table, f, indent=2)
-    k = min(num_pictures, len(x))
-    if k:
-        adv = result["x_adv"][:k]
-        pert = 0.5 + (adv - x[:k]) / (2 * eps)  # −ε → black, +ε → white
-        viz.save_image_grid(
-            os.path.join(workdir, f"{prefix}_examples.png"),
-            np.concatenate([x[:k], adv, np.clip(pert, 0, 1)]),
-            nrow=k,
-            scale=4,
+    if num_pictures:
+        save_examples(
+            os.path.join(workdir, f"{prefix}_examples.png"), result, x, eps, num_pictures, prefix
         )
     return path
+
+
+def save_examples(
+    path: str, result: dict, x: np.ndarray, eps: float, num: int = 8, name: str = "robust"
+) -> str:
+    """Rows clean / adversarial / perturbation for the first ``num`` points the model classifies
+    correctly (an attack on an already-wrong point has nothing to show, so those are skipped).
+
+    Each column is titled with the true and predicted classes; a point no attack fooled says so
+    in place of an adversarial image (its perturbation would be a blank grey tile). Perturbations
+    are scaled so that −ε is black and +ε white.
+    """
+    from jaxpapers import viz
+
+    x = np.asarray(x, np.float32)
+    y, pc, pa = result["y"], result["pred_clean"], result["pred_adv"]
+    shown = np.nonzero(pc == y)[0][:num]
+    cells: list[list] = [[], [], []]
+    titles: list[list[str]] = [[], [], []]
+    colors: list[list[str]] = [[], [], []]
+    for i in shown:
+        fooled = pa[i] != y[i]
+        cells[0].append(x[i])
+        titles[0].append(f"true {y[i]}, pred {pc[i]}")
+        colors[0].append("black")
+        if fooled:
+            delta = result["x_adv"][i] - x[i]
+            cells[1].append(result["x_adv"][i])
+            titles[1].append(f"pred {pa[i]} (fooled)")
+            cells[2].append(np.clip(0.5 + delta / (2 * eps), 0, 1))
+            titles[2].append(f"max |δ| {np.abs(delta).max():.3g}")
+            colors[1].append("tab:red")
+            colors[2].append("black")
+        else:
+            cells[1].append(None)
+            titles[1].append("robust:\nno attack\nfooled it")
+            cells[2].append(None)
+            titles[2].append("")
+            colors[1].append("tab:green")
+            colors[2].append("black")
+    skipped = int((pc != y).sum())
+    title = (
+        f"{name}: L∞ ε = {eps:.4g}; {len(shown)} correctly classified test points "
+        f"({skipped} of {len(y)} misclassified before any attack, not shown)"
+    )
+    return viz.save_image_table(
+        path,
+        cells,
+        ["clean", "adversarial", "perturbation\n(−ε black, +ε white)"],
+        titles,
+        colors,
+        title=title,
+    )
 
 
 def format_table(result: dict) -> str:

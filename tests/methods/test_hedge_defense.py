@@ -155,7 +155,12 @@ def test_hedge_defense_runs_end_to_end(tmp_path):
 
     c = config_lib.load_config_file("configs/hedge_defense.py", "smoke")
     flat = main.run(c, str(tmp_path))
-    assert {"clean/none", "pgd/hedge", "worst/noise", "adaptive/worst_case"} <= set(flat)
+    assert {
+        "eval/clean/none",
+        "eval/pgd/hedge",
+        "eval/worst/noise",
+        "eval/adaptive/worst_case",
+    } <= set(flat)
     with open(tmp_path / "hedge_table.json") as f:
         table = json.load(f)["table"]
     assert set(table) == {"clean", "pgd", "apgd-ce", "worst"}
