@@ -8,6 +8,12 @@ with ``lax.pad``/``lax.conv_general_dilated`` so it runs on CPU, GPU and TPU wit
 
 * ``upfirdn2d``: zero-insert upsample by ``up`` -> pad (negative pads crop) -> convolve with a FIR
   filter -> keep every ``down``-th pixel. Output size ``(H*up + p0 + p1 - fh) // down + 1``.
+  Computed in polyphase form (one short filter per output phase over the real samples only),
+  so the work does not grow with the inserted zeros.
+* Up/down-sampling convolutions (``conv2d_resample``) on CPU are polyphase too: the stride-2
+  transposed conv is four stride-1 convs of the input with the sub-kernels ``w[a::2, b::2]``,
+  interleaved, and the stride-2 conv the sum of four stride-1 convs of the input phases; same
+  sums as the zero-insertion / stride-1-then-subsample forms at 1/4 of their multiplications.
 * Equalized learning rate (Karras et al. 2018): parameters are stored at unit scale (N(0,1) init)
   and multiplied at run time by ``gain * lr_mul / sqrt(fan_in)``; biases by ``lr_mul``.
 * Modulated convolution (StyleGAN2 Eq. 1-3): ``w'_ijk = s_i * w_ijk``,
