@@ -8,6 +8,12 @@ with ``lax.pad``/``lax.conv_general_dilated`` so it runs on CPU, GPU and TPU wit
 
 * ``upfirdn2d``: zero-insert upsample by ``up`` -> pad (negative pads crop) -> convolve with a FIR
   filter -> keep every ``down``-th pixel. Output size ``(H*up + p0 + p1 - fh) // down + 1``.
+  Computed in polyphase form (one short filter per output phase over the real samples only),
+  so the work does not grow with the inserted zeros.
+* Up/down-sampling convolutions (``conv2d_resample``) on CPU are polyphase too: the stride-2
+  transposed conv is four stride-1 convs of the input with the sub-kernels ``w[a::2, b::2]``,
+  interleaved, and the stride-2 conv the sum of four stride-1 convs of the input phases; same
+  sums as the zero-insertion / stride-1-then-subsample forms at 1/4 of their multiplications.
 * Equalized learning rate (Karras et al. 2018): parameters are stored at unit scale (N(0,1) init)
   and multiplied at run time by ``gain * lr_mul / sqrt(fan_in)``; biases by ``lr_mul``.
 * Modulated convolution (StyleGAN2 Eq. 1-3): ``w'_ijk = s_i * w_ijk``,
@@ -43,7 +49,7 @@ def setup_filter(f: Sequence[float] = (1, 3, 3, 1), normalize: bool = True) -> n
 
 def _fir_1d(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.Array:
     """'Valid' convolution of ``x`` along ``axis`` with a short 1-D filter, as a sum of shifted
-    slices (then every ``stride``-th sample). Elementwise ops fuse on every backend and avoid
+    slices (keeping every ``stride``-th sample). Elementwise ops fuse on every backend and avoid
     depthwise convolutions, which XLA:CPU compiles and runs slowly (and whose second derivatives,
     needed by R1 and path-length regularization, are worse)."""
     k = taps.size
@@ -52,17 +58,69 @@ def _fir_1d(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.Array
         raise ValueError(f"FIR filter of {k} taps longer than the padded input ({x.shape}).")
     out = None
     for j in range(k):
-        # Convolution, not correlation: output[i] = sum_j taps[k-1-j] * x[i + j].
+        # Convolution, not correlation: output[i] = sum_j taps[k-1-j] * x[i + j]; with a stride
+        # each term is read strided, so only the kept outputs are computed.
         t = float(taps[k - 1 - j])
         if t == 0.0:
             continue
-        term = lax.slice_in_dim(x, j, j + length, axis=axis) * jnp.asarray(t, x.dtype)
+        term = lax.slice_in_dim(x, j, j + length, stride, axis=axis) * jnp.asarray(t, x.dtype)
         out = term if out is None else out + term
     if out is None:
-        out = jnp.zeros_like(lax.slice_in_dim(x, 0, length, axis=axis))
-    if stride > 1:
-        out = lax.slice_in_dim(out, 0, length, stride, axis=axis)
+        out = jnp.zeros_like(lax.slice_in_dim(x, 0, length, stride, axis=axis))
     return out
+
+
+def _phases(n: int, up: int, pad0: int, pad1: int, k: int) -> tuple[int, list]:
+    """Polyphase plan of 'zero-insert by ``up``, pad (pad0, pad1), valid correlation with k taps'
+    along one axis of length ``n``: output sample ``up*q + r`` only meets the taps
+    ``j = j0 + up*t`` (those that land on inserted input samples, not on the zeros), reading input
+    ``q + t + c``. Returns (output length, [(j0, taps, outputs, pad_lo, pad_hi)] per phase r), the
+    pads (negative: crop) giving the slice of the input that a 'valid' pass over ``outputs``
+    samples reads."""
+    length = n * up + pad0 + pad1 - k + 1
+    if length < 1:
+        raise ValueError(f"Filter of {k} taps longer than the padded, upsampled input ({n}).")
+    plan = []
+    for r in range(up):
+        j0 = (pad0 - r) % up
+        taps = len(range(j0, k, up))
+        outputs = -(-(length - r) // up)  # ceil
+        c = (r + j0 - pad0) // up  # exact: r + j0 - pad0 is a multiple of up
+        plan.append((j0, taps, outputs, -c, outputs + taps - 1 + c - n))
+    return length, plan
+
+
+def _pad_axes(x: jax.Array, pads: dict[int, tuple[int, int]]) -> jax.Array:
+    cfg = [(*pads.get(a, (0, 0)), 0) for a in range(x.ndim)]
+    return lax.pad(x, jnp.zeros((), x.dtype), cfg)
+
+
+def _interleave(parts: list[jax.Array], axis: int, length: int) -> jax.Array:
+    """[y_0, y_1, ...] (phase r holds output samples up*q + r) -> one axis of ``length``."""
+    most = parts[0].shape[axis]
+    parts = [_pad_axes(p, {axis: (0, most - p.shape[axis])}) for p in parts]
+    y = jnp.stack(parts, axis=axis + 1)
+    shape = list(parts[0].shape)
+    shape[axis] = most * len(parts)
+    return lax.slice_in_dim(y.reshape(shape), 0, length, axis=axis)
+
+
+def _upfir_1d(x: jax.Array, taps: np.ndarray, up: int, pad0: int, pad1: int, axis: int):
+    """Zero-insert by ``up``, pad and FIR-filter along ``axis`` without touching the zeros: one
+    shifted-slice sum per output phase over the taps that meet real samples (1/up of them)."""
+    k = taps.size
+    length, plan = _phases(x.shape[axis], up, pad0, pad1, k)
+    conv = taps[::-1]  # Convolution: out[i] = sum_j taps[k-1-j] * xz[i + j].
+    parts = []
+    for j0, t, outputs, lo, hi in plan:
+        if t == 0:
+            shape = list(x.shape)
+            shape[axis] = outputs
+            parts.append(jnp.zeros(shape, x.dtype))
+            continue
+        xr = _pad_axes(x, {axis: (lo, hi)})
+        parts.append(_fir_1d(xr, conv[j0::up][::-1].copy(), axis=axis, stride=1))
+    return _interleave(parts, axis, length)
 
 
 def upfirdn2d(
@@ -93,10 +151,14 @@ def upfirdn2d(
     if f.ndim != 1:
         raise ValueError("upfirdn2d takes a 1-D separable filter (see setup_filter).")
     px0, px1, py0, py1 = (int(p) for p in padding)
-    # Zero insertion as interior padding; the extra (up-1) zeros at the end give length H*up.
-    cfg = [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)]
-    x = lax.pad(x, jnp.zeros((), x.dtype), cfg)
     taps = f * math.sqrt(gain)  # Separable: the gain splits evenly over the two passes.
+    if up > 1:  # Polyphase: the filter never multiplies the inserted zeros (1/up of the work).
+        x = _upfir_1d(x, taps, up, py0, py1, axis=1)
+        x = _upfir_1d(x, taps, up, px0, px1, axis=2)
+        if down > 1:
+            x = x[:, ::down, ::down]
+        return x
+    x = _pad_axes(x, {1: (py0, py1), 2: (px0, px1)})
     x = _fir_1d(x, taps, axis=1, stride=down)
     return _fir_1d(x, taps, axis=2, stride=down)
 
@@ -113,6 +175,57 @@ def downsample2d(x: jax.Array, f: np.ndarray, down: int = 2) -> jax.Array:
     fw = f.shape[0]
     p0, p1 = (fw - down + 1) // 2, (fw - down) // 2
     return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
+
+
+def _conv_transpose2x_polyphase(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Stride-2 transposed conv with full padding, ``[N, 2H + kh - 2, 2W + kw - 2, Cout]``: the
+    correlation of the zero-inserted input (interior pad 1, edges k - 1) with ``w``, computed as
+    four stride-1 convs of the un-inserted input, one per output phase (rows, cols) mod 2, each
+    with the sub-kernel ``w[a::2, b::2]`` of the taps that meet real samples, then interleaved.
+    Same sums as the zero-insertion form without its 3/4 multiplications by zero (which XLA:CPU
+    would all perform)."""
+    n, h, wd, _ = x.shape
+    kh, kw = w.shape[0], w.shape[1]
+    rows_len, rows = _phases(h, 2, kh - 1, kh - 2, kh)
+    cols_len, cols = _phases(wd, 2, kw - 1, kw - 2, kw)
+    out_rows = []
+    for a0, ta, qa, lo_a, hi_a in rows:
+        out_cols = []
+        for b0, tb, qb, lo_b, hi_b in cols:
+            if ta == 0 or tb == 0:  # A 1-tap kernel leaves odd output rows/cols at zero.
+                out_cols.append(jnp.zeros((n, qa, qb, w.shape[3]), x.dtype))
+                continue
+            xr = _pad_axes(x, {1: (lo_a, hi_a), 2: (lo_b, hi_b)})
+            out_cols.append(
+                lax.conv_general_dilated(
+                    xr, w[a0::2, b0::2], (1, 1), "VALID", dimension_numbers=_DN
+                )
+            )
+        out_rows.append(_interleave(out_cols, 2, cols_len))
+    return _interleave(out_rows, 1, rows_len)
+
+
+def _conv_stride2_polyphase(x: jax.Array, w: jax.Array) -> jax.Array:
+    """'Valid' stride-2 conv as the sum over the four input phases (rows, cols) mod 2 of stride-1
+    convs of ``x[:, a::2, b::2]`` with the sub-kernels ``w[a::2, b::2]``: only the kept outputs
+    are computed (a stride-1 conv then subsampling does 4x the work), and the backward pass is a
+    strided slice's interior padding instead of XLA:CPU's slow lhs-dilated convolution."""
+    kh, kw = w.shape[0], w.shape[1]
+    out_h, out_w = (x.shape[1] - kh) // 2 + 1, (x.shape[2] - kw) // 2 + 1
+    out = None
+    for a in range(min(2, kh)):
+        for b in range(min(2, kw)):
+            sub = w[a::2, b::2]
+            rows, cols = out_h + sub.shape[0] - 1, out_w + sub.shape[1] - 1
+            xp = lax.slice(
+                x,
+                (0, a, b, 0),
+                (x.shape[0], a + 2 * rows - 1, b + 2 * cols - 1, x.shape[3]),
+                (1, 2, 2, 1),
+            )
+            y = lax.conv_general_dilated(xp, sub, (1, 1), "VALID", dimension_numbers=_DN)
+            out = y if out is None else out + y
+    return out
 
 
 def conv2d_resample(
@@ -132,12 +245,8 @@ def conv2d_resample(
     fw = f.shape[0]
     cpu = jax.default_backend() == "cpu"
     if up:
-        if cpu:  # Explicit zero insertion + plain conv: XLA:CPU's fast (Eigen) conv path.
-            zero = jnp.zeros((), x.dtype)
-            cfg = [(0, 0, 0), (kh - 1, kh - 1, 1), (kh - 1, kh - 1, 1), (0, 0, 0)]
-            x = lax.conv_general_dilated(
-                lax.pad(x, zero, cfg), w, (1, 1), "VALID", dimension_numbers=_DN
-            )
+        if cpu:  # Polyphase transposed conv: plain stride-1 convs (XLA:CPU's fast path).
+            x = _conv_transpose2x_polyphase(x, w)
         else:  # Same maths as a transposed conv (lhs dilation), native on GPU/TPU.
             x = lax.conv_general_dilated(
                 x, w, (1, 1), [(kh - 1, kh - 1)] * 2, lhs_dilation=(2, 2), dimension_numbers=_DN
@@ -149,9 +258,8 @@ def conv2d_resample(
         p = (fw - 2) + (kh - 1)
         p0, p1 = (p + 1) // 2, p // 2
         x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
-        if cpu:  # Stride-1 conv then subsample: keeps the backward pass off dilated convs.
-            y = lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=_DN)
-            return y[:, ::2, ::2]
+        if cpu:  # Polyphase strided conv: stride-1 convs, no dilated convs in the backward pass.
+            return _conv_stride2_polyphase(x, w)
         return lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=_DN)
     pad = kh // 2
     return lax.conv_general_dilated(x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=_DN)

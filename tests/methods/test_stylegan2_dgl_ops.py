@@ -140,3 +140,113 @@ def test_minibatch_std_matches_loop():
         ref = np.sqrt(members.var(axis=0) + 1e-8).mean()
         np.testing.assert_allclose(got[i, :, :, -1], ref, rtol=1e-5)
     np.testing.assert_array_equal(got[..., :4], x)
+
+
+# ---- Polyphase resampling equals the zero-insertion / subsample forms it replaces (values and
+# gradients, float32 rounding), written here with plain lax ops as the reference.
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _zero_insert_upfirdn2d(x, f, up, pad, gain):
+    px0, px1, py0, py1 = pad
+    cfg = [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)]
+    x = jax.lax.pad(x, 0.0, cfg)
+    f2 = jnp.asarray(np.outer(f, f) * gain)[::-1, ::-1, None, None]
+    c = x.shape[-1]
+    k = jnp.tile(f2, (1, 1, 1, c))  # Depthwise true convolution with the FIR filter.
+    return jax.lax.conv_general_dilated(
+        x, k, (1, 1), "VALID", dimension_numbers=_DN, feature_group_count=c
+    )
+
+
+def _zero_insert_conv_up(x, w, f):
+    """Stride-2 transposed conv by explicit zero insertion, then the [1,3,3,1] blur (gain 4)."""
+    kh = w.shape[0]
+    cfg = [(0, 0, 0), (kh - 1, kh - 1, 1), (kh - 1, kh - 1, 1), (0, 0, 0)]
+    y = jax.lax.conv_general_dilated(jax.lax.pad(x, 0.0, cfg), w, (1, 1), "VALID",
+                                     dimension_numbers=_DN)  # fmt: skip
+    p = (f.shape[0] - 2) - (kh - 1)
+    p0, p1 = (p + 1) // 2 + 1, p // 2 + 1
+    return _zero_insert_upfirdn2d(y, f, 1, (p0, p1, p0, p1), 4.0)
+
+
+def _subsample_conv_down(x, w, f):
+    kh = w.shape[0]
+    p = (f.shape[0] - 2) + (kh - 1)
+    p0, p1 = (p + 1) // 2, p // 2
+    x = _zero_insert_upfirdn2d(x, f, 1, (p0, p1, p0, p1), 1.0)
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=_DN)[:, ::2, ::2]
+
+
+def _assert_same_with_grads(fast, ref, args, tol=2e-5):
+    """Same outputs and same gradients of a random projection w.r.t. every argument."""
+    out_fast, out_ref = fast(*args), ref(*args)
+    assert out_fast.shape == out_ref.shape
+    scale = float(jnp.max(jnp.abs(out_ref)))
+    np.testing.assert_allclose(out_fast, out_ref, atol=tol * scale, rtol=0)
+    probe = jax.random.normal(jax.random.key(7), out_ref.shape)
+    argnums = tuple(range(len(args)))
+    g_fast = jax.grad(lambda *a: jnp.sum(fast(*a) * probe), argnums)(*args)
+    g_ref = jax.grad(lambda *a: jnp.sum(ref(*a) * probe), argnums)(*args)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        np.testing.assert_allclose(a, b, atol=tol * float(jnp.max(jnp.abs(b))), rtol=0)
+
+
+@pytest.mark.parametrize(
+    "cin,cout,k,size", [(3, 5, 3, 4), (16, 8, 3, 5), (32, 32, 3, 8), (8, 3, 1, 6)]
+)
+def test_modulated_conv_up_polyphase_equals_zero_insertion(cin, cout, k, size):
+    """Modulated up-sampling conv (3x3 conv0_up; k=1 also exercises empty phases)."""
+    rng = np.random.default_rng(cin + k)
+    x = jnp.asarray(rng.normal(size=(2, size, size + 1, cin)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, cin, cout)).astype(np.float32))
+    s = jnp.asarray(rng.normal(size=(2, cin)).astype(np.float32) + 1.0)
+    f = ops.setup_filter()
+
+    def ref(x, w, s):  # modulated_conv2d with the reference up-sampling conv substituted.
+        y = _zero_insert_conv_up(x * s[:, None, None, :], w, f)
+        d = jax.lax.rsqrt(jnp.square(s) @ jnp.sum(jnp.square(w), axis=(0, 1)) + 1e-8)
+        return y * d[:, None, None, :]
+
+    fast = lambda x, w, s: ops.modulated_conv2d(x, w, s, True, True, f)
+    _assert_same_with_grads(fast, ref, (x, w, s))
+
+
+@pytest.mark.parametrize("channels,size", [(1, 4), (3, 8), (12, 5)])
+def test_skip_upsample2d_polyphase_equals_zero_insertion(channels, size):
+    """The ToRGB skip path: img = upsample2d(img) + torgb(x)."""
+    rng = np.random.default_rng(channels)
+    img = jnp.asarray(rng.normal(size=(2, size, size, channels)).astype(np.float32))
+    f = ops.setup_filter()
+    ref = lambda x: _zero_insert_upfirdn2d(x, f, 2, (2, 1, 2, 1), 4.0)
+    _assert_same_with_grads(lambda x: ops.upsample2d(x, f), ref, (img,))
+
+
+@pytest.mark.parametrize("cin,cout,k", [(3, 4, 3), (16, 32, 3), (8, 8, 1)])
+def test_conv_down_polyphase_equals_stride1_then_subsample(cin, cout, k):
+    rng = np.random.default_rng(cout + k)
+    x = jnp.asarray(rng.normal(size=(2, 8, 10, cin)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, cin, cout)).astype(np.float32))
+    f = ops.setup_filter()
+    fast = lambda x, w: ops.conv2d_resample(x, w, f, down=True)
+    _assert_same_with_grads(fast, lambda x, w: _subsample_conv_down(x, w, f), (x, w))
+
+
+def test_polyphase_up_second_order_gradients_match():
+    """Path-length regularization differentiates G's gradient again: the double backward too."""
+    rng = np.random.default_rng(11)
+    x = jnp.asarray(rng.normal(size=(2, 4, 4, 6)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(3, 3, 6, 4)).astype(np.float32))
+    f = ops.setup_filter()
+
+    def penalty(conv):
+        def pen(w):
+            g = jax.grad(lambda x: jnp.sum(jnp.square(conv(x, w))))(x)
+            return jnp.sum(jnp.square(g))
+
+        return jax.grad(pen)(w)
+
+    got = penalty(lambda x, w: ops.conv2d_resample(x, w, f, up=True))
+    ref = penalty(lambda x, w: _zero_insert_conv_up(x, w, f))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5 * float(jnp.max(jnp.abs(ref))))
