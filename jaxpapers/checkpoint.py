@@ -29,6 +29,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxpapers.optim import param_path  # The same "/"-joined leaf names as lr multipliers use.
+
 INTEGRITY_DIR = "integrity"
 
 
@@ -38,18 +40,6 @@ class CheckpointError(RuntimeError):
 
 class CorruptCheckpointError(CheckpointError):
     """A checkpoint's arrays do not match the digest written with it."""
-
-
-def _leaf_name(path) -> str:
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 def _leaf_digest(leaf) -> str | None:
@@ -70,7 +60,7 @@ def _leaf_digest(leaf) -> str | None:
 def tree_digest(tree) -> dict[str, str | None]:
     """``{'params/dense/kernel': sha256, ...}`` over every leaf of a (restored or live) tree."""
     return {
-        _leaf_name(p): _leaf_digest(leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        param_path(p): _leaf_digest(leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)
     }
 
 

@@ -121,10 +121,10 @@ def _config(name, arg):
 def test_face_methods_fail_early_offline(offline, monkeypatch):
     """Each face method's data path raises the one-line error before reading anything else."""
     from jaxpapers.methods.faceanime import steps as fa_steps
-    from jaxpapers.methods.from_occlusion import faces as from_faces
-    from jaxpapers.methods.stra import steps as stra_steps
-    from jaxpapers.methods.synface import faces as syn_faces
-    from jaxpapers.methods.unifacegan import data as uni_data
+    from jaxpapers.methods.from_occlusion import inputs as from_faces
+    from jaxpapers.methods.stra import inputs as stra_steps
+    from jaxpapers.methods.synface import inputs as syn_faces
+    from jaxpapers.methods.unifacegan import inputs as uni_data
 
     with pytest.raises(faces.FacesNotFound, match="data.path"):
         from_faces.make_source(_config("from_occlusion", None), "train")
@@ -146,8 +146,8 @@ def test_face_methods_fail_early_offline(offline, monkeypatch):
 def test_face_methods_read_the_resolved_folder(tmp_path, offline, monkeypatch):
     root = _write_orl(tmp_path / "att_faces", n_ids=5, per_id=4, hw=(28, 24))
     monkeypatch.setenv(faces.ENV_VAR, str(tmp_path))
-    from jaxpapers.methods.from_occlusion import faces as from_faces
-    from jaxpapers.methods.stra import steps as stra_steps
+    from jaxpapers.methods.from_occlusion import inputs as from_faces
+    from jaxpapers.methods.stra import inputs as stra_steps
 
     src = from_faces.make_source(
         _config("from_occlusion", "default,data.n_train_ids=3,model.num_classes=3"), "train"
