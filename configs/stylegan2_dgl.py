@@ -11,7 +11,8 @@ Presets:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:ffhq256 --workdir=DIR \
           --config.data.path=/data/ffhq256 --config.init_from=TEACHER_DIR
   ffhq1024      the paper's setting (config-f 1024, teacher = official stylegan2-ffhq-config-f.pkl
-                converted with ``python -m jaxpapers.convert.stylegan2 --pkl F --out TEACHER_DIR``):
+                converted with
+                ``python -m jaxpapers.tools.convert_stylegan2 --pkl=F --out=TEACHER_DIR``):
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:ffhq1024 --workdir=DIR \
           --config.data.path=/data/ffhq --config.init_from=TEACHER_DIR
   teacher       the Fashion-MNIST teacher from scratch: the official ``cifar`` recipe (2 mapping

@@ -105,7 +105,7 @@ def counts(config) -> dict[str, float]:
 
 def gan_sampler(state: steps.DGLState, config, role: str = "student"):
     """``(key, n) -> n images in [-1, 1]`` of the EMA generator of ``role`` with random classes;
-    what the GAN metrics score (in-training evals and ``jaxpapers.evals.gan_metrics``)."""
+    what the GAN metrics score (in-training evals and ``python -m jaxpapers.tools.gan_metrics``)."""
     dgl.check_role(role)
     sample = make_sampler(config, role, *sampled_generator(config, getattr(state, role)))
     m = config.model

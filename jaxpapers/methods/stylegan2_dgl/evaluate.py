@@ -59,7 +59,7 @@ def fixed_latents(config, n: int) -> jax.Array:
 
 def gan_sampler(state: steps.DGLState, config, role: str = "student", truncation_psi=1.0):
     """``(key, n) -> n images in [-1, 1]`` of the EMA generator of ``role`` (fresh z each call);
-    what the GAN metrics score (in-training evals and ``jaxpapers.evals.gan_metrics``)."""
+    what the GAN metrics score (in-training evals and ``python -m jaxpapers.tools.gan_metrics``)."""
     dgl.check_role(role)
     gs = getattr(state, role)
     sample = make_sampler(config, role, gs.g_ema, gs.w_avg, truncation_psi)
