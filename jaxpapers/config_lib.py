@@ -48,6 +48,9 @@ def base_config(method: str) -> ConfigDict:
     c.resume_from = ""  # A checkpoint directory to resume from when the workdir has none.
     c.init_from = ""  # A checkpoint directory whose params initialise the model (method hook).
     c.prefetch = 2
+    # "a:b" writes a jax.profiler trace of global steps [a, b) to <workdir>/profile (TensorBoard's
+    # profile plugin or Perfetto read it); "" switches profiling off.
+    c.profile_steps = ""
     c.optim = ConfigDict()
     c.data = ConfigDict({"name": "", "path": ""})
     c.model = ConfigDict()
@@ -173,6 +176,23 @@ _MINIMA = (
 )
 
 
+def profile_range(spec: str) -> tuple[int, int] | None:
+    """``"a:b"`` -> (a, b) with 0 <= a < b; ``""`` -> None; anything else is a `ConfigError`."""
+    if not spec:
+        return None
+    parts = str(spec).split(":")
+    try:
+        a, b = (int(p) for p in parts)
+    except ValueError:
+        a, b = -1, -1
+    if len(parts) != 2 or not 0 <= a < b:
+        raise ConfigError(
+            f"profile_steps={spec!r} is invalid: use 'a:b' with 0 <= a < b (global steps), "
+            "e.g. --config.profile_steps=10:15."
+        )
+    return a, b
+
+
 def validate(config: ConfigDict, num_devices: int | None = None) -> None:
     """Checks the values the trainer relies on; raises `ConfigError` (one line) on the first bad
     one. With ``num_devices`` also checks that the global batch splits evenly over the devices."""
@@ -185,6 +205,8 @@ def validate(config: ConfigDict, num_devices: int | None = None) -> None:
                 f"{key}={value!r} is invalid: must be an integer >= {minimum} ({meaning}); "
                 f"set --config.{key}=..."
             )
+    if config.get("profile_steps"):
+        profile_range(config.profile_steps)
     if num_devices and "batch_size" in config and config.batch_size % num_devices:
         n = num_devices
         good = -(-config.batch_size // n) * n

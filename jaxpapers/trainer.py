@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxpapers import checkpoint, data, methods, metrics, parallel
+from jaxpapers import checkpoint, config_lib, data, methods, metrics, parallel
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -198,6 +198,7 @@ def train(config, workdir: str) -> dict:
     stop = {"signal": None}
     previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
     loader = None
+    profiler = None
     finished = False
     try:
         with jax.set_mesh(mesh):
@@ -225,11 +226,14 @@ def train(config, workdir: str) -> dict:
             )
             last: dict = {}
             t_start = time.time()
+            profiler = Profiler(config.profile_steps, workdir)
             for step in range(start, config.num_train_steps):
+                profiler.before(step)
                 batch = next(loader)
                 compiling = _compile_begins(step_fn, step, progress)
                 state, scalars = step_fn(state, batch, step)
                 done = step + 1
+                profiler.after(done, scalars)
                 if compiling:
                     _compile_ends(step_fn, step, scalars, progress)
                 # The first step of a launch is logged at once (the line right after the
@@ -277,11 +281,44 @@ def train(config, workdir: str) -> dict:
             return result
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if profiler is not None:
+            profiler.close()
         if loader is not None:
             loader.close()
         ckpt.close()
         if writer is not None:
             writer.close(success=finished)
+
+
+class Profiler:
+    """``config.profile_steps="a:b"``: a ``jax.profiler`` trace of global steps [a, b).
+
+    The trace starts before step a's batch is fetched and stops after step b-1's results are
+    ready (``block_until_ready``), so it holds whole steps: input, dispatch and device work. A
+    resumed run past ``b`` records nothing; one that stops inside the range closes the trace.
+    """
+
+    def __init__(self, spec: str, workdir: str):
+        self._range = config_lib.profile_range(spec)
+        self._dir = os.path.join(workdir, "profile")
+        self._on = False
+
+    def before(self, step: int) -> None:
+        if self._range and step == self._range[0] and not self._on:
+            jax.profiler.start_trace(self._dir)
+            self._on = True
+            print(f"Profiling steps {self._range[0]}:{self._range[1]} -> {self._dir}", flush=True)
+
+    def after(self, done: int, scalars) -> None:
+        if self._on and done >= self._range[1]:
+            jax.block_until_ready(scalars)
+            self.close()
+
+    def close(self) -> None:
+        if self._on:
+            jax.profiler.stop_trace()
+            self._on = False
+            print(f"Profile written to {self._dir}", flush=True)
 
 
 def _prefixed(scalars: dict, prefix: str) -> dict:
