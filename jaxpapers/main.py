@@ -217,7 +217,10 @@ def main(argv):
     except config_lib.ConfigError as e:
         _fail(str(e))
     logging.set_verbosity(logging.WARNING)  # Orbax/TFDS info lines drown the progress line.
-    run(config, _WORKDIR.value)
+    try:
+        run(config, _WORKDIR.value)
+    except FileNotFoundError as e:  # Missing data or checkpoint: the message says where to look.
+        _fail(str(e))
     return 0
 
 

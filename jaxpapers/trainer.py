@@ -201,6 +201,8 @@ def train(config, workdir: str) -> dict:
     profiler = None
     finished = False
     try:
+        # The data first: a missing data set fails in seconds, not after the model's compile.
+        source = train_source(method, config)
         with jax.set_mesh(mesh):
             state, shardings = restore_or_init(method, config, mesh, ckpt)
             start = int(jax.device_get(state.step))
@@ -210,7 +212,7 @@ def train(config, workdir: str) -> dict:
             writer.write_config(config)
             step_fn = compile_step(method, config, mesh, shardings)
             loader = data.Loader(
-                train_source(method, config),
+                source,
                 config.batch_size,
                 mesh,
                 seed=config.seed,

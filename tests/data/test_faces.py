@@ -156,3 +156,15 @@ def test_face_methods_read_the_resolved_folder(tmp_path, offline, monkeypatch):
     q = stra_steps.make_source(_config("stra", "faces,data.num_train_ids=3"), "query")
     assert q["image"].shape[0] == 2 * 2  # 2 query images of each of the 2 unseen identities
     assert root in faces.resolve_dir("")
+
+
+def test_training_a_face_method_fails_before_building_the_model(offline, monkeypatch, tmp_path):
+    """The trainer reads the data before it initialises (compiles) anything."""
+    from jaxpapers import trainer
+
+    def no_init(*a, **k):
+        raise AssertionError("the model was built before the missing faces were reported")
+
+    monkeypatch.setattr(trainer, "restore_or_init", no_init)
+    with pytest.raises(faces.FacesNotFound, match="data.path"):
+        trainer.train(_config("from_occlusion", "smoke"), str(tmp_path / "run"))
