@@ -176,15 +176,12 @@ _ALLOWED_FILES = {
     os.path.join("jaxpapers", "safe_io.py"),
     # exec of functions compiled from the official TRACE source the user supplies (checked
     # parse tree, not a data file) to compare against it.
-    os.path.join("jaxpapers", "methods", "trace_vidsgg", "check_official_tree.py"),
+    os.path.join("jaxpapers", "tools", "trace_check_official_tree.py"),
 }
 
 
 # Restricted unpicklers written before the safe layer existed; they must move onto it.
-_LEGACY_UNPICKLER_FILES = {
-    # read_detections' numpy-only unpickler (admits numpy.ndarray as a callable).
-    os.path.join("jaxpapers", "methods", "trace_vidsgg", "formats.py"),
-}
+_LEGACY_UNPICKLER_FILES: set[str] = set()
 
 
 def _violations(path: str, rel: str) -> list[str]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import pickle
 
 import numpy as np
 
@@ -218,27 +217,6 @@ def load_precomputed(
     return {k: np.stack(v) for k, v in out.items()}
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Admits numpy arrays/scalars and plain containers; any other global is refused."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("collections", "OrderedDict"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing global {module}.{name}: a detection file may hold only numpy arrays."
-        )
-
-
 def read_detections(path_or_dict, n_max: int, score_thresh: float = 0.0) -> dict[str, np.ndarray]:
     """One frame's official pre-processed detections -> padded ``boxes`` (n_max, 4) (x1, y1, x2,
     y2), 0-based ``labels`` (n_max,), ``scores`` (n_max,) and ``num_boxes``; the ``n_max`` most
@@ -248,8 +226,8 @@ def read_detections(path_or_dict, n_max: int, score_thresh: float = 0.0) -> dict
     else:
         if not os.path.exists(path_or_dict):
             raise FileNotFoundError(f"Detection file {path_or_dict} does not exist.")
-        with open(path_or_dict, "rb") as f:
-            d, where = _NumpyOnlyUnpickler(f).load(), path_or_dict
+        # Containers and NumPy arrays only, no callable constructors (safe_io).
+        d, where = safe_io.load_numpy_pickle(path_or_dict), path_or_dict
     if not isinstance(d, dict) or "rois" not in d or "score" not in d:
         raise ValueError(f"{where}: expected a dict with 'rois' (n, 5) and 'score' (n, 1 + C).")
     rois = np.asarray(d["rois"], np.float32).reshape(-1, 5)
