@@ -74,6 +74,18 @@ def generator_loss(
     return vanilla + weight * term, term
 
 
+def init_job(key: jax.Array, config, init_gan: Callable, state_cls):
+    """The job's initial state: step 0, its rng, and the teacher and student GANs made by
+    ``init_gan(key, config, role)`` (a DGL method's own GAN initialiser)."""
+    kt, ks, kr = jax.random.split(key, 3)
+    return state_cls(
+        step=jnp.zeros((), jnp.int32),
+        rng=kr,
+        teacher=init_gan(kt, config, "teacher"),
+        student=init_gan(ks, config, "student"),
+    )
+
+
 def load_teacher(state, tree, config, names: Sequence[str]):
     """``state`` with the teacher fields ``names`` from an ``init_from`` tree ({'teacher': ...});
     the job then goes straight to the student (``teacher.steps`` must be 0)."""

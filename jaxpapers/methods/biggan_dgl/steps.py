@@ -100,13 +100,7 @@ def init_gan(key: jax.Array, config, role: str) -> GanState:
 
 
 def init_state(key: jax.Array, config) -> DGLState:
-    kt, ks, kr = jax.random.split(key, 3)
-    return DGLState(
-        step=jnp.zeros((), jnp.int32),
-        rng=kr,
-        teacher=init_gan(kt, config, "teacher"),
-        student=init_gan(ks, config, "student"),
-    )
+    return dgl.init_job(key, config, init_gan, DGLState)
 
 
 def preprocess(images: jax.Array) -> jax.Array:
