@@ -10,7 +10,7 @@ code, so it is read with a restricted unpickler (`jaxpapers.safe_io`) that admit
 (replaced by an inert stub, its ``build_module_src`` never run) and the checked NumPy/stdlib
 reconstructors arrays need; anything else is refused.
 
-Name/layout mapping (official -> ours, see methods/stylegan2_dgl/model.py):
+Name/layout mapping (official -> ours, see jaxpapers/layers/stylegan2.py):
 * ``mapping/Dense{i}/weight|bias`` -> ``mapping/fc{i}``, multiplied by the mapping lr multiplier
   (0.01): we keep the multiplier in the optimizer, the official code in the parametrization.
 * ``synthesis/4x4/Const/const`` [1,C,4,4] -> ``synthesis/const`` [4,4,C].
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from jaxpapers import safe_io
+from jaxpapers.layers import stylegan2 as sg
 
 MAPPING_LR_MUL = 0.01
 
@@ -209,6 +210,11 @@ def convert(data: bytes, where: str = "<StyleGAN2 pickle>") -> tuple[dict, dict]
             "w_avg": _get(gsv, "dlatent_avg"),
         }
     }
+    # The official stored noise inputs (G_synthesis ``noise{j}``), for noise_mode='const': a
+    # converted generator then reproduces the official images for the same latents.
+    noise = [gsv.get(f"synthesis/noise{j}") for j in range(len(sg.noise_layers(resolution)))]
+    if all(n is not None for n in noise):
+        tree["teacher"]["noise_const"] = sg.noise_const_from_official(noise, resolution)
     info = {
         "resolution": resolution,
         "const_channels": int(const.shape[1]),

@@ -13,6 +13,7 @@ import pytest
 
 from jaxpapers.convert import stylegan2 as conv
 from jaxpapers.layers import stylegan2 as M
+from jaxpapers.layers.stylegan2 import noise_layers
 
 RES = 8
 KW = dict(
@@ -41,7 +42,9 @@ def _generator_to_tf(params: dict, w_avg: np.ndarray):
         r = int(blk[1:])
         tf_layer = "Conv" if (r == 4 and layer == "conv1") else names[layer]
         _to_tf_layer(p, f"{r}x{r}/{tf_layer}", syn)
-    syn.append(("noise0", np.zeros((1, 1, 4, 4), np.float32)))  # ignored by the converter
+    # The stored noise inputs noise{j} [1, 1, r, r] in the official order (const noise mode).
+    for j, (_, r) in enumerate(noise_layers(RES)):
+        syn.append((f"noise{j}", np.full((1, 1, r, r), 0.5 + j, np.float32)))
     return mapping, syn, [("dlatent_avg", np.asarray(w_avg))]
 
 
@@ -129,6 +132,11 @@ def test_round_trip_reproduces_params_and_images(fake_dnnlib, tmp_path):
         for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(got), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(t["w_avg"], w_avg)
+    # The official noise buffers arrive as the 'noise_const' collection, layer by layer.
+    assert list(t["noise_const"]) == [name for name, _ in noise_layers(RES)]
+    for j, (name, r) in enumerate(noise_layers(RES)):
+        np.testing.assert_array_equal(np.asarray(t["noise_const"][name]).ravel(), 0.5 + j)
+        assert np.asarray(t["noise_const"][name]).size == r * r
     # The converted networks compute the same images and logits.
     img2 = gen.apply({"params": t["g"]}, z, rngs={"noise": jax.random.key(4)})
     np.testing.assert_allclose(img, img2, atol=1e-5)
