@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,3 +116,19 @@ def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None)
         ):
             np.testing.assert_array_equal(a, b, err_msg="state not deterministic")
     return state, metrics
+
+
+def write_orl_faces(root: str, n_ids: int = 40, per_id: int = 10, seed: int = 0) -> str:
+    """An ORL-layout folder ``root/s<k>/<j>.pgm`` of generated 28x23 grey faces (each identity a
+    random base image plus noise): what the face methods' presets read from
+    ``$JAXPAPERS_DATA_DIR/att_faces`` in tests, so no test downloads the AT&T faces."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for k in range(1, n_ids + 1):
+        os.makedirs(os.path.join(root, f"s{k}"), exist_ok=True)
+        base = rng.integers(0, 256, (28, 23))
+        for j in range(1, per_id + 1):
+            img = np.clip(base + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(os.path.join(root, f"s{k}", f"{j}.pgm"))
+    return root

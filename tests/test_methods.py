@@ -17,8 +17,17 @@ def smoke_config(name: str, extra: str = ""):
     return config_lib.load_config_file(os.path.join(ROOT, "configs", f"{name}.py"), "smoke" + extra)
 
 
+@pytest.fixture(scope="module")
+def faces_root(tmp_path_factory):
+    """Generated ORL-layout faces for the face methods' smoke presets (no download)."""
+    root = tmp_path_factory.mktemp("data")
+    testing.write_orl_faces(str(root / "att_faces"))
+    return str(root)
+
+
 @pytest.mark.parametrize("name", TRAIN_METHODS)
-def test_train_step_jit(name):
+def test_train_step_jit(name, faces_root, monkeypatch):
+    monkeypatch.setenv("JAXPAPERS_DATA_DIR", faces_root)
     testing.check_train_step_jit(name, smoke_config(name))
 
 

@@ -5,9 +5,9 @@ import os
 
 import jupytext
 import nbclient
-import numpy as np
 import pytest
-from PIL import Image
+
+from jaxpapers import testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWINS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.md")))
@@ -23,21 +23,9 @@ PARAMS = [
 ]
 
 
-def _generated_faces(root: str) -> None:
-    """An ORL-layout folder (40 identities x 10 small grey images) of generated faces: the face
-    methods' smoke presets read $JAXPAPERS_DATA_DIR/att_faces instead of downloading Olivetti."""
-    rng = np.random.default_rng(0)
-    for k in range(1, 41):
-        os.makedirs(os.path.join(root, f"s{k}"))
-        base = rng.integers(0, 256, (28, 23))
-        for j in range(1, 11):
-            img = np.clip(base + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(os.path.join(root, f"s{k}", f"{j}.pgm"))
-
-
 @pytest.mark.parametrize("twin", PARAMS)
 def test_notebook_twin_executes(twin, tmp_path, monkeypatch):
-    _generated_faces(str(tmp_path / "data" / "att_faces"))
+    testing.write_orl_faces(str(tmp_path / "data" / "att_faces"))
     monkeypatch.setenv("JAXPAPERS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("JAXPAPERS_NOTEBOOK_PRESET", "smoke")
     monkeypatch.setenv("JAXPAPERS_NOTEBOOK_WORKDIR", str(tmp_path))
