@@ -132,3 +132,23 @@ def write_orl_faces(root: str, n_ids: int = 40, per_id: int = 10, seed: int = 0)
             img = np.clip(base + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
             Image.fromarray(img).save(os.path.join(root, f"s{k}", f"{j}.pgm"))
     return root
+
+
+def copy_checkout(root: str, dst: str) -> None:
+    """Copies the files git tracks (or would track) under ``root`` to ``dst``: a clean source
+    tree for install tests, without venvs, runs or caches."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        src = os.path.join(root, f)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dst, f))

@@ -8,11 +8,12 @@ same version afterwards and the classifier's smoke preset must run on it. Needs 
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
+
+from jaxpapers import testing
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PREINSTALLED_JAX = os.environ.get("JAXPAPERS_TEST_OLD_JAX", "0.7.2")  # setup.cfg's lower bound
@@ -24,17 +25,7 @@ def install_cell(twin: pathlib.Path) -> str:
 
 
 def _copy_tree(dst: pathlib.Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
+    testing.copy_checkout(str(ROOT), str(dst))
 
 
 def test_install_cell_is_the_same_in_every_notebook():

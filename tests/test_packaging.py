@@ -6,13 +6,12 @@ import importlib.metadata
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from jaxpapers import config_lib
+from jaxpapers import config_lib, testing
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run with the reference implementation's own environment (torch), never by the suite.
@@ -123,17 +122,7 @@ def _site_packages() -> str:
 def test_non_editable_install_runs_classifier_smoke_from_empty_dir(tmp_path):
     """pip install . (not -e, --no-deps) into a fresh venv that borrows this venv's packages."""
     src = tmp_path / "src"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (src / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, src / f)
+    testing.copy_checkout(str(ROOT), str(src))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = str(venv / "bin" / "python")

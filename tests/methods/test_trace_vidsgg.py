@@ -1,36 +1,17 @@
 """TRACE method: the standard jit test, the loss sampler, and the model's masking."""
 
-import inspect
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, testing, trainer
+from jaxpapers import config_lib, testing
 from jaxpapers.methods.trace_vidsgg import inputs, model, steps
 from jaxpapers.methods.trace_vidsgg.evaluate import evaluate
 
 
 def smoke():
     return config_lib.load_config_file("configs/trace_vidsgg.py", "smoke")
-
-
-@pytest.fixture(autouse=True)
-def _init_with_prepared(monkeypatch):
-    """trainer.init as the method contract has it: ``prepare`` once on the host, its result a
-    jit argument of ``init_state`` (until the trainer makes this call itself)."""
-    if "prepared" in inspect.signature(trainer.init).parameters:
-        return  # the trainer calls prepare itself
-
-    def init(method, config, mesh):
-        prepared = method.prepare(config)
-        fn = lambda key, p: method.init_state(key, config, prepared=p)  # noqa: E731
-        key = jax.random.PRNGKey(config.seed)
-        shardings = trainer.state_shardings(method, jax.eval_shape(fn, key, prepared), mesh)
-        return jax.jit(fn, out_shardings=shardings)(key, prepared), shardings
-
-    monkeypatch.setattr(trainer, "init", init)
 
 
 def init(cfg):

@@ -1,6 +1,5 @@
 """UniFaceGAN: standard jit test, sample selection, smoke job end to end (synthetic faces)."""
 
-import inspect
 import os
 
 import jax
@@ -13,23 +12,6 @@ from jaxpapers.lib import face_identity
 from jaxpapers.methods.unifacegan import inference, inputs, steps
 
 CFG = "configs/unifacegan.py"
-
-
-@pytest.fixture(autouse=True)
-def _init_with_prepared(monkeypatch):
-    """trainer.init as the method contract has it: ``prepare`` once on the host, its result a
-    jit argument of ``init_state`` (until the trainer makes this call itself)."""
-    if "prepared" in inspect.signature(trainer.init).parameters:
-        return  # the trainer calls prepare itself
-
-    def init(method, config, mesh):
-        prepared = method.prepare(config)
-        fn = lambda key, p: method.init_state(key, config, prepared=p)  # noqa: E731
-        key = jax.random.PRNGKey(config.seed)
-        shardings = trainer.state_shardings(method, jax.eval_shape(fn, key, prepared), mesh)
-        return jax.jit(fn, out_shardings=shardings)(key, prepared), shardings
-
-    monkeypatch.setattr(trainer, "init", init)
 
 
 def test_unifacegan_train_step_jit():
@@ -88,7 +70,6 @@ def test_dynamic_sample_selection_schedule(smoke):
 
 
 def test_smoke_job_writes_videos_and_metrics(tmp_path):
-    from jaxpapers import trainer
 
     cfg = config_lib.load_config_file(CFG, "smoke")
     res = trainer.train(cfg, str(tmp_path))
