@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, methods, parallel, testing, trainer
+from jaxpapers import config_lib, methods, parallel, trainer
 from jaxpapers.lib import dgl
 from jaxpapers.methods.biggan_dgl import losses, steps
 from jaxpapers.methods.biggan_dgl.evaluate import make_sampler, sample_z, sampled_generator
@@ -22,10 +22,10 @@ def _equal(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
-def student_run():
+def student_run(jit_check):
     """Teacher given (teacher.steps=0): step 0 is stage 1, step 1 stage 2 (D_T term on)."""
     cfg = config_lib.load_config_file(CFG, "smoke,teacher.steps=0,num_train_steps=2")
-    state, metrics = testing.check_train_step_jit("biggan_dgl", cfg, steps=2)
+    state, metrics = jit_check("biggan_dgl", cfg)
     mesh = parallel.make_mesh()
     with jax.set_mesh(mesh):
         init, _ = trainer.init(methods.get("biggan_dgl"), cfg, mesh)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers import config_lib, testing
+from jaxpapers import config_lib
 from jaxpapers.lib import augment
 from jaxpapers.methods.classifier import steps
 
@@ -13,8 +13,8 @@ def smoke():
     return config_lib.load_config_file("configs/classifier.py", "smoke")
 
 
-def test_classifier_train_step_jit():
-    _, metrics = testing.check_train_step_jit("classifier", smoke())
+def test_classifier_train_step_jit(jit_check):
+    _, metrics = jit_check("classifier", smoke())
     assert 0.0 <= float(metrics[-1]["accuracy"]) <= 1.0
 
 

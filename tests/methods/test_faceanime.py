@@ -11,12 +11,11 @@ import jax
 import numpy as np
 
 from configs import faceanime as cfg_mod
-from jaxpapers import testing
 
 
-def test_faceanime_train_step_jit():
+def test_faceanime_train_step_jit(jit_check):
     config = cfg_mod.get_config("smoke")
-    state, metrics = testing.check_train_step_jit("faceanime", config, steps=2)
+    state, metrics = jit_check("faceanime", config)
     for m in metrics:
         for k in ("loss", "d_loss", "gp", "l1", "id", "w_l1", "dyn_mse", "dyn_kl"):
             assert np.isfinite(m[k]), k

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, testing
+from jaxpapers import config_lib
 from jaxpapers.methods import rat
 from jaxpapers.methods.rat import steps
 
@@ -19,8 +19,8 @@ def smoke(variant: str):
     # ~20 s CPU each on 2 cores: RAT and SAT run in CI, the other two objectives are 'slow'.
     ["rat", "sat"] + [pytest.param(v, marks=pytest.mark.slow) for v in ("trades", "standard")],
 )
-def test_rat_train_step_jit(variant):
-    _, metrics = testing.check_train_step_jit("rat", smoke(variant))
+def test_rat_train_step_jit(variant, jit_check):
+    _, metrics = jit_check("rat", smoke(variant))
     assert 0.0 <= float(metrics[-1]["train_input_accuracy"]) <= 1.0
     if variant == "rat":
         d = float(metrics[-1]["rat_mean_distance"])

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, testing
+from jaxpapers import config_lib
 from jaxpapers.methods import stra
 from jaxpapers.methods.stra import steps
 from jaxpapers.methods.stra.model import BLOCKS
@@ -23,8 +23,8 @@ def smoke():
 
 
 @pytest.fixture(scope="module")
-def jit_result(smoke):
-    return testing.check_train_step_jit("stra", smoke)
+def jit_result(smoke, jit_check):
+    return jit_check("stra", smoke)
 
 
 def test_stra_train_step_jit(jit_result):

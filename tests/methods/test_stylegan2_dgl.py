@@ -12,10 +12,10 @@ from jaxpapers import config_lib, methods, parallel, testing, trainer
 CFG = "configs/stylegan2_dgl.py"
 
 
-def test_stylegan2_dgl_train_step_jit():
+def test_stylegan2_dgl_train_step_jit(jit_check):
     # Student only (teacher from init_from): step 0 is stage 1, step 1 stage 2 (D_T term on).
     cfg = config_lib.load_config_file(CFG, "smoke,teacher.steps=0,num_train_steps=2")
-    _, metrics = testing.check_train_step_jit("stylegan2_dgl", cfg, steps=2)
+    _, metrics = jit_check("stylegan2_dgl", cfg)
     assert [int(m["phase"]) for m in metrics] == [1, 2]
     assert float(metrics[0]["teacher_term"]) == 0.0 and float(metrics[1]["teacher_term"]) > 0.0
 

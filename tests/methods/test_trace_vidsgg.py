@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, testing
+from jaxpapers import config_lib
 from jaxpapers.methods.trace_vidsgg import inputs, model, steps
 from jaxpapers.methods.trace_vidsgg.evaluate import evaluate
 
@@ -18,8 +18,8 @@ def init(cfg):
     return steps.init_state(jax.random.PRNGKey(0), cfg, prepared=steps.prepare(cfg))
 
 
-def test_trace_vidsgg_train_step_jit():
-    _, metrics = testing.check_train_step_jit("trace_vidsgg", smoke())
+def test_trace_vidsgg_train_step_jit(jit_check):
+    _, metrics = jit_check("trace_vidsgg", smoke())
     assert 0.0 <= float(metrics[-1]["obj_acc"]) <= 1.0
     assert float(metrics[-1]["entries"]) > 0
 

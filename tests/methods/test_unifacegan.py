@@ -7,16 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, methods, testing, trainer
+from jaxpapers import config_lib, methods, trainer
 from jaxpapers.lib import face_identity
 from jaxpapers.methods.unifacegan import inference, inputs, steps
 
 CFG = "configs/unifacegan.py"
 
 
-def test_unifacegan_train_step_jit():
+def test_unifacegan_train_step_jit(jit_check):
     cfg = config_lib.load_config_file(CFG, "smoke")
-    _, metrics = testing.check_train_step_jit("unifacegan", cfg, steps=2)
+    _, metrics = jit_check("unifacegan", cfg)
     for m in metrics:
         assert float(m["g_temporal"]) > 0.0  # video samples with a next frame contribute
         assert float(m["p_self"]) <= 1.0
