@@ -123,6 +123,12 @@ class SynthesisNetwork(nn.Module):
         strength = conv.variables["params"]["noise_strength"]
         return ops.bias_act(y + (buf * strength).astype(y.dtype)[None], None, "lrelu")
 
+    def torgb(self, x, w, name: str):
+        """ToRGB: a 1x1 modulated conv without demodulation, noise or activation."""
+        return ops.ModulatedConv2d(
+            self.img_channels, 1, demodulate=False, use_noise=False, act="linear", name=name
+        )(x, w)
+
     @nn.compact
     def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
         lr = log2_res(self.resolution)
@@ -135,24 +141,14 @@ class SynthesisNetwork(nn.Module):
         )
         x = jnp.broadcast_to(const[None].astype(ws.dtype), (n,) + const.shape)
         x = self.layer(self.width(1), x, ws[:, 0], noise_mode, "b4_conv1")
-        img = ops.ModulatedConv2d(
-            self.img_channels, 1, demodulate=False, use_noise=False, act="linear", name="b4_torgb"
-        )(x, ws[:, 1])
+        img = self.torgb(x, ws[:, 1], "b4_torgb")
         filt = ops.setup_filter(f)
         for res in range(3, lr + 1):
             r = 2**res
             c = self.width(res - 1)
             x = self.layer(c, x, ws[:, 2 * res - 5], noise_mode, f"b{r}_conv0", up=True)
             x = self.layer(c, x, ws[:, 2 * res - 4], noise_mode, f"b{r}_conv1")
-            y = ops.ModulatedConv2d(
-                self.img_channels,
-                1,
-                demodulate=False,
-                use_noise=False,
-                act="linear",
-                name=f"b{r}_torgb",
-            )(x, ws[:, 2 * res - 3])
-            img = ops.upsample2d(img, filt) + y
+            img = ops.upsample2d(img, filt) + self.torgb(x, ws[:, 2 * res - 3], f"b{r}_torgb")
         return img
 
 
