@@ -20,6 +20,7 @@ A failed restore never deletes or overwrites anything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -223,35 +224,34 @@ def restore_into(manager, step, state_like, where):
         ) from e
 
 
-def restore_dir(directory: str, state_like, step: int | None = None):
-    """Restores from another run's checkpoint directory (``resume_from``)."""
+@contextlib.contextmanager
+def _another_run(directory: str, step: int | None, what: str):
+    """``(manager, step, directory)`` of another run's checkpoints: ``directory`` or its
+    ``checkpoints/`` folder, at ``step`` (the latest when None); the manager is closed after."""
     directory = os.path.abspath(directory)
     if os.path.isdir(os.path.join(directory, "checkpoints")):
         directory = os.path.join(directory, "checkpoints")
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Checkpoint directory {directory!r} does not exist.")
+        raise FileNotFoundError(f"{what} directory {directory!r} does not exist.")
     manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"No checkpoint in {directory}.")
-        return restore_verified(manager, step, state_like, directory)
+        yield manager, step, directory
     finally:
         manager.close()
 
 
+def restore_dir(directory: str, state_like, step: int | None = None):
+    """Restores from another run's checkpoint directory (``resume_from``)."""
+    with _another_run(directory, step, "Checkpoint") as (manager, step, directory):
+        return restore_verified(manager, step, state_like, directory)
+
+
 def restore_params(directory: str, step: int | None = None):
     """The raw saved tree (no target structure) of another run, for ``init_from`` hooks."""
-    directory = os.path.abspath(directory)
-    if os.path.isdir(os.path.join(directory, "checkpoints")):
-        directory = os.path.join(directory, "checkpoints")
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"init_from directory {directory!r} does not exist.")
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
-    try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(f"No checkpoint in {directory}.")
+    with _another_run(directory, step, "init_from") as (manager, step, directory):
         try:
             tree = manager.restore(step, args=ocp.args.StandardRestore())
         except Exception as e:
@@ -263,8 +263,6 @@ def restore_params(directory: str, step: int | None = None):
                 f"Checkpoint step {step} in {directory} is corrupt: {e}."
             ) from None
         return tree
-    finally:
-        manager.close()
 
 
 def graft(target, tree, names, *, source: str = "init_from"):

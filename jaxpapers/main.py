@@ -177,6 +177,18 @@ def run(config, workdir: str | None = None) -> dict:
     return trainer.train(config, workdir)
 
 
+def _analysis_kwargs(method) -> dict:
+    """An analysis of another run's model takes ``finished_run=`` (``runs.finished_run``): the
+    application trains and restores that run, so the method imports nothing above methods/."""
+    import inspect
+
+    from jaxpapers import runs
+
+    if "finished_run" in inspect.signature(method.run).parameters:
+        return {"finished_run": runs.finished_run}
+    return {}
+
+
 def run_analysis(method, config, workdir: str) -> dict:
     """``method.run(config, workdir)`` with the workdir record a training run has: config.json,
     run_info.json, metrics.jsonl, final_metrics.json and TensorBoard (scalars, pictures)."""
@@ -189,7 +201,7 @@ def run_analysis(method, config, workdir: str) -> dict:
     try:
         writer.write_config(config)
         t0 = time.time()
-        raw = method.run(config, workdir) or {}
+        raw = method.run(config, workdir, **_analysis_kwargs(method)) or {}
         seconds = time.time() - t0
         result = metrics.scalar_items(raw, "eval/")
         writer.write(0, {k.removeprefix("eval/"): v for k, v in result.items()}, "eval/")

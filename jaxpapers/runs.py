@@ -124,3 +124,15 @@ def load_run(
         )
         state = checkpoint.restore_dir(workdir, target, step)
     return Run(workdir, config, method, state, int(jax.device_get(state.step)))
+
+
+def finished_run(workdir: str, train: ml_collections.ConfigDict | None = None) -> Run:
+    """``load_run(workdir)``; with ``train`` (a config), the run is first trained in ``workdir``
+    (an unfinished one resumed) unless it has finished there (its ``final_metrics.json``).
+
+    Analyses of another run's model (``hedge_defense``) receive this as ``finished_run=``: a
+    method may not import the trainer or the registry itself.
+    """
+    if train is not None and not os.path.isfile(os.path.join(workdir, "final_metrics.json")):
+        trainer.train(train, workdir)
+    return load_run(workdir)

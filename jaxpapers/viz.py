@@ -23,6 +23,30 @@ def to_uint8(images: np.ndarray, value_range: tuple[float, float] | None = None)
     return np.clip((images - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def write_mp4(path: str, frames: np.ndarray, fps: float) -> str:
+    """Writes uint8 RGB frames [T, H, W, 3] as an MP4 with PyAV; returns path.
+
+    H.264, or MPEG-4 Part 2 where PyAV's FFmpeg lacks libx264; both store yuv420p, which halves
+    the chroma planes, so H and W must be even (callers pad or crop).
+    """
+    import av
+
+    h, w = frames.shape[1:3]
+    if h % 2 or w % 2:
+        raise ValueError(f"write_mp4 needs even frame sizes (yuv420p), got {h}x{w}.")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream(codec, rate=int(round(fps)))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():  # flush the encoder
+            container.mux(packet)
+    return path
+
+
 def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """Tiles NHWC images (C = 1 or 3) into one HWC uint8 image."""
     images = to_uint8(images)

@@ -50,6 +50,19 @@ def test_load_classifier_run_predicts_like_its_logits_fn(tmp_path):
         run.sampler  # noqa: B018
 
 
+def test_finished_run_trains_only_when_asked_and_unfinished(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "rat")
+    config, _, _ = _write_run(workdir, "rat", step=3)
+    trained = []
+    monkeypatch.setattr(trainer, "train", lambda c, w: trained.append(w))
+    assert runs.finished_run(workdir).step == 3 and trained == []  # no config: restore only
+    assert runs.finished_run(workdir, config).step == 3 and trained == [workdir]  # unfinished
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+        f.write("{}")
+    runs.finished_run(workdir, config)
+    assert trained == [workdir]  # finished: reused as it is
+
+
 def test_load_gan_run_restores_state_and_samples(tmp_path):
     workdir = str(tmp_path / "gan")
     config, method, state = _write_run(workdir, "stylegan2_dgl", step=2)

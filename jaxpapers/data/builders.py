@@ -24,6 +24,21 @@ FMNIST_FILES = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def _image_label_info(builder, shape: tuple[int, ...], **classes) -> tfds.core.DatasetInfo:
+    """The features of every builder here: a uint8 ``image`` of ``shape`` and its ``label``
+    (``classes``: the ``ClassLabel`` arguments, ``num_classes`` or ``names``)."""
+    return tfds.core.DatasetInfo(
+        builder=builder,
+        features=tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+                "label": tfds.features.ClassLabel(**classes),
+            }
+        ),
+        supervised_keys=("image", "label"),
+    )
+
+
 def _read_idx(path: str) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
@@ -82,16 +97,7 @@ class JaxpapersFashionMnist(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-                    "label": tfds.features.ClassLabel(num_classes=10),
-                }
-            ),
-            supervised_keys=("image", "label"),
-        )
+        return _image_label_info(self, (28, 28, 1), num_classes=10)
 
     def _split_generators(self, dl_manager):
         del dl_manager
@@ -113,16 +119,7 @@ class JaxpapersDigits(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
-                    "label": tfds.features.ClassLabel(num_classes=10),
-                }
-            ),
-            supervised_keys=("image", "label"),
-        )
+        return _image_label_info(self, (8, 8, 1), num_classes=10)
 
     def _split_generators(self, dl_manager):
         from sklearn.datasets import load_digits
@@ -207,18 +204,7 @@ class JaxpapersImageFolder(tfds.core.GeneratorBasedBuilder):
         return h.hexdigest()[:16]
 
     def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(
-                        shape=(*self._size, self._channels), dtype=np.uint8
-                    ),
-                    "label": tfds.features.ClassLabel(names=self._classes),
-                }
-            ),
-            supervised_keys=("image", "label"),
-        )
+        return _image_label_info(self, (*self._size, self._channels), names=self._classes)
 
     def _split_generators(self, dl_manager):
         del dl_manager

@@ -59,22 +59,14 @@ def make_attack(
             logits_fn, x, y, k, eps=eps, num_steps=apgd_steps, norm=norm, loss=loss
         )
     if name == "apgd-t":
-
-        def apgd_t(x, y, k):
-            # AA uses 9 targets (CIFAR-10); with K ≤ 9 classes only K − 1 targets exist.
-            n_cls = jax.eval_shape(logits_fn, x).shape[-1]
-            return attacks.apgd_targeted(
-                logits_fn,
-                x,
-                y,
-                k,
-                eps=eps,
-                num_steps=apgd_steps,
-                norm=norm,
-                num_target_classes=min(num_target_classes, n_cls - 1),
-            )
-
-        return apgd_t
+        return _targeted(
+            attacks.apgd_targeted,
+            logits_fn,
+            num_target_classes,
+            eps=eps,
+            num_steps=apgd_steps,
+            norm=norm,
+        )
     if name == "square":
         if norm != "linf":
             raise ValueError("only the L∞ Square attack is implemented")
@@ -84,21 +76,30 @@ def make_attack(
     if name == "fab-t":
         if norm != "linf":
             raise ValueError("only the L∞ FAB-T attack is implemented")
-
-        def fab_t(x, y, k):
-            n_cls = jax.eval_shape(logits_fn, x).shape[-1]
-            return attacks.fab_targeted(
-                logits_fn,
-                x,
-                y,
-                k,
-                eps=eps,
-                num_steps=fab_steps,
-                num_target_classes=min(num_target_classes, n_cls - 1),
-            )
-
-        return fab_t
+        return _targeted(
+            attacks.fab_targeted, logits_fn, num_target_classes, eps=eps, num_steps=fab_steps
+        )
     raise ValueError(f"unknown attack {name!r}; implemented: {IMPLEMENTED}")
+
+
+def _targeted(attack: Callable, logits_fn: LogitsFn, num_target_classes: int, **kwargs):
+    """`attack(x, y, key)` of a targeted attack over ``num_target_classes`` targets: AA uses 9
+    (CIFAR-10); with K ≤ 9 classes only K − 1 targets exist."""
+
+    def run(x, y, k):
+        n_cls = jax.eval_shape(logits_fn, x).shape[-1]
+        targets = min(num_target_classes, n_cls - 1)
+        return attack(logits_fn, x, y, k, num_target_classes=targets, **kwargs)
+
+    return run
+
+
+BUDGETS = ("pgd_steps", "pgd_step_size", "apgd_steps", "square_queries")
+
+
+def budgets(section) -> dict:
+    """The `make_attack` budgets named in a config section (the ``eval`` of rat, hedge_defense)."""
+    return {k: section[k] for k in BUDGETS}
 
 
 def _batched(

@@ -53,11 +53,19 @@ def num_ws(resolution: int) -> int:
     return 2 * log2_res(resolution) - 2
 
 
+def normalize_2nd_moment(x: jax.Array) -> jax.Array:
+    """StyleGAN's 2nd-moment normalisation over the feature axis (zero vectors stay zero)."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-8)
+
+
 class MappingNetwork(nn.Module):
     """z -> w: 2nd-moment normalization, ``num_layers`` equalized-lr FC layers with lrelu.
 
     ``lr_mul`` folded into the parametrization defaults to 1.0: the official 0.01 is applied by
     the optimizer (``lr_multipliers``), an identical Adam trajectory (see ops.EqualDense).
+
+    With a ``code`` (an already embedded condition: stylegan2-ada-pytorch ``MappingNetwork`` with
+    ``c_dim > 0``) the FC layers read ``[norm(z), norm(code)]``.
     """
 
     w_dim: int = 512
@@ -65,8 +73,12 @@ class MappingNetwork(nn.Module):
     lr_mul: float = 1.0
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:
-        x = z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=1, keepdims=True) + 1e-8)
+    def __call__(self, z: jax.Array, code: jax.Array | None = None) -> jax.Array:
+        x = normalize_2nd_moment(z)
+        if code is not None:
+            if code.ndim != 2 or code.shape[0] != z.shape[0]:
+                raise ValueError(f"code must be [N={z.shape[0]}, code_dim], got {code.shape}.")
+            x = jnp.concatenate([x, normalize_2nd_moment(code)], axis=1)
         for i in range(self.num_layers):
             x = ops.EqualDense(self.w_dim, lr_mul=self.lr_mul, act="lrelu", name=f"fc{i}")(x)
         return x
@@ -111,6 +123,12 @@ class SynthesisNetwork(nn.Module):
         strength = conv.variables["params"]["noise_strength"]
         return ops.bias_act(y + (buf * strength).astype(y.dtype)[None], None, "lrelu")
 
+    def torgb(self, x, w, name: str):
+        """ToRGB: a 1x1 modulated conv without demodulation, noise or activation."""
+        return ops.ModulatedConv2d(
+            self.img_channels, 1, demodulate=False, use_noise=False, act="linear", name=name
+        )(x, w)
+
     @nn.compact
     def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
         lr = log2_res(self.resolution)
@@ -123,24 +141,14 @@ class SynthesisNetwork(nn.Module):
         )
         x = jnp.broadcast_to(const[None].astype(ws.dtype), (n,) + const.shape)
         x = self.layer(self.width(1), x, ws[:, 0], noise_mode, "b4_conv1")
-        img = ops.ModulatedConv2d(
-            self.img_channels, 1, demodulate=False, use_noise=False, act="linear", name="b4_torgb"
-        )(x, ws[:, 1])
+        img = self.torgb(x, ws[:, 1], "b4_torgb")
         filt = ops.setup_filter(f)
         for res in range(3, lr + 1):
             r = 2**res
             c = self.width(res - 1)
             x = self.layer(c, x, ws[:, 2 * res - 5], noise_mode, f"b{r}_conv0", up=True)
             x = self.layer(c, x, ws[:, 2 * res - 4], noise_mode, f"b{r}_conv1")
-            y = ops.ModulatedConv2d(
-                self.img_channels,
-                1,
-                demodulate=False,
-                use_noise=False,
-                act="linear",
-                name=f"b{r}_torgb",
-            )(x, ws[:, 2 * res - 3])
-            img = ops.upsample2d(img, filt) + y
+            img = ops.upsample2d(img, filt) + self.torgb(x, ws[:, 2 * res - 3], f"b{r}_torgb")
         return img
 
 
@@ -216,11 +224,13 @@ class Generator(nn.Module):
         w_avg: jax.Array | None = None,
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
+        code: jax.Array | None = None,
     ) -> jax.Array:
-        """z [N, z_dim] -> ws [N, num_ws, w_dim], with optional truncation toward ``w_avg``."""
+        """z [N, z_dim] -> ws [N, num_ws, w_dim], with optional truncation toward ``w_avg``;
+        ``code`` [N, code_dim] conditions the mapping (see `MappingNetwork`)."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [N, {self.z_dim}], got {z.shape}.")
-        w = self.mapping_net(z)
+        w = self.mapping_net(z, code)
         ws = jnp.repeat(w[:, None], num_ws(self.resolution), axis=1)
         if truncation_psi != 1.0:
             if w_avg is None:

@@ -162,6 +162,29 @@ def _validate(x: jax.Array, y: jax.Array, eps: float, num_steps: int) -> None:
         raise ValueError(f"need eps > 0 and num_steps >= 1, got {eps}, {num_steps}")
 
 
+def _runs(logits_fn, x, y, key, acc0, num_runs, loss_of_run, eps, num_steps, norm, rho):
+    """``num_runs`` APGD runs (run j: key ``fold_in(key, j)``, loss ``loss_of_run(j)``); per
+    example the point of the first run that fools it, else x. ``acc0``: clean-correct mask."""
+
+    def body(j: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        adv, acc = carry
+        _, acc_r, _, adv_r = apgd_single_run(
+            logits_fn,
+            x,
+            y,
+            jax.random.fold_in(key, j),
+            loss_of_run(j),
+            eps=eps,
+            num_steps=num_steps,
+            norm=norm,
+            rho=rho,
+        )
+        fooled = acc & ~acc_r
+        return jnp.where(_bcast(fooled, x), adv_r, adv), acc & ~fooled
+
+    return jax.lax.fori_loop(0, num_runs, body, (x, acc0))[0]
+
+
 def apgd(
     logits_fn: LogitsFn,
     x: jax.Array,
@@ -188,24 +211,9 @@ def apgd(
         raise ValueError(f"apgd loss must be 'ce' or 'dlr', got {loss!r}")
     x = jax.lax.stop_gradient(x)
     acc0 = jnp.argmax(logits_fn(x), -1) == y
-
-    def body(r: int, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        adv, acc = carry
-        _, acc_r, _, adv_r = apgd_single_run(
-            logits_fn,
-            x,
-            y,
-            jax.random.fold_in(key, r),
-            loss_fn,
-            eps=eps,
-            num_steps=num_steps,
-            norm=norm,
-            rho=rho,
-        )
-        fooled = acc & ~acc_r
-        return jnp.where(_bcast(fooled, x), adv_r, adv), acc & ~fooled
-
-    return jax.lax.fori_loop(0, num_restarts, body, (x, acc0))[0]
+    return _runs(
+        logits_fn, x, y, key, acc0, num_restarts, lambda r: loss_fn, eps, num_steps, norm, rho
+    )
 
 
 def apgd_targeted(
@@ -231,22 +239,10 @@ def apgd_targeted(
     order = jnp.argsort(z_clean, axis=-1)  # ascending, as torch sort
     acc0 = jnp.argmax(z_clean, -1) == y
 
-    def body(j: int, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        adv, acc = carry
+    def loss_of_run(j: jax.Array):
         target_class = 2 + j // num_restarts  # reference loops target 2..n+1, restarts inside
         y_t = jnp.take(order, k - target_class, axis=-1)
-        _, acc_r, _, adv_r = apgd_single_run(
-            logits_fn,
-            x,
-            y,
-            jax.random.fold_in(key, j),
-            lambda z: losses.dlr_targeted(z, y, y_t),
-            eps=eps,
-            num_steps=num_steps,
-            norm=norm,
-            rho=rho,
-        )
-        fooled = acc & ~acc_r
-        return jnp.where(_bcast(fooled, x), adv_r, adv), acc & ~fooled
+        return lambda z: losses.dlr_targeted(z, y, y_t)
 
-    return jax.lax.fori_loop(0, num_target_classes * num_restarts, body, (x, acc0))[0]
+    num_runs = num_target_classes * num_restarts
+    return _runs(logits_fn, x, y, key, acc0, num_runs, loss_of_run, eps, num_steps, norm, rho)

@@ -135,21 +135,9 @@ def to_uint8(x) -> np.ndarray:
 
 def write_mp4(path: str, frames: np.ndarray, fps: int = 12) -> str:
     """Writes uint8 frames [T, H, W, 3] as H.264 (yuv420p; sizes rounded up to even by padding)."""
-    import av
-
-    t, h, w, _ = frames.shape
-    ph, pw = h + h % 2, w + w % 2
-    frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    h, w = frames.shape[1:3]
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return viz.write_mp4(path, frames, fps)
 
 
 def save_outputs(out_dir: str, name: str, still: np.ndarray, result: dict, fps: int) -> dict:

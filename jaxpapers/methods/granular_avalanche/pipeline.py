@@ -73,22 +73,14 @@ def analyse(tracks: dict, acfg, workdir: str, tag: str) -> tuple[dict, dict]:
         mean_large_interval=qp["mean_interval"],
         cv_large_interval=qp["cv_interval"],
         tau=pl["tau"],
-        tau_sigma=pl["sigma"],
-        tau_xmin=pl["xmin"],
-        tau_n_tail=pl["n_tail"],
+        **_prefixed("tau_", pl, ("sigma", "xmin", "n_tail")),
         mean_stress=float(np.mean(stress[len(stress) // 4 :])),
         nonaffine_rms_over_d=float(np.nanmean(na_rms)),
         sqrt_d2min_over_d=float(np.nanmean(d2_mean)),
         xi_mean_over_d=float(np.nanmean(xi)),
         xi_large_over_quiet=jump,
-        drop_vs_xi_slope=reg["slope"],
-        drop_vs_xi_r2=reg["r2"],
-        drop_vs_xi_slope_lo=reg["slope_lo"],
-        drop_vs_xi_slope_hi=reg["slope_hi"],
-        drop_vs_xi_n=reg["n"],
-        large_drop_vs_xi_slope=reg_large["slope"],
-        large_drop_vs_xi_r2=reg_large["r2"],
-        large_drop_vs_xi_n=reg_large["n"],
+        **_prefixed("drop_vs_xi_", reg, ("slope", "r2", "slope_lo", "slope_hi", "n")),
+        **_prefixed("large_drop_vs_xi_", reg_large, ("slope", "r2", "n")),
     )
     arrays = dict(
         strain=strain,
@@ -103,6 +95,11 @@ def analyse(tracks: dict, acfg, workdir: str, tag: str) -> tuple[dict, dict]:
     )
     _figures(workdir, tag, pos, d2_fields, corrs, xi, released, drops, large, arrays, diam)
     return summary, arrays
+
+
+def _prefixed(prefix: str, fit: dict, keys: tuple[str, ...]) -> dict:
+    """The summary entries ``prefix + key`` of a fit's numbers, in the order of ``keys``."""
+    return {prefix + k: fit[k] for k in keys}
 
 
 def _figures(workdir, tag, pos, d2_fields, corrs, xi, released, drops, large, arr, diam):

@@ -58,17 +58,7 @@ def non_adaptive(logits_fn, x: np.ndarray, y: np.ndarray, key, config, log=print
         if name == "clean":
             xa = x
         else:
-            fn = jax.jit(
-                robust.make_attack(
-                    name,
-                    logits_fn,
-                    eps=ecfg.eps,
-                    pgd_steps=ecfg.pgd_steps,
-                    pgd_step_size=ecfg.pgd_step_size,
-                    apgd_steps=ecfg.apgd_steps,
-                    square_queries=ecfg.square_queries,
-                )
-            )
+            fn = jax.jit(robust.make_attack(name, logits_fn, eps=ecfg.eps, **robust.budgets(ecfg)))
             xa = robust._batched(fn, x, y, jax.random.fold_in(key, i), ecfg.batch_size)
             adv_points[name] = xa
         row = {}

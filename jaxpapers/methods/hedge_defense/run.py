@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -21,12 +22,15 @@ def _test_points(config, run_cfg) -> tuple[np.ndarray, np.ndarray]:
     return x, test["label"][:n].astype(np.int32)
 
 
-def run(config, workdir: str) -> dict:
-    """Runs the whole evaluation and writes hedge_table.{json,md} and pictures into workdir."""
+def run(config, workdir: str, *, finished_run: Callable) -> dict:
+    """Runs the whole evaluation and writes hedge_table.{json,md} and pictures into workdir.
+
+    ``finished_run(run_dir, train_config_or_None)``: the application's ``runs.finished_run``,
+    which trains the base model when asked and restores it (``base_model.load``).
+    """
     os.makedirs(workdir, exist_ok=True)
     t0 = time.time()
-    run_dir = config.base.run_dir or base_model.train_base(config, workdir)
-    logits_fn, run_cfg = base_model.load(run_dir)
+    logits_fn, run_cfg, run_dir = base_model.load(config, workdir, finished_run)
     x, y = _test_points(config, run_cfg)
     key = jax.random.PRNGKey(config.seed)
     print(

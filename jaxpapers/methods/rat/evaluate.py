@@ -37,10 +37,7 @@ def evaluate(st, config, workdir: str) -> dict[str, float]:
         attacks_to_run=tuple(a for a in e.attacks.split(",") if a),
         cascade=e.cascade,
         batch_size=e.batch_size,
-        pgd_steps=e.pgd_steps,
-        pgd_step_size=e.pgd_step_size,
-        apgd_steps=e.apgd_steps,
-        square_queries=e.square_queries,
+        **robust.budgets(e),
     )
     step = int(jax.device_get(st.step))
     if jax.process_index() == 0 and workdir:

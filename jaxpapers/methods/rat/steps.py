@@ -45,6 +45,22 @@ def train_attack_unroll(config) -> bool | int:
     return True if mode == "yes" else 1
 
 
+def train_pgd(f: Callable, x: jax.Array, y: jax.Array, key: jax.Array, config, **kwargs):
+    """The L∞ PGD of ``config.attack`` that SAT trains on and RAT walks (``return_path=True``)."""
+    a = config.attack
+    return attacks.pgd(
+        f,
+        x,
+        y,
+        key,
+        eps=a.eps,
+        step_size=a.step_size,
+        num_steps=a.num_steps,
+        unroll=train_attack_unroll(config),
+        **kwargs,
+    )
+
+
 def rat_inputs(
     f: Callable, x: jax.Array, y: jax.Array, key: jax.Array, config
 ) -> tuple[jax.Array, jax.Array, dict]:
@@ -54,18 +70,7 @@ def rat_inputs(
     """
     a, r = config.attack, config.rat
     k_pgd, k_reg = jax.random.split(key)
-    _, path = attacks.pgd(
-        f,
-        x,
-        y,
-        k_pgd,
-        eps=a.eps,
-        step_size=a.step_size,
-        num_steps=a.num_steps,
-        norm="linf",
-        return_path=True,
-        unroll=train_attack_unroll(config),
-    )
+    _, path = train_pgd(f, x, y, k_pgd, config, return_path=True)
     samples = region.sample_region(
         k_reg,
         x,
@@ -99,16 +104,7 @@ def attack_inputs(
     if variant == "standard":
         x_train, targets = x, jax.nn.one_hot(y, num_classes)
     elif variant == "sat":
-        x_train = attacks.pgd(
-            f_eval,
-            x,
-            y,
-            key,
-            eps=a.eps,
-            step_size=a.step_size,
-            num_steps=a.num_steps,
-            unroll=train_attack_unroll(config),
-        )
+        x_train = train_pgd(f_eval, x, y, key, config)
         targets = jax.nn.one_hot(y, num_classes)
     elif variant == "rat":
         x_train, targets, extra = rat_inputs(f_eval, x, y, key, config)

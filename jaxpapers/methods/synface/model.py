@@ -3,8 +3,9 @@
 Generator: an identity code c (a learned row of an embedding table for each training identity,
 or a *new* code drawn from the learned code distribution, see `new_identity_codes`) enters a
 conditional mapping network together with z, as conditional StyleGAN2 (stylegan2-ada-pytorch
-``MappingNetwork`` with c_dim > 0) does: w = MLP([norm2(z), norm2(c)]).  Synthesis is the suite's
-StyleGAN2 skip synthesis network (`jaxpapers.layers.stylegan2.SynthesisNetwork`), unchanged.
+``MappingNetwork`` with c_dim > 0) does: w = MLP([norm2(z), norm2(c)]), the suite's
+`jaxpapers.layers.stylegan2.MappingNetwork` given a code.  Synthesis is the suite's StyleGAN2 skip
+synthesis network (`jaxpapers.layers.stylegan2.SynthesisNetwork`), unchanged.
 
 In DiscoFaceGAN the latent is split into identity / expression / lighting / pose factors that
 are decoded into 3DMM-like coefficients; here the identity code is the only disentangled factor
@@ -19,70 +20,33 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from jaxpapers.layers import stylegan2 as sg2
-from jaxpapers.layers import stylegan2_ops as ops
 
 
-def norm2(x: jax.Array) -> jax.Array:
-    """StyleGAN's 2nd-moment normalisation over the feature axis (zero vectors stay zero)."""
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-8)
-
-
-class ConditionalMapping(nn.Module):
-    """(z, identity code) -> w: FC layers on [norm2(z), norm2(c)] (conditional StyleGAN2)."""
-
-    w_dim: int = 128
-    num_layers: int = 4
-
-    @nn.compact
-    def __call__(self, z: jax.Array, code: jax.Array) -> jax.Array:
-        if z.ndim != 2 or code.ndim != 2 or z.shape[0] != code.shape[0]:
-            raise ValueError(
-                f"z [N, z_dim] and code [N, code_dim] expected, got {z.shape}, {code.shape}."
-            )
-        x = jnp.concatenate([norm2(z), norm2(code)], axis=1)
-        for i in range(self.num_layers):
-            x = ops.EqualDense(self.w_dim, act="lrelu", name=f"fc{i}")(x)
-        return x
-
-
-class IdentityGenerator(nn.Module):
-    """Identity-conditioned StyleGAN2 G.
+class IdentityGenerator(sg2.Generator, kw_only=True):
+    """Identity-conditioned StyleGAN2 G: the suite's `sg2.Generator` (conditional mapping, skip
+    synthesis, same parameter names) plus the learned table of training-identity codes.
 
     Methods: ``codes()`` the training-identity code table [num_ids, code_dim]; ``mapping(z, code)``
     -> ws [N, num_ws, w_dim]; ``synthesis(ws)`` -> images in [-1, 1]; ``__call__(z, labels)``.
     """
 
+    # The sizes come from config.gen (`build_generator`); the inherited defaults are StyleGAN2's.
     num_ids: int
-    resolution: int = 32
-    img_channels: int = 1
-    z_dim: int = 64
-    code_dim: int = 32
-    w_dim: int = 128
-    mapping_layers: int = 4
-    fmap_base: int = 256
-    fmap_max: int = 32
+    code_dim: int
 
     def setup(self):
         self.id_codes = self.param(
             "id_codes", nn.initializers.normal(1.0), (self.num_ids, self.code_dim)
         )
-        self.mapping_net = ConditionalMapping(self.w_dim, self.mapping_layers, name="mapping")
-        self.synthesis_net = sg2.SynthesisNetwork(
-            self.resolution, self.img_channels, self.fmap_base, self.fmap_max, name="synthesis"
-        )
+        super().setup()
 
     def codes(self) -> jax.Array:
         return self.id_codes
 
     def mapping(self, z: jax.Array, code: jax.Array) -> jax.Array:
-        w = self.mapping_net(z, code)
-        return jnp.repeat(w[:, None], sg2.num_ws(self.resolution), axis=1)
-
-    def synthesis(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
-        return self.synthesis_net(ws, noise_mode)
+        return super().mapping(z, code=code)
 
     def __call__(self, z: jax.Array, labels: jax.Array, noise_mode: str = "random"):
         return self.synthesis(self.mapping(z, self.id_codes[labels]), noise_mode)

@@ -9,9 +9,7 @@ the source image as the canvas (the source person moves like the driving video).
 from __future__ import annotations
 
 import functools
-import os
 
-import av
 import jax
 import numpy as np
 
@@ -110,18 +108,7 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 15.0, scale: int = 2) 
         frames = frames.repeat(scale, 1).repeat(scale, 2)
     h, w = frames.shape[1:3]
     frames = frames[:, : h - h % 2, : w - w % 2]  # codecs need even sizes
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream(codec, rate=int(round(fps)))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        for fr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(fr, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return viz.write_mp4(path, frames, fps)
 
 
 def comparison_strip(path: str, rows: list[np.ndarray], every: int, scale: int = 2) -> str:
