@@ -178,3 +178,102 @@ def test_import_jaxpapers_stays_light():
     code = "import sys, jaxpapers; print([m for m in ('jax', 'flax', 'orbax') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_load_trace_predicts_scene_graphs_like_its_evaluator(tmp_path):
+    from jaxpapers.methods.trace_vidsgg import inputs, metrics
+
+    evaluate = importlib.import_module("jaxpapers.methods.trace_vidsgg.evaluate")
+    workdir, result = _train(tmp_path, "trace_vidsgg")
+    run = jaxpapers.load(workdir)
+    assert isinstance(run, runs.Inference)
+    src = inputs.make_source(run.config, "test")
+    out = run.infer({k: v for k, v in src.items() if k != "rels"}, top_k=5)  # detections only
+    frames = evaluate.frame_dicts(src, out, run.config.model.mode)
+    got = metrics.evaluate_frames(frames, ks=tuple(run.config.eval_ks), prd_k=1)
+    for k, v in got.items():
+        assert v == pytest.approx(result[f"eval/with_{k}"], abs=1e-9), k
+    graph, k = out["graphs"][0], int(src["num_boxes"][0])
+    assert graph["triplets"].shape == (min(5, k * (k - 1)), 3)
+    s, o, p = graph["triplets"][0]
+    assert s != o and graph["scores"][0] == pytest.approx(float(out["rel"][0, s, o].max()))
+
+
+def test_load_unifacegan_edits_videos_like_its_evaluator(tmp_path):
+    evaluate = importlib.import_module("jaxpapers.methods.unifacegan.evaluate")
+    workdir, result = _train(tmp_path, "unifacegan")
+    run = jaxpapers.load(workdir)
+    assert isinstance(run, runs.Inference)
+    frames, lm, n_train, _, _ = evaluate.eval_clip(run.config)
+    # The held-out self-reconstruction the run scored as rec_l1.
+    out = run.infer(frames[n_train:], lm[n_train:], frames[0], lm[0], "self")
+    assert out["frames"].dtype == np.uint8 and out["frames"].shape == frames[n_train:].shape
+    err = np.abs(out["frames"].astype(np.float32) - frames[n_train:].astype(np.float32))
+    assert float(err.mean()) == pytest.approx(result["eval/rec_l1"], rel=1e-6)
+
+
+def test_load_faceanime_animates_the_still_its_evaluator_animated(tmp_path):
+    from PIL import Image
+
+    from jaxpapers import viz
+    from jaxpapers.methods.faceanime import inference
+
+    workdir, _ = _train(tmp_path, "faceanime")
+    run = jaxpapers.load(workdir)
+    assert isinstance(run, runs.Inference)
+    still = inference.read_still(run.config.infer.stills[0])  # what evaluate animated (seed 0)
+    out = run.infer(still, seed=0)
+    t, s = int(run.config.infer.num_frames), int(run.config.data.image_size)
+    assert out["frames"].shape == (t, s, s, 3) and out["still"].shape == (s, s, 3)
+    # evaluate's strip: still then 8 frames (top), still then their renders (bottom), scale 2.
+    pick = np.linspace(0, t - 1, min(8, t)).astype(int)
+    top = np.concatenate([out["still"][None], out["frames"][pick]])
+    bottom = np.concatenate([out["still"][None], out["renders"][pick]])
+    want = viz.image_grid(np.concatenate([top, bottom]), nrow=len(top))
+    want = want.repeat(2, axis=0).repeat(2, axis=1)
+    name = run.config.infer.stills[0].replace(":", "")
+    with Image.open(os.path.join(workdir, "videos", f"{name}_prediction_strip.png")) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), want)
+
+
+def test_load_granular_avalanche_returns_its_tables_and_arrays(tmp_path):
+    from jaxpapers import main
+    from jaxpapers.methods.granular_avalanche import io
+
+    config = config_lib.load_config_file(
+        os.path.join(ROOT, "configs", "granular_avalanche.py"), "smoke"
+    )
+    workdir = str(tmp_path / "granular")
+    flat = main.run(config, workdir)
+    res = jaxpapers.load(workdir)
+    assert isinstance(res, runs.Results) and res.state is None
+    assert set(res.tables["summary"]) == {"rough", "smooth"}
+    for key, value in res.tables["final_metrics"].items():
+        assert value == pytest.approx(flat[key], nan_ok=True), key
+    assert res.tables["summary"]["rough"]["n_drops"] == flat["eval/rough/n_drops"]
+    tracks = io.load_tracks(os.path.join(workdir, "tracks_rough.npz"))
+    for key in ("positions", "stress", "strain"):
+        np.testing.assert_array_equal(res.arrays["tracks_rough"][key], tracks[key])
+    assert res.reports["report"].startswith("# Granular avalanche report")
+
+
+def test_load_hedge_defense_predicts_and_defends_like_its_table(tmp_path):
+    from jaxpapers import data, main
+
+    config = config_lib.load_config_file(os.path.join(ROOT, "configs", "hedge_defense.py"), "smoke")
+    workdir = str(tmp_path / "hedge")
+    main.run(config, workdir)
+    res = jaxpapers.load(workdir)
+    assert isinstance(res, runs.DefenseResults) and res.base.config.method == "rat"
+    table = res.tables["hedge_table"]["table"]
+    n, bs = int(config.eval.num_examples), int(config.eval.batch_size)
+    test = data.load(res.base.config.data, "test")
+    x, y = test["image"][:n], test["label"][:n]
+    clean = np.argmax(res.base.predict(x, batch_size=bs), -1) == y
+    assert clean.mean() == pytest.approx(table["clean"]["none"])
+    # The table's clean-row hedge column: its key is fold_in(run key, 1000 + column 2), folded
+    # in per batch start as defended_predict does.
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0), 1002)
+    defended = res.defended_predict(x, key, batch_size=bs)
+    assert defended.shape == (n, res.base.config.model.num_classes)
+    assert np.mean(np.argmax(defended, -1) == y) == pytest.approx(table["clean"]["hedge"])
