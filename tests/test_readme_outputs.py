@@ -55,5 +55,5 @@ def test_readme_lists_only_files_the_code_writes(name):
 def test_the_check_catches_a_renamed_picture():
     code = 'path = os.path.join(workdir, f"strip_step{step}.png")'
     assert _missing_parts("strip_step<step>.png", code) == []
-    assert _missing_parts("strip_<step>.png", code) == ["strip_"]
+    assert _missing_parts("strips_<step>.png", code) == ["strips_"]
     assert _missing_parts("videos/swap.mp4", code) == ["videos", "swap.mp4"]
