@@ -180,6 +180,7 @@ def test_import_jaxpapers_stays_light():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+@pytest.mark.slow  # like test_trace_vidsgg's evaluation test: the synthetic clips render slowly
 def test_load_trace_predicts_scene_graphs_like_its_evaluator(tmp_path):
     from jaxpapers.methods.trace_vidsgg import inputs, metrics
 
@@ -212,6 +213,7 @@ def test_load_unifacegan_edits_videos_like_its_evaluator(tmp_path):
     assert float(err.mean()) == pytest.approx(result["eval/rec_l1"], rel=1e-6)
 
 
+@pytest.mark.slow  # the smoke run's evaluation tracks, animates and encodes videos (~4 min)
 def test_load_faceanime_animates_the_still_its_evaluator_animated(tmp_path):
     from PIL import Image
 
@@ -255,6 +257,11 @@ def test_load_granular_avalanche_returns_its_tables_and_arrays(tmp_path):
     for key in ("positions", "stress", "strain"):
         np.testing.assert_array_equal(res.arrays["tracks_rough"][key], tracks[key])
     assert res.reports["report"].startswith("# Granular avalanche report")
+    from PIL import Image
+
+    for name in ("stress_strain_rough.png", "stress_strain_rough_vs_smooth.png", "drop_vs_xi.png"):
+        with Image.open(os.path.join(workdir, name)) as im:  # the matplotlib figures
+            assert im.format == "PNG" and im.size == (720, 460), name
 
 
 def test_load_hedge_defense_predicts_and_defends_like_its_table(tmp_path):
