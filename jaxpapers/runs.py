@@ -139,11 +139,6 @@ def load_run(
     return Run(workdir, config, method, state, int(jax.device_get(state.step)))
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 @dataclasses.dataclass
 class Recognizer(Run):
     """A face recognition / re-ID run (methods with the ``embed_fn`` hook: ``from_occlusion``,
@@ -289,6 +284,9 @@ def load(workdir: str, step: int | None = None) -> Run:
                 "run it to the end with python -m jaxpapers.main."
             )
         if config.method == "hedge_defense":
+            # The one analysis built around a trained model: the analysis contract has no hook
+            # for it, so the defended classifier is rebuilt here from the run's base classifier
+            # with the defense's public functions.
             run = DefenseResults(workdir, config, method, None, None)
             run.base = load_run(_hedge_base_dir(run))
             return run

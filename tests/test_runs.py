@@ -108,6 +108,11 @@ def _train(tmp_path, name: str, extra: str = "") -> tuple[str, dict]:
     return workdir, trainer.train(config, workdir)
 
 
+def _unit_rows(x) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
 @pytest.fixture
 def orl_faces(tmp_path, monkeypatch):
     """Generated ORL faces where the face presets read them (no download)."""
@@ -128,7 +133,7 @@ def test_load_from_occlusion_embeds_like_its_evaluator(tmp_path, orl_faces):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
     variables = {"params": run.state.params["net"], "batch_stats": run.state.batch_stats}
     want = evaluate.embed(jax.device_get(variables), images, run.config, masked=True)["embedding"]
-    np.testing.assert_allclose(emb, runs._unit_rows(want), atol=1e-5)
+    np.testing.assert_allclose(emb, _unit_rows(want), atol=1e-5)
     # The clean verification accuracy the run reported, from the loaded model's similarities.
     scores = run.similarity(images[pairs[:, 0]], images[pairs[:, 1]])
     acc = fv.verification_accuracy(scores, pairs[:, 2])["mean"]
@@ -168,7 +173,7 @@ def test_load_stra_predicts_and_embeds(tmp_path):
     assert acc == pytest.approx(result["eval/test_accuracy"], abs=1e-6)
     emb = run.embed(test["image"][:10], batch_size=8)
     _, feat = evaluate.jit_forward(run.state, run.config)(test["image"][:10])
-    np.testing.assert_allclose(emb, runs._unit_rows(np.asarray(feat)), atol=1e-5)
+    np.testing.assert_allclose(emb, _unit_rows(feat), atol=1e-5)
 
 
 def test_import_jaxpapers_stays_light():
