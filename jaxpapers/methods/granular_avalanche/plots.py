@@ -63,20 +63,24 @@ def figure(
     ax = fig.add_subplot()
     drawn = 0
     series = [(n, x, y, False) for n, x, y in lines] + [(n, x, y, True) for n, x, y in points]
+    # As many lines as marker sets: the pipeline passes each fit with its data (the k-th line
+    # fits the k-th marker set), so the pair shares a colour; otherwise every series has its own.
+    paired = len(lines) == len(points)
     for k, (name, x, y, marker) in enumerate(series):
         x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
         keep = np.isfinite(x) & np.isfinite(y)
         keep &= (x > 0) if logx else True
         keep &= (y > 0) if logy else True
         x, y = x[keep], y[keep]
-        color = f"C{k % 10}"
+        color = f"C{(k % len(lines) if paired else k) % 10}"
         if not x.size:
             ax.plot([], [], color="0.6", label=f"{name} (no data)")
         elif marker:
             ax.plot(x, y, "o", mfc="none", ms=5, mew=1.5, color=color, label=name)
             drawn += 1
         else:
-            ax.plot(x, y, "-", lw=1.5, color=color, label=name)
+            few = x.size <= 20  # a short series shows its points on the line
+            ax.plot(x, y, "-", lw=1.5, marker="." if few else None, color=color, label=name)
             drawn += 1
     if logx and drawn:
         ax.set_xscale("log")
@@ -84,6 +88,8 @@ def figure(
         ax.set_yscale("log")
     if not drawn:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(axis_label(xlabel))
     ax.set_ylabel(axis_label(ylabel))
