@@ -42,6 +42,8 @@ OPTIONAL: dict[str, dict[str, str]] = {
         "prepare": "prepare(config) -> pytree",
         "logits_fn": "logits_fn(state, config) -> Callable[[images], logits]",
         "gan_sampler": "gan_sampler(state, config, role=...) -> sample_fn",
+        "embed_fn": "embed_fn(state, config) -> Callable[[uint8 images], embeddings]",
+        "infer_fn": "infer_fn(state, config) -> Callable",
     },
     "analysis": {},
 }
@@ -60,6 +62,8 @@ PURPOSE: dict[str, str] = {
     "prepare": "data-fitted or pre-trained constants computed once on the host",
     "logits_fn": "a classifier's `images -> logits` (robust evaluation, `jaxpapers.load`)",
     "gan_sampler": "a GAN's sample function (GAN scores, `jaxpapers.load`)",
+    "embed_fn": "a recogniser's unit-norm embeddings (`jaxpapers.load`: embed, verify, identify)",
+    "infer_fn": "the method's documented inference entry on the state (`jaxpapers.load`: infer)",
 }
 
 

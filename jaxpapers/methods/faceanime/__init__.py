@@ -4,9 +4,18 @@ Method contract: batch spec and source (inputs.py), state, prepare, init and ste
 evaluation (evaluate.py). See README.md in this folder.
 """
 
-from jaxpapers.methods.faceanime.evaluate import evaluate
+from jaxpapers.methods.faceanime.evaluate import evaluate, infer_fn
 from jaxpapers.methods.faceanime.inputs import input_spec, make_source
 from jaxpapers.methods.faceanime.steps import init_state, prepare, train_step
 
 kind = "train"
-__all__ = ["kind", "input_spec", "init_state", "prepare", "train_step", "make_source", "evaluate"]
+__all__ = [
+    "kind",
+    "input_spec",
+    "init_state",
+    "prepare",
+    "train_step",
+    "make_source",
+    "evaluate",
+    "infer_fn",
+]

@@ -19,6 +19,7 @@ Pictures/videos: <workdir>/videos/{still}_{mode}.mp4 + _strip.png, and eval_reco
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,27 @@ from jaxpapers import viz
 from jaxpapers.data import face_video
 from jaxpapers.lib import face_identity as fi
 from jaxpapers.methods.faceanime import dynamics, inference, inputs, steps
+
+
+def infer_fn(state, config) -> Callable[..., dict[str, np.ndarray]]:
+    """Still image -> face video with the trained nets (``inference.animate``, what the
+    ``faceanime_animate`` tool runs).
+
+    ``fn(still, still_lm=None, *, mode='prediction', num_frames=None, seed=0, driving_lm=None)``:
+    ``still`` is a uint8 RGB photo, cropped around the face FaceMesh finds
+    (``inference.crop_still``), or, with ``still_lm``, an already cropped
+    ``data.image_size`` face and its 468 landmarks. Returns 'frames' (uint8 [T, S, S, 3]),
+    'renders' (the sparse-texture conditioning), 'verts' (the geometry) and 'still' (the crop).
+    """
+    state = jax.device_get(state)
+    size = int(config.data.image_size)
+
+    def fn(still: np.ndarray, still_lm: np.ndarray | None = None, **kwargs):
+        if still_lm is None:
+            still, still_lm = inference.crop_still(np.asarray(still), size)
+        return {"still": still, **inference.animate(state, config, still, still_lm, **kwargs)}
+
+    return fn
 
 
 def _eval_identity(config) -> fi.IdentityModel:

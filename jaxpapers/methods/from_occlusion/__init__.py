@@ -3,7 +3,7 @@
 See README.md in this folder.
 """
 
-from jaxpapers.methods.from_occlusion.evaluate import evaluate  # noqa: F401
+from jaxpapers.methods.from_occlusion.evaluate import embed_fn, evaluate  # noqa: F401
 from jaxpapers.methods.from_occlusion.inputs import input_spec, make_source  # noqa: F401
 from jaxpapers.methods.from_occlusion.steps import init_state, load_init, train_step  # noqa: F401
 

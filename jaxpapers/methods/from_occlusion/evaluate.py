@@ -14,8 +14,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -41,6 +43,19 @@ def embed(variables: dict, images: np.ndarray, config, masked: bool, batch: int 
 @functools.lru_cache(maxsize=8)
 def _embed_fn(net: FROMNet):
     return jax.jit(lambda v, x: net.apply(v, normalize(x), train=False))
+
+
+def embed_fn(state, config) -> Callable[[jax.Array], jax.Array]:
+    """FROM's verification feature of uint8 faces, unit-norm: the masked embedding (each image
+    masked by its own predicted mask), as ``evaluate`` scores the FROM model."""
+    net = build_net(config)
+    variables = {"params": state.params["net"], "batch_stats": state.batch_stats}
+
+    def fn(images):
+        emb = net.apply(variables, normalize(images), train=False)["emb_masked"]
+        return emb / jnp.maximum(jnp.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+
+    return fn
 
 
 def _rank1(emb_clean, emb_probe, labels):

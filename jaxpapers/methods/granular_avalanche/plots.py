@@ -1,4 +1,9 @@
-"""PIL-only figures (matplotlib is not a dependency): lines + markers, log axes, colour maps."""
+"""Figures of the analysis (matplotlib, Agg canvas, no pyplot): lines + markers on one pair of
+axes (``figure``) and side-by-side particle maps coloured by a log-scaled value (``scatter_map``).
+
+The pipeline names its axes by the reduced quantity (``sigma/P``, ``xi / d``, ...); ``AXIS_LABELS``
+spells each out with its unit, so that a figure reads on its own at README size.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,36 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-COLORS = [
-    (31, 119, 180),
-    (214, 39, 40),
-    (44, 160, 44),
-    (255, 127, 14),
-    (148, 103, 189),
-    (140, 86, 75),
-]
+# Pipeline axis name -> the label drawn (quantity, symbol, unit). Stresses are in units of the
+# confining pressure P, lengths in mean particle diameters d; strain and C(r) have no unit.
+AXIS_LABELS = {
+    "strain": r"shear strain $\gamma$ (dimensionless)",
+    "sigma/P": r"shear stress $\sigma/P$ (units of confining pressure $P$)",
+    "xi/d": r"correlation length $\xi/d$ (particle diameters)",
+    "xi / d": r"correlation length $\xi/d$ (particle diameters)",
+    "drop / P": r"stress drop $\Delta\sigma/P$ (units of $P$)",
+    "P(drop)": r"probability density of $\Delta\sigma/P$ (per unit $\Delta\sigma/P$)",
+    "N(drop)": r"drops per unit $\Delta\sigma/P$ (count)",
+    "r / d": r"distance $r/d$ (particle diameters)",
+    "C(r)": r"correlation $C(r)$ of non-affine displacements (dimensionless)",
+}
+DPI = 100
+
+
+def axis_label(name: str) -> str:
+    """The drawn label of a pipeline axis name (the name itself when it has no entry)."""
+    return AXIS_LABELS.get(name, name)
+
+
+def _figure(size: tuple[int, int]):
+    """A Figure of exactly ``size`` pixels on the Agg canvas (no pyplot: no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def figure(
@@ -29,64 +54,49 @@ def figure(
     logy: bool = False,
     size: tuple[int, int] = (720, 460),
 ) -> str:
-    """Draws named line series and marker series on one pair of axes; writes a PNG."""
-    w, h = size
-    left, right, top, bottom = 80, 20, 34, 52
-    img = Image.new("RGB", size, "white")
-    dr = ImageDraw.Draw(img)
-    tx = (lambda v: np.log10(v)) if logx else (lambda v: v)
-    ty = (lambda v: np.log10(v)) if logy else (lambda v: v)
+    """Draws named line series and marker series on one pair of axes; writes a ``size`` PNG.
 
-    def clean(x, y):
-        x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
-        m = (
-            np.isfinite(x)
-            & np.isfinite(y)
-            & ((x > 0) if logx else True)
-            & ((y > 0) if logy else True)
-        )
-        return tx(x[m]), ty(y[m])
-
-    series = [(n, *clean(x, y), False) for n, x, y in lines]
-    series += [(n, *clean(x, y), True) for n, x, y in points]
-    xs = np.concatenate([s[1] for s in series] + [np.zeros(0)])
-    ys = np.concatenate([s[2] for s in series] + [np.zeros(0)])
-    if xs.size == 0:
-        xs, ys = np.zeros(1), np.zeros(1)
-    x0, x1 = float(xs.min()), float(xs.max())
-    y0, y1 = float(ys.min()), float(ys.max())
-    x1 = x1 if x1 > x0 else x0 + 1.0
-    pad = 0.05 * (y1 - y0) if y1 > y0 else 0.5
-    y0, y1 = y0 - pad, y1 + pad
-
-    def px(v):
-        return left + (v - x0) / (x1 - x0) * (w - left - right)
-
-    def py(v):
-        return h - bottom - (v - y0) / (y1 - y0) * (h - top - bottom)
-
-    dr.rectangle([left, top, w - right, h - bottom], outline="black")
-    for t in np.linspace(0, 1, 5):
-        yv, xv = y0 + t * (y1 - y0), x0 + t * (x1 - x0)
-        dr.text((4, py(yv) - 6), _fmt(yv, logy), fill="black")
-        dr.text((px(xv) - 18, h - bottom + 6), _fmt(xv, logx), fill="black")
+    Points that are not finite (or not positive on a log axis) are left out; a series left
+    empty is still named in the legend, marked "(no data)".
+    """
+    fig = _figure(size)
+    ax = fig.add_subplot()
+    drawn = 0
+    series = [(n, x, y, False) for n, x, y in lines] + [(n, x, y, True) for n, x, y in points]
+    # As many lines as marker sets: the pipeline passes each fit with its data (the k-th line
+    # fits the k-th marker set), so the pair shares a colour; otherwise every series has its own.
+    paired = len(lines) == len(points)
     for k, (name, x, y, marker) in enumerate(series):
-        col = COLORS[k % len(COLORS)]
-        pts = list(zip(px(x), py(y), strict=True))
-        if marker:
-            for a, b in pts:
-                dr.ellipse([a - 3, b - 3, a + 3, b + 3], outline=col, width=2)
-        elif len(pts) > 1:
-            dr.line(pts, fill=col, width=2)
-        dr.text((left + 10, top + 6 + 14 * k), name, fill=col)
-    dr.text((left, 10), title, fill="black")
-    dr.text((w // 2 - 40, h - 22), xlabel + (" (log)" if logx else ""), fill="black")
-    dr.text((left + 4, top - 14), ylabel + (" (log)" if logy else ""), fill="black")
-    return _save(img, path)
-
-
-def _fmt(v: float, log: bool) -> str:
-    return f"1e{v:.1f}" if log else f"{v:.3g}"
+        x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+        keep = np.isfinite(x) & np.isfinite(y)
+        keep &= (x > 0) if logx else True
+        keep &= (y > 0) if logy else True
+        x, y = x[keep], y[keep]
+        color = f"C{(k % len(lines) if paired else k) % 10}"
+        if not x.size:
+            ax.plot([], [], color="0.6", label=f"{name} (no data)")
+        elif marker:
+            ax.plot(x, y, "o", mfc="none", ms=5, mew=1.5, color=color, label=name)
+            drawn += 1
+        else:
+            few = x.size <= 20  # a short series shows its points on the line
+            ax.plot(x, y, "-", lw=1.5, marker="." if few else None, color=color, label=name)
+            drawn += 1
+    if logx and drawn:
+        ax.set_xscale("log")
+    if logy and drawn:
+        ax.set_yscale("log")
+    if not drawn:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(axis_label(xlabel))
+    ax.set_ylabel(axis_label(ylabel))
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(loc="best", fontsize="small")
+    return _save(fig, path)
 
 
 def scatter_map(
@@ -97,37 +107,33 @@ def scatter_map(
     title: str = "",
     size: int = 360,
 ) -> str:
-    """Side-by-side panels of (x, y) discs coloured by value (log10 scale, viridis-like)."""
-    img = Image.new("RGB", (size * len(panels), size + 40), "white")
-    dr = ImageDraw.Draw(img)
-    for p, (name, x, y, val) in enumerate(panels):
+    """Side-by-side panels of (x, y) discs coloured by log10(value) in [vmin, vmax] (viridis,
+    one colour bar); non-finite values grey. Writes a PNG of size*len(panels) x size+40 pixels."""
+    from matplotlib import cm, colors
+
+    fig = _figure((size * len(panels), size + 40))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    norm = colors.Normalize(vmin=vmin, vmax=vmax)
+    for ax, (name, x, y, val) in zip(axes, panels, strict=True):
         x, y, val = (np.asarray(a, float) for a in (x, y, val))
-        if x.size == 0:
-            continue
-        x0, x1, y0, y1 = x.min() - 0.5, x.max() + 0.5, y.min() - 0.5, y.max() + 0.5
-        s = (size - 20) / max(x1 - x0, y1 - y0)
-        for a, b, v in zip(x, y, val, strict=True):
-            t = np.clip((np.log10(max(v, 1e-300)) - vmin) / max(vmax - vmin, 1e-12), 0, 1)
-            col = _cmap(t) if np.isfinite(v) else (200, 200, 200)
-            cx, cy = 10 + p * size + (a - x0) * s, 30 + size - 20 - (b - y0) * s
-            r = 0.5 * s
-            dr.ellipse([cx - r, cy - r, cx + r, cy + r], fill=col)
-        dr.text((10 + p * size, 14), name, fill="black")
-    dr.text((10, 2), f"{title}  colour: log10 value in [{vmin:.1f}, {vmax:.1f}]", fill="black")
-    return _save(img, path)
+        ok = np.isfinite(val) & (val > 0)
+        ax.scatter(x[~ok], y[~ok], s=18, color="0.8")
+        ax.scatter(x[ok], y[ok], s=18, c=np.log10(val[ok]), cmap="viridis", norm=norm)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("x (track length units)", fontsize=8)
+        ax.set_ylabel("y (track length units)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes), shrink=0.8)
+    bar.set_label(r"$\log_{10}$ value", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
 
 
-def _cmap(t: float) -> tuple[int, int, int]:
-    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]])
-    f = t * (len(stops) - 1)
-    i = min(int(f), len(stops) - 2)
-    c = stops[i] + (f - i) * (stops[i + 1] - stops[i])
-    return tuple(int(v) for v in c)
-
-
-def _save(img: Image.Image, path: str) -> str:
+def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}.png"
-    img.save(tmp, format="PNG")
+    fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
     os.replace(tmp, path)
     return path

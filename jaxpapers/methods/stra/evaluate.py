@@ -4,8 +4,10 @@ of the per-head pooling maps pi_g of the last StRA block (the paper's 'heads fin
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import data, viz
@@ -35,6 +37,27 @@ def evaluate(st, config, workdir: str) -> dict[str, float]:
             st, config, pics[: config.num_pool_map_images], os.path.join(workdir, "pool_maps.png")
         )
     return {k: float(v) for k, v in out.items()}
+
+
+def logits_fn(st, config) -> Callable[[jax.Array], jax.Array]:
+    """Eval-mode class logits of images in [0, 1] (the identity classifier for re-ID data)."""
+    model = build_model(config)
+    variables = {"params": st.params, "batch_stats": st.batch_stats}
+    mean, std = jnp.asarray(config.data.mean), jnp.asarray(config.data.std)
+    return lambda x: model.apply(variables, (x - mean) / std, train=False)[0]
+
+
+def embed_fn(st, config) -> Callable[[jax.Array], jax.Array]:
+    """The test feature of uint8 images (the re-ID neck's BN output), unit-norm: ``evaluate``
+    ranks the gallery by the squared distance of these, i.e. by their cosine."""
+    model = build_model(config)
+    variables = {"params": st.params, "batch_stats": st.batch_stats}
+
+    def fn(images):
+        feat = model.apply(variables, normalise(images, config), train=False)[1]
+        return feat / jnp.maximum(jnp.linalg.norm(feat, axis=-1, keepdims=True), 1e-12)
+
+    return fn
 
 
 def save_pool_maps(st, config, images: np.ndarray, path: str) -> str:

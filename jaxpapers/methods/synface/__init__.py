@@ -5,7 +5,7 @@ identities, then train LResNet-E-IR + ArcFace on its new synthetic identities wi
 mixup and (optionally) domain mixup; evaluate on held-out real identities.  See README.md.
 """
 
-from jaxpapers.methods.synface.evaluate import evaluate
+from jaxpapers.methods.synface.evaluate import embed_fn, evaluate
 from jaxpapers.methods.synface.inputs import input_spec, make_source
 from jaxpapers.methods.synface.steps import init_state, load_init, phase, train_step
 
@@ -18,5 +18,6 @@ __all__ = [
     "train_step",
     "make_source",
     "evaluate",
+    "embed_fn",
     "load_init",
 ]

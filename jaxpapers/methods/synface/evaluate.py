@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,19 @@ from jaxpapers.methods.synface import model as M
 
 def _uint8(x) -> np.ndarray:
     return np.asarray(jax.device_get(synthesis.to_uint8(x)))
+
+
+def embed_fn(state, config) -> Callable[[jax.Array], jax.Array]:
+    """The trained recogniser's eval-mode embeddings of uint8 faces (grey replicated to RGB, as
+    ``steps.embed`` and ``evaluate``), unit-norm."""
+    net = steps.build_net(config)
+    variables = {"params": state.rec.params["net"], "batch_stats": state.rec.batch_stats}
+
+    def fn(images):
+        emb = net.apply(variables, steps.to_rgb(steps.to_float(images)), train=False)
+        return emb / jnp.maximum(jnp.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+
+    return fn
 
 
 def pictures(g_params, config, workdir: str, n_ids: int = 8, n_cols: int = 8) -> None:

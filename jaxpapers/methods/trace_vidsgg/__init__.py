@@ -5,9 +5,18 @@ metrics (metrics.py), VidVRD association (association.py), synthetic benchmark (
 data readers (formats.py), batch spec and source (inputs.py). See README.md.
 """
 
-from jaxpapers.methods.trace_vidsgg.evaluate import evaluate
+from jaxpapers.methods.trace_vidsgg.evaluate import evaluate, infer_fn
 from jaxpapers.methods.trace_vidsgg.inputs import input_spec, make_source
 from jaxpapers.methods.trace_vidsgg.steps import init_state, prepare, train_step
 
 kind = "train"
-__all__ = ["kind", "input_spec", "init_state", "prepare", "train_step", "make_source", "evaluate"]
+__all__ = [
+    "kind",
+    "input_spec",
+    "init_state",
+    "prepare",
+    "train_step",
+    "make_source",
+    "evaluate",
+    "infer_fn",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -60,6 +61,52 @@ def frame_dicts(src, pred, mode: str) -> list[dict]:
             )
         )
     return frames
+
+
+def scene_graphs(src, pred, mode: str, top_k: int, prd_k: int = 1) -> list[dict[str, np.ndarray]]:
+    """Per key frame: object labels/scores and the ``top_k`` relation triplets, ranked as the
+    evaluator ranks them (``metrics.top_triplets``; ``prd_k`` predicates per pair, 1 = with graph
+    constraint). Triplets are rows (subject box index, object box index, predicate) with scores."""
+    graphs = []
+    for i in range(len(src["num_boxes"])):
+        k = int(src["num_boxes"][i])
+        s, o = np.nonzero(~np.eye(k, dtype=bool))
+        if mode == "predcls":
+            labels, scores = np.asarray(src["labels"][i, :k]), np.ones(k)
+        else:
+            labels, scores = pred["obj"][i, :k].argmax(-1), pred["obj"][i, :k].max(-1)
+        pair, prd, score = metrics.top_triplets(
+            np.asarray(pred["rel"][i, s, o], np.float64), scores[s] * scores[o], prd_k, top_k
+        )
+        graphs.append(
+            dict(
+                labels=labels,
+                obj_scores=scores,
+                triplets=np.stack([s[pair], o[pair], prd], 1).astype(np.int32),
+                scores=score,
+            )
+        )
+    return graphs
+
+
+def infer_fn(st, config) -> Callable[..., dict]:
+    """The scene-graph predictor of a clip's key frames:
+    ``fn(detections, top_k=20, prd_k=1) -> {'rel', 'obj', 'lca', 'parent', 'graphs'}``.
+
+    ``detections`` holds per key frame what a batch holds (``inputs.input_spec``) less the
+    ground truth: boxes [F, n_max, 4], labels [F, n_max] (the detector's classes; PredCls uses
+    them, SGCls re-classifies), num_boxes [F], and frames or precomputed features; 'rels' may be
+    left out. 'rel' [F, n, n, P] are predicate probabilities, 'graphs' the ranked triplets
+    (``scene_graphs``)."""
+    n, p = int(config.model.n_max), int(config.model.num_predicates)
+
+    def fn(detections: dict[str, np.ndarray], top_k: int = 20, prd_k: int = 1) -> dict:
+        src = {k: np.asarray(v) for k, v in detections.items()}
+        src.setdefault("rels", np.zeros((len(src["num_boxes"]), n, n, p), np.uint8))
+        pred = predict(st, config, src, int(config.eval_batch_size))
+        return {**pred, "graphs": scene_graphs(src, pred, config.model.mode, top_k, prd_k)}
+
+    return fn
 
 
 def evaluate(st, config, workdir: str) -> dict[str, float]:

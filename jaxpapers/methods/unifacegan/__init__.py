@@ -7,9 +7,18 @@ discriminator, dynamic training-sample selection and the barycentric 3D temporal
 See README.md, ``steps.py`` and ``losses.py``.
 """
 
-from jaxpapers.methods.unifacegan.evaluate import evaluate
+from jaxpapers.methods.unifacegan.evaluate import evaluate, infer_fn
 from jaxpapers.methods.unifacegan.inputs import input_spec, make_source
 from jaxpapers.methods.unifacegan.steps import init_state, prepare, train_step
 
 kind = "train"
-__all__ = ["kind", "input_spec", "init_state", "prepare", "train_step", "make_source", "evaluate"]
+__all__ = [
+    "kind",
+    "input_spec",
+    "init_state",
+    "prepare",
+    "train_step",
+    "make_source",
+    "evaluate",
+    "infer_fn",
+]

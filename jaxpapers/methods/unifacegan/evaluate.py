@@ -21,7 +21,9 @@ Metrics (all on the first video of ``data.videos``, S x S crops; pixel errors in
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,14 @@ from jaxpapers import batching, viz
 from jaxpapers.evals.gan import metrics as gm
 from jaxpapers.lib.face3d import geometry, topology
 from jaxpapers.methods.unifacegan import identity, inference, inputs, losses, synthetic
+
+
+def infer_fn(state, config) -> Callable[..., dict[str, np.ndarray]]:
+    """Face swapping / reenactment with the trained generator (``inference.edit_video``):
+    ``fn(frames, landmarks, src_image, src_landmarks, mode)`` with uint8 [T, S, S, 3] driving or
+    target frames and their FaceMesh meshes [T, 468, 3], a uint8 [S, S, 3] source face and its
+    mesh, mode 'swap' | 'reenact' | 'self'; returns 'frames' (uint8) and the rendered geometry."""
+    return functools.partial(inference.edit_video, jax.device_get(state.g), config)
 
 
 def eval_clip(config):
