@@ -45,3 +45,37 @@ def jit_check():
         return results[key]
 
     return check
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """``main.run`` of a method's ``smoke`` preset (plus ``extra`` overrides), once per session.
+
+    Returns ``(workdir, flat numbers)``. Several tests read the same finished smoke run (its
+    files, its numbers, ``jaxpapers.load`` of it); they must only read the workdir. Face presets
+    read generated ORL faces (no download).
+    """
+    from jaxpapers import config_lib, main
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    faces = tmp_path_factory.mktemp("smoke_data")
+    testing.write_orl_faces(str(faces / "att_faces"))
+    done = {}
+
+    def run(name: str, extra: str = "") -> tuple[str, dict]:
+        if (name, extra) not in done:
+            path = os.path.join(root, "configs", f"{name}.py")
+            config = config_lib.load_config_file(path, "smoke" + extra)
+            workdir = str(tmp_path_factory.mktemp(f"smoke_{name}"))
+            before = os.environ.get("JAXPAPERS_DATA_DIR")
+            os.environ["JAXPAPERS_DATA_DIR"] = str(faces)
+            try:
+                done[name, extra] = (workdir, main.run(config, workdir))
+            finally:
+                if before is None:
+                    del os.environ["JAXPAPERS_DATA_DIR"]
+                else:
+                    os.environ["JAXPAPERS_DATA_DIR"] = before
+        return done[name, extra]
+
+    return run

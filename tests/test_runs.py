@@ -112,15 +112,6 @@ def test_load_refuses_unfinished_runs_and_unknown_methods(tmp_path):
         jaxpapers.load(str(tmp_path / "other"))
 
 
-def _train(tmp_path, name: str, extra: str = "") -> tuple[str, dict]:
-    """Trains ``name``'s smoke preset (with ``extra`` overrides) into tmp_path; its numbers."""
-    config = config_lib.load_config_file(
-        os.path.join(ROOT, "configs", f"{name}.py"), "smoke" + extra
-    )
-    workdir = str(tmp_path / name)
-    return workdir, trainer.train(config, workdir)
-
-
 def _unit_rows(x) -> np.ndarray:
     x = np.asarray(x, np.float64)
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
@@ -133,12 +124,12 @@ def orl_faces(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXPAPERS_DATA_DIR", str(tmp_path / "data"))
 
 
-def test_load_from_occlusion_embeds_like_its_evaluator(tmp_path, orl_faces):
+def test_load_from_occlusion_embeds_like_its_evaluator(tmp_path, orl_faces, smoke_run):
     from jaxpapers.methods.from_occlusion import faces
 
     evaluate = importlib.import_module("jaxpapers.methods.from_occlusion.evaluate")
 
-    workdir, result = _train(tmp_path, "from_occlusion")
+    workdir, result = smoke_run("from_occlusion")
     run = jaxpapers.load(workdir)
     assert isinstance(run, runs.Recognizer) and run.config.method == "from_occlusion"
     images, labels, pairs = faces.eval_pairs(run.config)
@@ -156,10 +147,10 @@ def test_load_from_occlusion_embeds_like_its_evaluator(tmp_path, orl_faces):
     assert run.verify(images[:3], images[:3], 0.99).all()
 
 
-def test_load_synface_verifies_like_its_evaluator(tmp_path, orl_faces):
+def test_load_synface_verifies_like_its_evaluator(tmp_path, orl_faces, smoke_run):
     from jaxpapers.methods.synface import inputs
 
-    workdir, result = _train(tmp_path, "synface")
+    workdir, result = smoke_run("synface")
     run = jaxpapers.load(workdir)
     assert isinstance(run, runs.Recognizer)
     images, labels, pairs = inputs.eval_pairs(run.config)
@@ -172,12 +163,12 @@ def test_load_synface_verifies_like_its_evaluator(tmp_path, orl_faces):
     assert hits.mean() == pytest.approx(result["eval/rank1"], abs=1e-6)
 
 
-def test_load_stra_predicts_and_embeds(tmp_path):
+def test_load_stra_predicts_and_embeds(tmp_path, smoke_run):
     from jaxpapers import data
 
     evaluate = importlib.import_module("jaxpapers.methods.stra.evaluate")
 
-    workdir, result = _train(tmp_path, "stra")
+    workdir, result = smoke_run("stra")
     run = jaxpapers.load(workdir)
     assert isinstance(run, runs.Recognizer) and run.step == run.config.num_train_steps
     test = data.load(run.config.data, run.config.data.eval_split)
@@ -199,11 +190,11 @@ def test_import_jaxpapers_stays_light():
 
 
 @pytest.mark.slow  # like test_trace_vidsgg's evaluation test: the synthetic clips render slowly
-def test_load_trace_predicts_scene_graphs_like_its_evaluator(tmp_path):
+def test_load_trace_predicts_scene_graphs_like_its_evaluator(tmp_path, smoke_run):
     from jaxpapers.methods.trace_vidsgg import inputs, metrics
 
     evaluate = importlib.import_module("jaxpapers.methods.trace_vidsgg.evaluate")
-    workdir, result = _train(tmp_path, "trace_vidsgg")
+    workdir, result = smoke_run("trace_vidsgg")
     run = jaxpapers.load(workdir)
     assert isinstance(run, runs.Inference)
     src = inputs.make_source(run.config, "test")
@@ -218,9 +209,9 @@ def test_load_trace_predicts_scene_graphs_like_its_evaluator(tmp_path):
     assert s != o and graph["scores"][0] == pytest.approx(float(out["rel"][0, s, o].max()))
 
 
-def test_load_unifacegan_edits_videos_like_its_evaluator(tmp_path):
+def test_load_unifacegan_edits_videos_like_its_evaluator(tmp_path, smoke_run):
     evaluate = importlib.import_module("jaxpapers.methods.unifacegan.evaluate")
-    workdir, result = _train(tmp_path, "unifacegan")
+    workdir, result = smoke_run("unifacegan")
     run = jaxpapers.load(workdir)
     assert isinstance(run, runs.Inference)
     frames, lm, n_train, _, _ = evaluate.eval_clip(run.config)
@@ -232,13 +223,13 @@ def test_load_unifacegan_edits_videos_like_its_evaluator(tmp_path):
 
 
 @pytest.mark.slow  # the smoke run's evaluation tracks, animates and encodes videos (~4 min)
-def test_load_faceanime_animates_the_still_its_evaluator_animated(tmp_path):
+def test_load_faceanime_animates_the_still_its_evaluator_animated(tmp_path, smoke_run):
     from PIL import Image
 
     from jaxpapers import viz
     from jaxpapers.methods.faceanime import inference
 
-    workdir, _ = _train(tmp_path, "faceanime")
+    workdir, _ = smoke_run("faceanime")
     run = jaxpapers.load(workdir)
     assert isinstance(run, runs.Inference)
     still = inference.read_still(run.config.infer.stills[0])  # what evaluate animated (seed 0)
@@ -256,15 +247,10 @@ def test_load_faceanime_animates_the_still_its_evaluator_animated(tmp_path):
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), want)
 
 
-def test_load_granular_avalanche_returns_its_tables_and_arrays(tmp_path):
-    from jaxpapers import main
+def test_load_granular_avalanche_returns_its_tables_and_arrays(tmp_path, smoke_run):
     from jaxpapers.methods.granular_avalanche import io
 
-    config = config_lib.load_config_file(
-        os.path.join(ROOT, "configs", "granular_avalanche.py"), "smoke"
-    )
-    workdir = str(tmp_path / "granular")
-    flat = main.run(config, workdir)
+    workdir, flat = smoke_run("granular_avalanche")
     res = jaxpapers.load(workdir)
     assert isinstance(res, runs.Results) and res.state is None
     assert set(res.tables["summary"]) == {"rough", "smooth"}
@@ -282,13 +268,12 @@ def test_load_granular_avalanche_returns_its_tables_and_arrays(tmp_path):
             assert im.format == "PNG" and im.size == (720, 460), name
 
 
-def test_load_hedge_defense_predicts_and_defends_like_its_table(tmp_path):
-    from jaxpapers import data, main
+def test_load_hedge_defense_predicts_and_defends_like_its_table(tmp_path, smoke_run):
+    from jaxpapers import data
 
-    config = config_lib.load_config_file(os.path.join(ROOT, "configs", "hedge_defense.py"), "smoke")
-    workdir = str(tmp_path / "hedge")
-    main.run(config, workdir)
+    workdir, _ = smoke_run("hedge_defense")
     res = jaxpapers.load(workdir)
+    config = res.config
     assert isinstance(res, runs.DefenseResults) and res.base.config.method == "rat"
     table = res.tables["hedge_table"]["table"]
     n, bs = int(config.eval.num_examples), int(config.eval.batch_size)

@@ -147,24 +147,23 @@ def test_presets_parse():
         assert c.hedge.predict in defense.PREDICT_MODES
 
 
-def test_hedge_defense_runs_end_to_end(tmp_path):
+def test_hedge_defense_runs_end_to_end(smoke_run):
     """main.run on the smoke preset: trains a tiny SAT model, writes both tables and pictures."""
     import json
+    import pathlib
 
-    from jaxpapers import main
-
-    c = config_lib.load_config_file("configs/hedge_defense.py", "smoke")
-    flat = main.run(c, str(tmp_path))
+    workdir, flat = smoke_run("hedge_defense")
+    work = pathlib.Path(workdir)
     assert {
         "eval/clean/none",
         "eval/pgd/hedge",
         "eval/worst/noise",
         "eval/adaptive/worst_case",
     } <= set(flat)
-    with open(tmp_path / "hedge_table.json") as f:
+    with open(work / "hedge_table.json") as f:
         table = json.load(f)["table"]
     assert set(table) == {"clean", "pgd", "apgd-ce", "worst"}
     for row in table.values():
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert table["worst"]["none"] <= min(table[r]["none"] for r in ("clean", "pgd", "apgd-ce"))
-    assert (tmp_path / "hedge_table.md").exists() and (tmp_path / "gradient_norms.png").exists()
+    assert (work / "hedge_table.md").exists() and (work / "gradient_norms.png").exists()

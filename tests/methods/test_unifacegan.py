@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers import config_lib, methods, trainer
+from jaxpapers import config_lib, methods
 from jaxpapers.lib import face_identity
 from jaxpapers.methods.unifacegan import inference, inputs, steps
 
@@ -69,18 +69,17 @@ def test_dynamic_sample_selection_schedule(smoke):
     )
 
 
-def test_smoke_job_writes_videos_and_metrics(tmp_path):
-
+def test_smoke_job_writes_videos_and_metrics(smoke_run):
+    workdir, res = smoke_run("unifacegan")
     cfg = config_lib.load_config_file(CFG, "smoke")
-    res = trainer.train(cfg, str(tmp_path))
-    files = os.listdir(tmp_path)
+    files = os.listdir(workdir)
     for name in ("swap.mp4", "reenact.mp4", "self.mp4", "strip_step2.png", "source.png"):
         assert name in files, (name, files)
     for k in ("eval/rec_l1", "eval/flicker_swap", "eval/flicker_real", "eval/fd_px_swap"):
         assert np.isfinite(res[k]), (k, res)
     import av
 
-    with av.open(os.path.join(tmp_path, "swap.mp4")) as c:
+    with av.open(os.path.join(workdir, "swap.mp4")) as c:
         n = sum(1 for _ in c.decode(video=0))
     assert n == cfg.data.synthetic_frames
 
