@@ -167,3 +167,23 @@ def test_hedge_defense_runs_end_to_end(smoke_run):
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert table["worst"]["none"] <= min(table[r]["none"] for r in ("clean", "pgd", "apgd-ce"))
     assert (work / "hedge_table.md").exists() and (work / "gradient_norms.png").exists()
+
+
+def test_flip_examples_counts_and_draws_the_points_the_hedge_fixes(tmp_path):
+    from PIL import Image
+
+    from jaxpapers.methods.hedge_defense import pictures
+
+    c = config_lib.load_config_file("configs/hedge_defense.py", "smoke,hedge.eps=0.5")
+    x = rng.uniform(size=(64, 3, 4, 1)).astype(np.float32)
+    key = jax.random.PRNGKey(5)
+    bare = np.argmax(linear(jnp.asarray(x)), -1)
+    hedged = np.argmax(
+        defense.hedge(linear, jnp.asarray(x), key, **defense.hedge_kwargs(c.hedge))[0], -1
+    )
+    # Labelled with the hedge's own predictions, every point where it disagrees with the bare
+    # model is one the hedge "fixes"; the others must not be counted.
+    path = tmp_path / "flips.png"
+    n = pictures.flip_examples(str(path), linear, x, hedged.astype(np.int32), key, c.hedge)
+    assert n == int(np.sum(bare != hedged)) > 0
+    assert Image.open(path).format == "PNG"

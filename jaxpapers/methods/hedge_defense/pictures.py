@@ -7,66 +7,54 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageDraw
 
 from jaxpapers import viz
 from jaxpapers.methods.hedge_defense import defense
 
 
 def flip_examples(
-    path: str, logits_fn, x_adv: np.ndarray, y: np.ndarray, key, hcfg, k: int = 6
+    path: str, logits_fn, x_adv: np.ndarray, y: np.ndarray, key, hcfg, k: int = 8
 ) -> int:
     """Adversarial inputs misclassified by the bare model but fixed by the hedge.
 
-    Each row: the adversarial input, the hedged point, and bar charts of the class probabilities
-    before (bare model) and after (hedge prediction; softmax of the summed logits). Returns the
-    number of such points among ``x_adv``.
+    A labelled table, one column per point: the adversarial input titled with the true class and
+    the bare model's prediction, and below it the hedged point titled with the hedge's prediction
+    (softmax of the summed logits); each title gives the probabilities of the predicted and the
+    true class. Returns the number of such points among ``x_adv``.
     """
     hedge_kw = defense.hedge_kwargs(hcfg)
     x = jnp.asarray(x_adv[:256])
-    before = jax.nn.softmax(logits_fn(x))
+    before = np.asarray(jax.nn.softmax(logits_fn(x)))
     after_logits, x_t = jax.jit(lambda a, kk: defense.hedge(logits_fn, a, kk, **hedge_kw))(x, key)
     if hcfg.predict == "path_logit_sum":
         after_logits = after_logits / (hcfg.num_steps - 1)
-    after = jax.nn.softmax(after_logits)
+    after = np.asarray(jax.nn.softmax(after_logits))
     yy = y[:256]
     flipped = np.nonzero((np.argmax(before, -1) != yy) & (np.argmax(after, -1) == yy))[0]
-    rows = []
-    for i in flipped[:k]:
-        img = viz.to_uint8(
-            np.concatenate([np.asarray(x[i]), np.asarray(x_t[i])], axis=1), (0.0, 1.0)
-        )
-        img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img
-        pic = Image.fromarray(img).resize((img.shape[1] * 3, img.shape[0] * 3), Image.NEAREST)
-        rows.append(_with_bars(pic, np.asarray(before[i]), np.asarray(after[i]), int(yy[i])))
-    if rows:
-        w = max(r.width for r in rows)
-        canvas = Image.new("RGB", (w, sum(r.height for r in rows)), "white")
-        top = 0
-        for r in rows:
-            canvas.paste(r, (0, top))
-            top += r.height
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        canvas.save(path)
+    shown = flipped[:k]
+    cells = [[np.asarray(x[i]) for i in shown], [np.asarray(x_t[i]) for i in shown]]
+    titles = [
+        [
+            f"true {yy[i]} (p {before[i, yy[i]]:.2f})\n"
+            f"bare: {before[i].argmax()} (p {before[i].max():.2f})"
+            for i in shown
+        ],
+        [f"hedge: {after[i].argmax()} (p {after[i].max():.2f})" for i in shown],
+    ]
+    colors = [["tab:red"] * len(shown), ["tab:green"] * len(shown)]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    viz.save_image_table(
+        path,
+        cells,
+        ["attacked\n(bare model)", "hedged\n(defense)"],
+        titles,
+        colors,
+        title=(
+            f"hedge fixes {len(flipped)} of {len(x)} attacked points "
+            f"(hedge eps {hcfg.eps:.3g}, {hcfg.num_steps} steps); first {len(shown)} shown"
+        ),
+    )
     return len(flipped)
-
-
-def _with_bars(
-    pic: Image.Image, p_before: np.ndarray, p_after: np.ndarray, label: int
-) -> Image.Image:
-    bar_w, h = 12, pic.height
-    k = len(p_before)
-    out = Image.new("RGB", (pic.width + 2 * (k * bar_w + 20), h + 14), "white")
-    out.paste(pic, (0, 0))
-    d = ImageDraw.Draw(out)
-    for j, (probs, name) in enumerate(((p_before, "bare"), (p_after, "hedge"))):
-        x0 = pic.width + 10 + j * (k * bar_w + 20)
-        d.text((x0, h), name, fill="black")
-        for c in range(k):
-            top = h - int(probs[c] * (h - 4))
-            color = (44, 160, 44) if c == label else (214, 39, 40)
-            d.rectangle([x0 + c * bar_w, top, x0 + c * bar_w + bar_w - 3, h], fill=color)
-    return out
 
 
 def gradient_norm_histogram(path: str, logits_fn, x: np.ndarray, y: np.ndarray) -> dict:

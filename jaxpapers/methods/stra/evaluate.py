@@ -61,22 +61,34 @@ def embed_fn(st, config) -> Callable[[jax.Array], jax.Array]:
 
 
 def save_pool_maps(st, config, images: np.ndarray, path: str) -> str:
-    """One row per image: the image, then the G pooling maps pi_g (upsampled, max-normalised)."""
+    """One row per image: the image, then the G pooling maps pi_g (upsampled, max-normalised),
+    as a table with the columns titled."""
     _, maps = jit_forward(st, config, keep_maps=True)(images)
     maps = np.asarray(jax.device_get(maps))  # (N, h, w, G)
     n, h, w, c = images.shape
-    rows = []
+    g = maps.shape[-1]
+    cells = []
     for i in range(n):
         img = images[i].astype(np.float32) / 255.0
         img = np.repeat(img, 3, -1) if c == 1 else img
-        rows.append(img)
-        for gi in range(maps.shape[-1]):
+        row = [img]
+        for gi in range(g):
             m = maps[i, :, :, gi]
             m = m / max(m.max(), 1e-12)
             up = np.kron(m, np.ones((-(-h // m.shape[0]), -(-w // m.shape[1]))))[:h, :w]
             heat = np.stack([up, 0.2 * np.ones_like(up), 1.0 - up], -1)  # red = high weight
-            rows.append(0.5 * heat + 0.5 * img.mean(-1, keepdims=True))
-    return viz.save_image_grid(path, np.stack(rows), nrow=1 + maps.shape[-1], scale=2)
+            row.append(0.5 * heat + 0.5 * img.mean(-1, keepdims=True))
+        cells.append(row)
+    titles = [["input"] + [f"head {gi + 1}" for gi in range(g)]] + [[]] * (n - 1)
+    return viz.save_image_table(
+        path,
+        cells,
+        [""] * n,
+        titles,
+        title=f"pooling maps of the last StRA block, one per head ({maps.shape[1]}x{maps.shape[2]}"
+        ", each scaled to its maximum; red = high weight)",
+        cell_inches=0.9,
+    )
 
 
 def jit_forward(st, config, keep_maps: bool = False):
