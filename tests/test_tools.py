@@ -70,3 +70,10 @@ def test_bad_input_is_one_line_and_exit_two():
         assert len(lines) == 1, (key, stderr[-2000:])
         assert lines[0].startswith("jaxpapers.tools.") and ": error: " in lines[0], (key, lines)
         assert BAD[key][1] in lines[0], (key, lines)
+
+
+def test_readme_names_every_tool():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    missing = [t for t in TOOLS if f"`{t}`" not in readme]
+    assert not missing, f"README.md's list of command lines lacks {missing}"
