@@ -6,19 +6,14 @@ discriminator's term ``alpha * softplus(-D_T(G_S(z)))`` in the student's G loss.
 See README.md and ``steps.py``.
 """
 
-from jaxpapers.methods.stylegan2_dgl.evaluate import evaluate, gan_sampler
-from jaxpapers.methods.stylegan2_dgl.inputs import input_spec, make_source
-from jaxpapers.methods.stylegan2_dgl.steps import init_state, load_init, phase, train_step
+from jaxpapers.methods.stylegan2_dgl.evaluate import evaluate, gan_sampler  # noqa: F401
+from jaxpapers.methods.stylegan2_dgl.inputs import input_spec, make_source  # noqa: F401
+from jaxpapers.methods.stylegan2_dgl.steps import (  # noqa: F401
+    init_state,
+    load_init,
+    phase,
+    prepare,
+    train_step,
+)
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "phase",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "gan_sampler",
-    "load_init",
-]

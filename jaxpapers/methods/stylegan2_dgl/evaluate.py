@@ -122,7 +122,8 @@ def num_params(tree) -> int:
 
 def generator_macs(g: sg.Generator) -> dict[str, int]:
     """{'mapping', 'synthesis'} MACs of one image (synthesis includes the style affines)."""
-    mapping = g.mapping_layers * g.z_dim * g.w_dim
+    # First FC z_dim -> w_dim, the others w_dim -> w_dim.
+    mapping = (g.z_dim * g.w_dim + (g.mapping_layers - 1) * g.w_dim**2) if g.mapping_layers else 0
     syn = sg.SynthesisNetwork(
         g.resolution, g.img_channels, g.fmap_base, g.fmap_max, g.channel_divisor
     )

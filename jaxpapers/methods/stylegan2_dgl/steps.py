@@ -21,6 +21,7 @@ from 0.018x the official PyTorch speed to top-level speed, see the README).
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -31,7 +32,7 @@ import optax
 from jaxpapers import optim, rng
 from jaxpapers.layers import stylegan2 as sg
 from jaxpapers.lib import dgl, gan
-from jaxpapers.methods.stylegan2_dgl.model import make_nets
+from jaxpapers.methods.stylegan2_dgl.model import make_nets, w_dim
 
 
 class Phase(NamedTuple):
@@ -89,15 +90,36 @@ def init_gan(key: jax.Array, config, role: str) -> GanState:
         g_ema=jax.tree.map(jnp.copy, g),
         g_opt=optim.make(config.optim.g).init(g),
         d_opt=optim.make(config.optim.d).init(d),
-        w_avg=jnp.zeros((m.w_dim,)),
+        w_avg=jnp.zeros((w_dim(config, role),)),
         pl_mean=jnp.zeros(()),
         r1_last=jnp.zeros(()),
         pl_last=jnp.zeros(()),
     )
 
 
-def init_state(key: jax.Array, config) -> DGLState:
-    return dgl.init_job(key, config, init_gan, DGLState)
+TEACHER_FIELDS = ("g", "d", "g_ema", "w_avg")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+
+
+def prepare(config):
+    """The trained teacher named by ``teacher.weights`` (a file shipped in ``weights/`` or a path
+    written by ``jaxpapers.tools.export_teacher``), hash-checked on the host; None without one."""
+    name = str(config.teacher.get("weights", ""))
+    if not name:
+        return None
+    if config.init_from:
+        raise ValueError("Set teacher.weights or init_from, not both: each provides the teacher.")
+    path = dgl.resolve_weights(name, WEIGHTS_DIR)
+    tree, model = dgl.load_teacher_file(path, TEACHER_FIELDS)
+    dgl.check_teacher_model(model, config, path)
+    return tree
+
+
+def init_state(key: jax.Array, config, *, prepared=None) -> DGLState:
+    """Fresh teacher and student; with ``prepared`` (a teacher file, see `prepare`) the teacher's
+    G, D, G_ema and w_avg come from it and the job starts at stage 1."""
+    state = dgl.init_job(key, config, init_gan, DGLState)
+    return state if prepared is None else load_init(state, prepared, config)
 
 
 def run_mapping(g_net: sg.Generator, params, z: jax.Array, key: jax.Array, mixing_prob: float):
@@ -271,6 +293,7 @@ def train_step(state: DGLState, batch: dict, *, config, phase: Phase) -> tuple[D
 
 
 def load_init(state: DGLState, tree, config) -> DGLState:
-    """Teacher from ``init_from``: a checkpoint of this job (its ``teacher``) or a converted
-    official pickle (``jaxpapers.convert.stylegan2`` writes {'teacher': {g, d, g_ema, w_avg}})."""
-    return dgl.load_teacher(state, tree, config, ("g", "d", "g_ema", "w_avg"))
+    """Teacher from ``init_from``: a checkpoint of this job (its ``teacher``), a converted
+    official pickle (``jaxpapers.convert.stylegan2`` writes {'teacher': {g, d, g_ema, w_avg}}) or
+    a teacher file (`prepare`)."""
+    return dgl.load_teacher(state, tree, config, TEACHER_FIELDS)
