@@ -8,6 +8,7 @@ D convs at their output resolution. FIR blurs and bias/activation ops are not co
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -31,14 +32,20 @@ def make_sampler(
     noise_mode: str = "random",
     noise_const=None,
 ):
-    """A jitted ``(z, key) -> images in [-1, 1]`` of generator ``g_params`` of ``role`` (the EMA
+    """A ``(z, key) -> images in [-1, 1]`` of generator ``g_params`` of ``role`` (the EMA
     G in evaluations). ``noise_mode='const'`` adds the fixed buffers ``noise_const`` (the
-    synthesis network's ``'noise_const'`` collection) and ignores ``key``."""
+    synthesis network's ``'noise_const'`` collection) and ignores ``key``. The params are
+    arguments of one jitted program per network shape, so every eval of a job reuses it."""
     g_net, _ = make_nets(config, role)
+    sample = _sampler(g_net, float(truncation_psi), noise_mode)
     extra = {"noise_const": {"synthesis": noise_const}} if noise_mode == "const" else {}
+    return functools.partial(sample, g_params, w_avg, extra)
 
+
+@functools.lru_cache(maxsize=16)
+def _sampler(g_net: sg.Generator, truncation_psi: float, noise_mode: str):
     @jax.jit
-    def sample(z, key):
+    def sample(g_params, w_avg, extra, z, key):
         ws = g_net.apply({"params": g_params}, z, w_avg, truncation_psi, method=g_net.mapping)
         img = g_net.apply(
             {"params": g_params, **extra},
