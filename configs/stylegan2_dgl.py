@@ -108,6 +108,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             num_samples=2000,
             batch_size=200,
             seed=123,
+            score_teacher=True,  # False: FD etc. of the student only (tools.dgl_compare).
         )
     )
     c.batch_size = 16

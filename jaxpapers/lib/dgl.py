@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,11 +82,22 @@ def generator_loss(
     return vanilla + weight * term, term
 
 
-def init_job(key: jax.Array, config, init_gan: Callable, state_cls):
+@flax.struct.dataclass
+class DGLState:
+    """A DGL job's state: the global step, its rng, and the teacher and student GANs (each a
+    method's own GAN state: StyleGAN2's or BigGAN's params, EMA G, optimizer states, stats)."""
+
+    step: jax.Array
+    rng: jax.Array
+    teacher: Any
+    student: Any
+
+
+def init_job(key: jax.Array, config, init_gan: Callable) -> DGLState:
     """The job's initial state: step 0, its rng, and the teacher and student GANs made by
     ``init_gan(key, config, role)`` (a DGL method's own GAN initialiser)."""
     kt, ks, kr = jax.random.split(key, 3)
-    return state_cls(
+    return DGLState(
         step=jnp.zeros((), jnp.int32),
         rng=kr,
         teacher=init_gan(kt, config, "teacher"),

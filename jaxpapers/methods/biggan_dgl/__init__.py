@@ -6,19 +6,8 @@ discriminator's hinge term ``-lam * D_T(G_S(z, y), y)`` in the student's G loss.
 See README.md and ``steps.py``.
 """
 
-from jaxpapers.methods.biggan_dgl.evaluate import evaluate, gan_sampler
-from jaxpapers.methods.biggan_dgl.inputs import input_spec, make_source
-from jaxpapers.methods.biggan_dgl.steps import init_state, load_init, phase, train_step
+from jaxpapers.methods.biggan_dgl.evaluate import evaluate, gan_sampler  # noqa: F401
+from jaxpapers.methods.biggan_dgl.inputs import input_spec, make_source  # noqa: F401
+from jaxpapers.methods.biggan_dgl.steps import init_state, load_init, phase, train_step  # noqa: F401
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "phase",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "gan_sampler",
-    "load_init",
-]

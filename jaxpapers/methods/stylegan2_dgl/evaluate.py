@@ -103,7 +103,7 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
             )
             if psi == 1.0:
                 grids.append(imgs)
-        if ev.fd:
+        if ev.fd and (role == "student" or ev.get("score_teacher", True)):
             from jaxpapers.evals.gan import evaluator
 
             sample_fn = gan_sampler(state, config, role)

@@ -68,12 +68,7 @@ class GanState:
     pl_last: jax.Array  # Last path-length penalty (logging only).
 
 
-@flax.struct.dataclass
-class DGLState:
-    step: jax.Array
-    rng: jax.Array
-    teacher: GanState
-    student: GanState
+DGLState = dgl.DGLState  # (step, rng, teacher: GanState, student: GanState)
 
 
 def init_gan(key: jax.Array, config, role: str) -> GanState:
@@ -118,7 +113,7 @@ def prepare(config):
 def init_state(key: jax.Array, config, *, prepared=None) -> DGLState:
     """Fresh teacher and student; with ``prepared`` (a teacher file, see `prepare`) the teacher's
     G, D, G_ema and w_avg come from it and the job starts at stage 1."""
-    state = dgl.init_job(key, config, init_gan, DGLState)
+    state = dgl.init_job(key, config, init_gan)
     return state if prepared is None else load_init(state, prepared, config)
 
 
@@ -214,27 +209,14 @@ def gan_update(
     ws_d = run_mapping(g_net, g, jax.random.normal(keys[7], z.shape), keys[8], L.style_mixing_prob)
     fake_d = jax.lax.stop_gradient(synth(g_net, g, ws_d, keys[9]))
 
-    def d_loss_fn(d_params):
-        real_logits = d_net.apply({"params": d_params}, reals)
-        fake_logits = d_net.apply({"params": d_params}, fake_d)
-        return gan.d_logistic(real_logits, fake_logits), (real_logits, fake_logits)
+    def d_apply(p, x):
+        return d_net.apply({"params": p}, x)
 
-    (d_loss, (real_logits, fake_logits)), dgrads = jax.value_and_grad(d_loss_fn, has_aux=True)(gs.d)
-    upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
-    d = optax.apply_updates(gs.d, upd)
-
-    # ---- D reg: lazy R1 on reals.
-    r1_last = gs.r1_last
-    if do_r1:
-        d, d_opt, r1_last = gan.r1_update(
-            lambda p, x: d_net.apply({"params": p}, x),
-            d,
-            d_opt,
-            tx_d,
-            reals,
-            gamma=L.r1_gamma,
-            interval=L.d_reg_interval,
-        )
+    d, d_opt, dm = gan.d_update(
+        d_apply, d_apply, gs.d, gs.d_opt, tx_d, reals, fake_d, L, do_r1=do_r1, r1_last=gs.r1_last
+    )
+    d_loss, r1_last = dm["d_loss"], dm["r1"]
+    real_logits, fake_logits = dm["real_logits"], dm["fake_logits"]
 
     g_ema = optim.ema_update(gs.g_ema, g, gan.ema_beta(config.ema, config.batch_size, local_step))
     new = GanState(

@@ -5,18 +5,8 @@ identities, then train LResNet-E-IR + ArcFace on its new synthetic identities wi
 mixup and (optionally) domain mixup; evaluate on held-out real identities.  See README.md.
 """
 
-from jaxpapers.methods.synface.evaluate import evaluate
-from jaxpapers.methods.synface.inputs import input_spec, make_source
-from jaxpapers.methods.synface.steps import init_state, load_init, phase, train_step
+from jaxpapers.methods.synface.evaluate import evaluate  # noqa: F401
+from jaxpapers.methods.synface.inputs import input_spec, make_source  # noqa: F401
+from jaxpapers.methods.synface.steps import init_state, load_init, phase, train_step  # noqa: F401
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "phase",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "load_init",
-]
