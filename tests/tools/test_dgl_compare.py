@@ -43,6 +43,7 @@ def test_variants_and_run_configs(teacher_file):
     assert base.student.alpha == 0.0 and base.student.g_divisor == 2
 
 
+@pytest.mark.slow  # Four smoke training runs: ~2.5 min on 2 loaded cores.
 def test_compare_writes_a_table_from_the_runs_and_resumes(teacher_file, tmp_path, monkeypatch):
     out = str(tmp_path / "cmp")
     args = dict(seeds=2, alphas=[0.5], steps=2, stage1=1, uncompressed=False, config_arg=ARG)
