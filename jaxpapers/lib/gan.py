@@ -105,7 +105,9 @@ def d_update(
         real_logits, fake_logits = d_real(p, reals), d_fake(p, fakes)
         return d_logistic(real_logits, fake_logits), (real_logits, fake_logits)
 
-    (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+    (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        d_params
+    )
     updates, d_opt = tx_d.update(grads, d_opt, d_params)
     d_params = optax.apply_updates(d_params, updates)
     r1 = r1_last
@@ -113,7 +115,7 @@ def d_update(
         d_params, d_opt, r1 = r1_update(
             d_real, d_params, d_opt, tx_d, reals, gamma=loss.r1_gamma, interval=loss.d_reg_interval
         )
-    out = dict(d_loss=loss, real_logits=real_logits, fake_logits=fake_logits, r1=r1)
+    out = dict(d_loss=d_loss, real_logits=real_logits, fake_logits=fake_logits, r1=r1)
     return d_params, d_opt, out
 
 

@@ -156,7 +156,9 @@ def compare(
     # The teacher by content: the same file under another name still matches.
     from jaxpapers.methods.stylegan2_dgl import steps as sg_steps
 
-    settings["teacher_sha256"] = dgl.file_sha256(dgl.resolve_weights(teacher, sg_steps.WEIGHTS_DIR))
+    path = dgl.resolve_weights(teacher, sg_steps.WEIGHTS_DIR)
+    dgl.load_teacher_file(path, sg_steps.TEACHER_FIELDS)  # Fails now, in one line, if it is bad.
+    settings["teacher_sha256"] = dgl.file_sha256(path)
     os.makedirs(workdir, exist_ok=True)
     spath = os.path.join(workdir, "compare.json")
     if os.path.isfile(spath):
