@@ -107,8 +107,12 @@ def test_evaluate_writes_grids_and_counts(job, tmp_path):
         f"samples_student_step{step}.png",
         f"teacher_vs_student_step{step}.png",
         "param_mac_counts.json",
+        f"teacher_vs_student_step{step}.md",
     ):
         assert name in files, (name, files)
+    table = open(tmp_path / f"teacher_vs_student_step{step}.md").read().splitlines()
+    assert [r.split("|")[1].strip() for r in table[2:]] == ["teacher", "student"]
+    assert f"{int(out['student_g_params']):,} ({out['g_param_ratio']:.3f})" in table[3]
     assert 0 < out["g_param_ratio"] < 1  # smoke student is half width
     assert out["student_d_params"] == out["teacher_d_params"]
 

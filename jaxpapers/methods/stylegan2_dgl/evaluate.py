@@ -120,7 +120,26 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
     with open(os.path.join(workdir, "param_mac_counts.json"), "w") as f:
         json.dump(c, f, indent=2)
     results.update({k: float(v) for k, v in c.items() if k.endswith("params") or "ratio" in k})
+    if len(roles) == 2:
+        with open(os.path.join(workdir, f"teacher_vs_student_step{step}.md"), "w") as f:
+            f.write(comparison_table(c, results))
     return results
+
+
+def comparison_table(counts: dict, results: dict) -> str:
+    """Markdown: G params and MACs of teacher and student and the metrics each was scored on."""
+    names = ("fd", "kid_mean", "precision", "recall")
+    lines = [
+        "| generator | G params | G MACs / image | " + " | ".join(names) + " |",
+        "| --- | --- | --- |" + " --- |" * len(names),
+    ]
+    for role in ("teacher", "student"):
+        cells = [f"{results[f'{role}_{n}']:.4g}" if f"{role}_{n}" in results else "" for n in names]
+        p, m = counts[f"{role}_g_params"], counts[f"{role}_g_macs"]
+        row = [role, f"{p:,} ({p / counts['teacher_g_params']:.3f})"]
+        row += [f"{m / 1e6:.2f} M ({m / counts['teacher_g_macs']:.3f})", *cells]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def num_params(tree) -> int:
