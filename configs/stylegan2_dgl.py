@@ -6,6 +6,12 @@ Presets:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py --workdir=/tmp/sg2dgl
   uncompressed  the same, student as wide as the teacher ("DGL on the uncompressed model"):
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:uncompressed --workdir=/tmp/sg2u
+  compress      the ``teacher`` preset's networks with the teacher loaded from the shipped file
+                ``jaxpapers/methods/stylegan2_dgl/weights/fmnist_teacher.msgpack`` (hash-checked;
+                not in the repository until a teacher run is exported there with
+                ``python -m jaxpapers.tools.export_teacher``), then the student (synthesis
+                widths / 2, 1 mapping layer) for 250 + 250 steps:
+      python -m jaxpapers.main --config=configs/stylegan2_dgl.py:compress --workdir=/tmp/sg2c
   ffhq256       paper-style StyleGAN2 at 256 (config-f widths, batch 32, lr 0.002, Adam (0, 0.99),
                 student g_divisor 2); needs a 256x256 image folder and a teacher checkpoint:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:ffhq256 --workdir=DIR \
@@ -33,7 +39,11 @@ import ml_collections
 
 from jaxpapers import config_lib, optim
 
-PRESETS = ("default", "uncompressed", "teacher", "ffhq256", "ffhq1024", "smoke")
+PRESETS = ("default", "uncompressed", "teacher", "compress", "ffhq256", "ffhq1024", "smoke")
+SHIPPED_TEACHER = "fmnist_teacher.msgpack"  # In jaxpapers/methods/stylegan2_dgl/weights/.
+
+
+COMPRESS_STAGE1, COMPRESS_STAGE2 = 250, 250  # The `compress` preset's student steps (README).
 
 
 def _adam(lr: float, reg_interval: int, b2: float = 0.99, mapping_mul: float = 0.01):
@@ -76,10 +86,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             w_avg_beta=0.995,
         )
     )
-    # teacher.steps = 0 when init_from gives the teacher.
-    c.teacher = ml_collections.ConfigDict(dict(steps=600))
+    # teacher.steps = 0 when init_from or weights (a teacher file, see steps.prepare) give it.
+    c.teacher = ml_collections.ConfigDict(dict(steps=600, weights=""))
     c.student = ml_collections.ConfigDict(
-        dict(g_divisor=2, d_divisor=1, alpha=0.1, stage1_steps=200)
+        dict(g_divisor=2, d_divisor=1, alpha=0.1, stage1_steps=200, mapping_layers=0, w_dim=0)
     )
     c.loss = ml_collections.ConfigDict(
         dict(
@@ -104,6 +114,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             num_samples=2000,
             batch_size=200,
             seed=123,
+            score_teacher=True,  # False: FD etc. of the student only (tools.dgl_compare).
         )
     )
     c.batch_size = 16
@@ -114,7 +125,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     lr = 0.0025
     if preset == "uncompressed":
         c.student.g_divisor = 1
-    elif preset == "teacher":
+    elif preset in ("teacher", "compress"):
         # The official stylegan2-ada `cifar` configuration's recipe (2 mapping layers, pl_weight 0,
         # no style mixing, gamma 0.01, lr 0.0025), at widths 2 cores can train in hours.
         c.model.update(dict(z_dim=128, w_dim=128, mapping_layers=2, fmap_base=1024, fmap_max=64))
@@ -126,6 +137,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.batch_size = 32
         c.eval.update(dict(num_samples=2000))
         c.log_every, c.eval_every, c.ckpt_every = 100, 2500, 500
+        if preset == "compress":
+            # The shipped teacher (a `teacher` run exported with tools.export_teacher), then the
+            # student's two stages sized for ~15 min on 2 CPU cores. One mapping layer (of 2)
+            # takes the student G to 37% of the teacher's params and 25% of its MACs (README).
+            c.teacher.update(dict(steps=0, weights=SHIPPED_TEACHER))
+            c.student.update(dict(g_divisor=2, mapping_layers=1, stage1_steps=COMPRESS_STAGE1))
+            c.num_train_steps = COMPRESS_STAGE1 + COMPRESS_STAGE2
+            c.log_every, c.eval_every, c.ckpt_every = 50, c.num_train_steps, 250
     elif preset in ("ffhq256", "ffhq1024"):
         res = 256 if preset == "ffhq256" else 1024
         c.data = ml_collections.ConfigDict(

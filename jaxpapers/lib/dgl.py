@@ -10,10 +10,17 @@ with it (stage 2). The trainer reads the stage on the host and compiles one step
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import serialization
 
 from jaxpapers import checkpoint
 
@@ -52,7 +59,8 @@ def trained_roles(config, step: int) -> list[str]:
     """The networks worth sampling at ``step``: the teacher once trained or loaded, the student
     once it has taken a step."""
     s1, _ = phase_bounds(config)
-    on = {"teacher": s1 > 0 or bool(config.init_from), "student": step > s1}
+    given = bool(config.init_from) or bool(config.teacher.get("weights", ""))
+    on = {"teacher": s1 > 0 or given, "student": step > s1}
     return [r for r in ROLES if on[r]]
 
 
@@ -74,11 +82,22 @@ def generator_loss(
     return vanilla + weight * term, term
 
 
-def init_job(key: jax.Array, config, init_gan: Callable, state_cls):
+@flax.struct.dataclass
+class DGLState:
+    """A DGL job's state: the global step, its rng, and the teacher and student GANs (each a
+    method's own GAN state: StyleGAN2's or BigGAN's params, EMA G, optimizer states, stats)."""
+
+    step: jax.Array
+    rng: jax.Array
+    teacher: Any
+    student: Any
+
+
+def init_job(key: jax.Array, config, init_gan: Callable) -> DGLState:
     """The job's initial state: step 0, its rng, and the teacher and student GANs made by
     ``init_gan(key, config, role)`` (a DGL method's own GAN initialiser)."""
     kt, ks, kr = jax.random.split(key, 3)
-    return state_cls(
+    return DGLState(
         step=jnp.zeros((), jnp.int32),
         rng=kr,
         teacher=init_gan(kt, config, "teacher"),
@@ -99,3 +118,112 @@ def load_teacher(state, tree, config, names: Sequence[str]):
         raise ValueError(f"init_from tree has no 'teacher' entry (keys: {keys}).")
     teacher = checkpoint.graft(state.teacher, tree["teacher"], names, source="init_from teacher")
     return state.replace(teacher=teacher)
+
+
+# ---- Teacher weight files: a trained teacher shipped with (or handed to) a DGL job.
+#
+# ``NAME.msgpack`` holds {'teacher': {field: array tree}, 'model': JSON of the model settings}
+# (flax msgpack: arrays as dtype/shape/bytes, no pickle); ``NAME.json`` beside it holds the file's
+# sha256, the model settings and where the weights came from. The loader checks the hash before
+# parsing, so a truncated or swapped file fails with one line instead of a bad teacher.
+
+MAX_TEACHER_BYTES = 2**31  # A bound on what the loader reads (config-f 1024 G+D+G_ema: ~0.4 GB).
+
+
+def teacher_sidecar(path: str) -> str:
+    """The JSON beside a teacher file (``fmnist_teacher.msgpack`` -> ``fmnist_teacher.json``)."""
+    return os.path.splitext(path)[0] + ".json"
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_teacher_file(path: str, teacher: dict, model: dict, info: dict | None = None) -> str:
+    """Writes the teacher file and its JSON sidecar atomically; returns the file's sha256."""
+    tree = {
+        "teacher": jax.tree.map(np.asarray, teacher),
+        "model": json.dumps(model, sort_keys=True),
+    }
+    data = serialization.msgpack_serialize(tree)
+    digest = hashlib.sha256(data).hexdigest()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    meta = dict(info or {}, sha256=digest, bytes=len(data), model=model)
+    for target, blob in (
+        (path, data),
+        (teacher_sidecar(path), json.dumps(meta, indent=2).encode()),
+    ):
+        tmp = f"{target}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, target)
+    return digest
+
+
+def load_teacher_file(path: str, fields: Sequence[str]) -> tuple[dict, dict]:
+    """``({'teacher': {field: tree}}, model settings)`` of a teacher file after checking its size
+    and its sha256 against the sidecar's; every error is one line naming the file and the fix."""
+    side = teacher_sidecar(path)
+    for p in (path, side):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(
+                f"teacher weights {p!r} not found (write the pair with "
+                "`python -m jaxpapers.tools.export_teacher --workdir=TEACHER_RUN --out=FILE`)."
+            )
+    size = os.path.getsize(path)
+    if size > MAX_TEACHER_BYTES:
+        raise ValueError(f"teacher weights {path!r}: {size} bytes exceeds {MAX_TEACHER_BYTES}.")
+    try:
+        with open(side) as f:
+            want = str(json.load(f)["sha256"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"{side!r} is not a teacher sidecar with a 'sha256' entry ({e})."
+        ) from None
+    with open(path, "rb") as f:
+        data = f.read()
+    got = hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise ValueError(
+            f"teacher weights {path!r} have sha256 {got[:12]}..., the sidecar {side!r} expects "
+            f"{want[:12]}...: the file is damaged or not the one exported; export it again."
+        )
+    try:
+        tree = serialization.msgpack_restore(data)
+        model = json.loads(tree["model"])
+        teacher = tree["teacher"]
+    except Exception as e:  # noqa: BLE001 - any parse failure is the same one-line error.
+        raise ValueError(f"teacher weights {path!r} cannot be parsed: {e}") from None
+    missing = [f for f in fields if not isinstance(teacher, dict) or f not in teacher]
+    if missing or not isinstance(model, dict):
+        raise ValueError(f"teacher weights {path!r} lack the fields {missing} (need {fields}).")
+    return {"teacher": {f: teacher[f] for f in fields}}, model
+
+
+def resolve_weights(name: str, root: str) -> str:
+    """A shipped file's bare name resolves inside the package folder ``root`` (never outside it);
+    anything with a directory part is the user's own path."""
+    if os.path.basename(name) != name:
+        return os.path.abspath(os.path.expanduser(name))
+    path = os.path.realpath(os.path.join(root, name))
+    if name.startswith(".") or os.path.dirname(path) != os.path.realpath(root):
+        raise ValueError(f"teacher.weights={name!r} is not a file name inside {root}.")
+    return path
+
+
+def check_teacher_model(model: dict, config, path: str) -> None:
+    """The teacher file's model settings must equal the config's (one line naming each key)."""
+    diff = []
+    for k, v in model.items():
+        mine = config.model.get(k)
+        mine = list(mine) if isinstance(mine, (tuple, list)) else mine
+        if mine != v:
+            diff.append(f"--config.model.{k}={v} (config has {mine})")
+    if diff:
+        raise ValueError(
+            f"teacher weights {path!r} were trained with other settings: {', '.join(diff)}."
+        )

@@ -82,6 +82,43 @@ def r1_update(
     return optax.apply_updates(d_params, updates), d_opt, pen
 
 
+def d_update(
+    d_real: Callable[[Any, jax.Array], jax.Array],
+    d_fake: Callable[[Any, jax.Array], jax.Array],
+    d_params: Any,
+    d_opt: Any,
+    tx_d: optax.GradientTransformation,
+    reals: jax.Array,
+    fakes: jax.Array,
+    loss,
+    *,
+    do_r1: bool,
+    r1_last: jax.Array,
+) -> tuple[Any, Any, dict]:
+    """The official D half-iteration: the logistic loss of reals vs ``fakes`` (already detached
+    from G) as one optimizer update, then the lazy R1 update on reals when ``do_r1`` (static,
+    chosen on the host) with ``loss.r1_gamma`` and ``loss.d_reg_interval``.
+    ``d_real(params, images)`` / ``d_fake`` are D's logits with each side's conditioning.
+    Returns (D params, D opt state, {d_loss, real_logits, fake_logits, r1})."""
+
+    def loss_fn(p):
+        real_logits, fake_logits = d_real(p, reals), d_fake(p, fakes)
+        return d_logistic(real_logits, fake_logits), (real_logits, fake_logits)
+
+    (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        d_params
+    )
+    updates, d_opt = tx_d.update(grads, d_opt, d_params)
+    d_params = optax.apply_updates(d_params, updates)
+    r1 = r1_last
+    if do_r1:
+        d_params, d_opt, r1 = r1_update(
+            d_real, d_params, d_opt, tx_d, reals, gamma=loss.r1_gamma, interval=loss.d_reg_interval
+        )
+    out = dict(d_loss=d_loss, real_logits=real_logits, fake_logits=fake_logits, r1=r1)
+    return d_params, d_opt, out
+
+
 def ema_beta(ema, batch_size: int, local_step: jax.Array) -> jax.Array:
     """G EMA decay from the half-life ``ema.kimg`` with the optional ``ema.rampup`` (ADA)."""
     batch = float(batch_size)

@@ -132,3 +132,36 @@ def test_precision_recall_on_constructed_points():
     np.testing.assert_allclose(recall, 0.6, atol=1e-6)
     p, r = metrics.precision_recall(grid, grid + 0.01, k=3)
     assert p == 1.0 and r == 1.0
+
+
+def test_kid_whole_kernel_path_and_cached_real_sums_match_per_subset_products():
+    """The fast paths (whole kernels + indicator sums, cached real sums) give the numbers of the
+    per-subset formula on the same subsets."""
+    rng = np.random.default_rng(5)
+    # 40 subsets of 50 out of 120 fakes: the whole-kernel path (40 * 50^2 > 120 * 420).
+    real, fake = rng.normal(size=(300, 6)), rng.normal(size=(120, 6)) + 0.2
+    fast = metrics.kernel_distance(real, fake, num_subsets=40, max_subset_size=50, seed=1)
+    sums = metrics.kid_real_sums(real, len(fake), num_subsets=40, max_subset_size=50, seed=1)
+    cached = metrics.kernel_distance(real, fake, 40, 50, 1, real_sums=sums)
+    draws = metrics._kid_draws(len(fake), len(real), 50, 40, 1)
+    slow = [_mmd2_unbiased_loops(fake[ix], real[iy]) for ix, iy in draws[:3]]
+    values = []
+    for ix, iy in draws:
+        x, y = fake[ix], real[iy]
+        kxx, kyy, kxy = ((a @ b.T / 6 + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        w = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (50 * 49)
+        values.append(w - 2 * kxy.sum() / 2500)
+    np.testing.assert_allclose(values[:3], slow, rtol=1e-9)
+    np.testing.assert_allclose(fast, [np.mean(values), np.std(values)], rtol=1e-9)
+    np.testing.assert_allclose(cached, fast, rtol=1e-12)
+    with pytest.raises(ValueError, match="real_sums"):
+        metrics.kernel_distance(real, fake, 40, 50, 1, real_sums=sums[:3])
+
+
+def test_precision_recall_with_given_real_radii_and_uneven_blocks():
+    rng = np.random.default_rng(6)
+    real, fake = rng.normal(size=(203, 4)), rng.normal(size=(77, 4)) + 0.3
+    ref = metrics.precision_recall(real, fake, k=3, block=1024)
+    radii = metrics.knn_radii(real, k=3, block=50)  # 203 rows: padded last block.
+    np.testing.assert_allclose(radii, metrics.knn_radii(real, k=3), rtol=1e-6)
+    assert metrics.precision_recall(real, fake, k=3, block=50, real_radii=radii) == ref

@@ -107,14 +107,18 @@ def test_evaluate_writes_grids_and_counts(job, tmp_path):
         f"samples_student_step{step}.png",
         f"teacher_vs_student_step{step}.png",
         "param_mac_counts.json",
+        f"teacher_vs_student_step{step}.md",
     ):
         assert name in files, (name, files)
+    table = open(tmp_path / f"teacher_vs_student_step{step}.md").read().splitlines()
+    assert [r.split("|")[1].strip() for r in table[2:]] == ["teacher", "student"]
+    assert f"{int(out['student_g_params']):,} ({out['g_param_ratio']:.3f})" in table[3]
     assert 0 < out["g_param_ratio"] < 1  # smoke student is half width
     assert out["student_d_params"] == out["teacher_d_params"]
 
 
 def test_every_preset_parses():
-    mod_presets = ("default", "uncompressed", "ffhq256", "ffhq1024", "smoke")
+    mod_presets = ("default", "uncompressed", "teacher", "compress", "ffhq256", "ffhq1024", "smoke")
     for p in mod_presets:
         c = config_lib.load_config_file(CFG, p)
         assert c.method == "stylegan2_dgl"
@@ -122,3 +126,19 @@ def test_every_preset_parses():
     assert config_lib.load_config_file(CFG, "uncompressed").student.g_divisor == 1
     with pytest.raises(ValueError, match="Unknown preset"):
         config_lib.load_config_file(CFG, "nope")
+
+
+def test_compress_student_meets_the_size_targets():
+    """The compress preset's student: <= 40% of G's params and <= 30% of its MACs (mapping
+    included), counted from the real param trees and the layer shapes."""
+    import importlib
+
+    ev = importlib.import_module("jaxpapers.methods.stylegan2_dgl.evaluate")
+    cfg = config_lib.load_config_file(CFG, "compress")
+    assert cfg.teacher.steps == 0 and cfg.teacher.weights.endswith(".msgpack")
+    r = ev.report(cfg)
+    assert r["g_param_ratio"] <= 0.40 and r["g_mac_ratio"] <= 0.30, r
+    assert r["student_g_mapping_params"] < r["teacher_g_mapping_params"]
+    # Mapping MACs: z_dim * w_dim for the first FC, w_dim^2 for the others.
+    g, _ = ev.make_nets(config_lib.load_config_file(CFG, "smoke,model.z_dim=24"), "teacher")
+    assert ev.generator_macs(g)["mapping"] == 24 * 16 + 16 * 16

@@ -10,6 +10,8 @@ padded), sharded ``P('data')`` over all devices when the batch divides evenly.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from collections.abc import Callable, Iterable
 
 import jax
@@ -98,11 +100,19 @@ def inception_feature_net(weights_path: str = "") -> FeatureNet:
 
 
 def get_feature_net(cfg: ml_collections.ConfigDict) -> FeatureNet:
-    if cfg.feature_net == "fmnist":
-        return fmnist_feature_net(cfg.get("fmnist_weights", ""))
-    if cfg.feature_net == "inception":
-        return inception_feature_net(cfg.get("inception_weights", ""))
-    raise ValueError(f"unknown feature_net {cfg.feature_net!r}; expected one of {NAMES}.")
+    """The named net, built once per process and weights file (a training job evaluates many
+    times: a fresh net would reload its weights and recompile its jitted ``apply`` each time)."""
+    if cfg.feature_net not in NAMES:
+        raise ValueError(f"unknown feature_net {cfg.feature_net!r}; expected one of {NAMES}.")
+    path = cfg.get(f"{cfg.feature_net}_weights", "")
+    stamp = os.stat(path).st_mtime_ns if path and os.path.isfile(path) else 0
+    return _cached_net(cfg.feature_net, path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_net(name: str, path: str, stamp: int) -> FeatureNet:
+    del stamp  # Part of the cache key only: a rewritten weights file is loaded again.
+    return fmnist_feature_net(path) if name == "fmnist" else inception_feature_net(path)
 
 
 @jax.jit

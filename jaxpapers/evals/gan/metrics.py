@@ -109,18 +109,60 @@ def frechet_distance(
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
 
 
+def _poly_kernel(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
+    k = a @ b.T
+    k /= d
+    k += 1.0
+    return k * k * k  # Not ** 3: numpy's float power is several times slower than two products.
+
+
+def _kid_draws(nx: int, ny: int, m: int, num_subsets: int, seed: int):
+    """The (fake, real) index subsets of every KID subset, in the reference drawing order."""
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.choice(nx, m, replace=False), rng.choice(ny, m, replace=False))
+        for _ in range(num_subsets)
+    ]
+
+
+def kid_real_sums(
+    feats_real: np.ndarray,
+    num_fake: int,
+    num_subsets: int = 100,
+    max_subset_size: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """The off-diagonal real-real kernel sum of every KID subset. It depends on the reals and on
+    the number of fakes only (through the subset draws), so an evaluator can compute it once per
+    real set and pass it to every ``kernel_distance`` call as ``real_sums``."""
+    y_all = _check_features("real features", feats_real).astype(np.float64)
+    m = min(num_fake, y_all.shape[0], max_subset_size)
+    out = np.empty(num_subsets, np.float64)
+    for i, (_, iy) in enumerate(_kid_draws(num_fake, y_all.shape[0], m, num_subsets, seed)):
+        kyy = _poly_kernel(y_all[iy], y_all[iy], y_all.shape[1])
+        out[i] = kyy.sum() - np.trace(kyy)
+    return out
+
+
 def kernel_distance(
     feats_real: np.ndarray,
     feats_fake: np.ndarray,
     num_subsets: int = 100,
     max_subset_size: int = 1000,
     seed: int = 0,
+    real_sums: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """KID: unbiased MMD^2 with kernel (x.y/d + 1)^3, mean and std over random subsets.
 
     Each subset draws m = min(n_real, n_fake, max_subset_size) samples without replacement
     from each set; the unbiased estimator drops the kernel's diagonal terms (i == j) from the
     within-set sums (Binkowski et al. 2018, eq. 3 with the polynomial kernel).
+
+    Speed: the fake-fake and fake-real kernels are computed once over all samples when they fit
+    in memory and each subset sums its block of them (subsets of a few thousand fakes overlap
+    heavily: several times less work than products per subset); the real-real sums come from
+    ``real_sums`` (``kid_real_sums`` of the same arguments) or are computed per subset. Float64
+    and the same subsets as the per-subset formula, so the numbers agree to round-off.
 
     Returns:
       (mean, std) of the per-subset MMD^2 estimates (std with ddof=0, as torch-fidelity).
@@ -130,17 +172,32 @@ def kernel_distance(
     if x_all.shape[1] != y_all.shape[1]:
         raise ValueError(f"feature dims differ: real {y_all.shape[1]} vs fake {x_all.shape[1]}.")
     n = x_all.shape[1]
-    m = min(x_all.shape[0], y_all.shape[0], max_subset_size)
-    rng = np.random.default_rng(seed)
-    values = np.empty(num_subsets, np.float64)
-    for i in range(num_subsets):
-        x = x_all[rng.choice(x_all.shape[0], m, replace=False)]
-        y = y_all[rng.choice(y_all.shape[0], m, replace=False)]
-        kxx = (x @ x.T / n + 1.0) ** 3
-        kyy = (y @ y.T / n + 1.0) ** 3
-        kxy = (x @ y.T / n + 1.0) ** 3
-        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-        values[i] = within - 2.0 * kxy.sum() / (m * m)
+    nx, ny = x_all.shape[0], y_all.shape[0]
+    m = min(nx, ny, max_subset_size)
+    draws = _kid_draws(nx, ny, m, num_subsets, seed)
+    if real_sums is None:
+        real_sums = kid_real_sums(y_all, nx, num_subsets, max_subset_size, seed)
+    elif real_sums.shape != (num_subsets,):
+        raise ValueError(f"real_sums has shape {real_sums.shape}, expected ({num_subsets},).")
+    # Whole kernels when they fit (~0.5 GB of float64 at most) and pay off (subsets overlap);
+    # a subset's block sum is then a^T K b with its 0/1 indicator vectors a, b (the subsets are
+    # drawn without replacement), all subsets in one matrix product.
+    whole = nx * (nx + ny) <= 64 * 2**20 and num_subsets * m * m > nx * (nx + ny)
+    if whole:
+        a = np.zeros((num_subsets, nx))
+        b = np.zeros((num_subsets, ny))
+        for i, (ix, iy) in enumerate(draws):
+            a[i, ix], b[i, iy] = 1.0, 1.0
+        kxx_all = _poly_kernel(x_all, x_all, n)
+        fake_sums = np.einsum("sn,sn->s", a @ kxx_all, a) - a @ np.diag(kxx_all)
+        cross_sums = np.einsum("sn,sn->s", a @ _poly_kernel(x_all, y_all, n), b)
+    else:
+        fake_sums, cross_sums = np.empty(num_subsets), np.empty(num_subsets)
+        for i, (ix, iy) in enumerate(draws):
+            kxx = _poly_kernel(x_all[ix], x_all[ix], n)
+            fake_sums[i] = kxx.sum() - np.trace(kxx)
+            cross_sums[i] = _poly_kernel(x_all[ix], y_all[iy], n).sum()
+    values = (fake_sums + real_sums) / (m * (m - 1)) - 2.0 * cross_sums / (m * m)
     return float(values.mean()), float(values.std())
 
 
@@ -165,63 +222,78 @@ def inception_score(logits: np.ndarray, num_splits: int = 10) -> tuple[float, fl
     return float(np.mean(scores)), float(np.std(scores))
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def _kth_nn_radius_block(block: jax.Array, ref: jax.Array, k: int) -> jax.Array:
-    """Distance from each row of ``block`` to its (k+1)-th nearest row of ``ref`` (self = 0)."""
-    d2 = (
+def _sq_dists(block: jax.Array, ref: jax.Array) -> jax.Array:
+    return (
         jnp.sum(block**2, axis=1, keepdims=True)
         - 2.0 * block @ ref.T
         + jnp.sum(ref**2, axis=1)[None, :]
     )
-    neg_smallest, _ = jax.lax.top_k(-d2, k + 1)
-    return jnp.sqrt(jnp.maximum(-neg_smallest[:, -1], 0.0))
 
 
-@jax.jit
-def _inside_any_ball_block(block: jax.Array, centers: jax.Array, radii: jax.Array) -> jax.Array:
-    d2 = (
-        jnp.sum(block**2, axis=1, keepdims=True)
-        - 2.0 * block @ centers.T
-        + jnp.sum(centers**2, axis=1)[None, :]
-    )
-    dist = jnp.sqrt(jnp.maximum(d2, 0.0))
-    return jnp.any(dist <= radii[None, :], axis=1)
+@functools.partial(jax.jit, static_argnames=("k", "block"))
+def _kth_nn_radii(feats: jax.Array, k: int, block: int) -> jax.Array:
+    """Distance from each row to its (k+1)-th nearest row (self = 0), in fixed-size blocks inside
+    one program (``lax.map``), so every feature count compiles once and makes no host trips."""
+    padded = _pad_rows(feats, block)
+
+    def one(b):
+        neg_smallest, _ = jax.lax.top_k(-_sq_dists(b, feats), k + 1)
+        return jnp.sqrt(jnp.maximum(-neg_smallest[:, -1], 0.0))
+
+    out = jax.lax.map(one, padded.reshape(-1, block, feats.shape[1]))
+    return out.reshape(-1)[: feats.shape[0]]
 
 
-def _blocks(x: np.ndarray, size: int):
-    for start in range(0, x.shape[0], size):
-        yield x[start : start + size]
+@functools.partial(jax.jit, static_argnames=("block",))
+def _coverage(queries: jax.Array, centers: jax.Array, radii: jax.Array, block: int) -> jax.Array:
+    """Fraction of ``queries`` inside at least one ball (``centers``, ``radii``)."""
+    padded = _pad_rows(queries, block)
+
+    def one(b):
+        dist = jnp.sqrt(jnp.maximum(_sq_dists(b, centers), 0.0))
+        return jnp.any(dist <= radii[None, :], axis=1)
+
+    hits = jax.lax.map(one, padded.reshape(-1, block, queries.shape[1])).reshape(-1)
+    return jnp.mean(hits[: queries.shape[0]].astype(jnp.float32))
+
+
+def _pad_rows(x: jax.Array, block: int) -> jax.Array:
+    return jnp.pad(x, ((0, -x.shape[0] % block), (0, 0)))
+
+
+def _block_size(n: int, block: int) -> int:
+    return max(1, min(block, n))
 
 
 def knn_radii(feats: np.ndarray, k: int = 3, block: int = 1024) -> np.ndarray:
     """Radius of the k-NN hypersphere of every sample (distance to its k-th other neighbour)."""
     feats = _check_features("features", feats, min_rows=k + 1).astype(np.float32)
-    ref = jnp.asarray(feats)
-    return np.concatenate(
-        [np.asarray(_kth_nn_radius_block(jnp.asarray(b), ref, k)) for b in _blocks(feats, block)]
-    )
-
-
-def _coverage(queries: np.ndarray, centers: np.ndarray, radii: np.ndarray, block: int) -> float:
-    c, r = jnp.asarray(centers), jnp.asarray(radii)
-    hits = [
-        np.asarray(_inside_any_ball_block(jnp.asarray(b), c, r)) for b in _blocks(queries, block)
-    ]
-    return float(np.concatenate(hits).mean())
+    return np.asarray(_kth_nn_radii(jnp.asarray(feats), k, _block_size(len(feats), block)))
 
 
 def precision_recall(
-    feats_real: np.ndarray, feats_fake: np.ndarray, k: int = 3, block: int = 1024
+    feats_real: np.ndarray,
+    feats_fake: np.ndarray,
+    k: int = 3,
+    block: int = 1024,
+    real_radii: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii.
 
     Distances are Euclidean in float32, blocked over rows so memory is O(block * N).
     A point on a ball's boundary counts as inside (``<=``), as in the reference code.
+    ``real_radii``: ``knn_radii(feats_real, k)`` when already known (the evaluator caches them
+    with the real statistics).
     """
     real = _check_features("real features", feats_real, min_rows=k + 1).astype(np.float32)
     fake = _check_features("fake features", feats_fake, min_rows=k + 1).astype(np.float32)
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature dims differ: real {real.shape[1]} vs fake {fake.shape[1]}.")
-    precision = _coverage(fake, real, knn_radii(real, k, block), block)
-    recall = _coverage(real, fake, knn_radii(fake, k, block), block)
-    return precision, recall
+    if real_radii is None:
+        real_radii = knn_radii(real, k, block)
+    elif real_radii.shape != (len(real),):
+        raise ValueError(f"real_radii has shape {real_radii.shape}, expected ({len(real)},).")
+    r, f = jnp.asarray(real), jnp.asarray(fake)
+    precision = _coverage(f, r, jnp.asarray(real_radii), _block_size(len(fake), block))
+    recall = _coverage(r, f, jnp.asarray(knn_radii(fake, k, block)), _block_size(len(real), block))
+    return float(precision), float(recall)

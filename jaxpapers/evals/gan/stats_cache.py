@@ -81,6 +81,19 @@ def save(
     entry = {"features": np.asarray(features, np.float32), "mu": mu, "sigma": sigma}
     if logits is not None:
         entry["logits"] = np.asarray(logits, np.float32)
+    _write(key, entry, directory)
+    return entry
+
+
+def add(key: dict[str, Any], arrays: dict[str, np.ndarray], directory: str = "") -> None:
+    """Adds derived arrays (e.g. the k-NN radii of the features) to an existing entry."""
+    entry = load(key, directory)
+    if entry is None:
+        raise ValueError(f"no cache entry for {key} to add {sorted(arrays)} to.")
+    _write(key, {**entry, **arrays}, directory)
+
+
+def _write(key: dict[str, Any], entry: dict[str, np.ndarray], directory: str) -> None:
     path = key_path(key, directory)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".npz")
@@ -92,4 +105,3 @@ def save(
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return entry

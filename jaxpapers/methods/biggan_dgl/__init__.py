@@ -11,14 +11,3 @@ from jaxpapers.methods.biggan_dgl.inputs import input_spec, make_source
 from jaxpapers.methods.biggan_dgl.steps import init_state, load_init, phase, train_step
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "phase",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "gan_sampler",
-    "load_init",
-]

@@ -54,12 +54,7 @@ class GanState:
     d_opt: Any
 
 
-@flax.struct.dataclass
-class DGLState:
-    step: jax.Array
-    rng: jax.Array
-    teacher: GanState
-    student: GanState
+DGLState = dgl.DGLState  # (step, rng, teacher: GanState, student: GanState)
 
 
 def d_batch(config) -> int:
@@ -100,7 +95,7 @@ def init_gan(key: jax.Array, config, role: str) -> GanState:
 
 
 def init_state(key: jax.Array, config) -> DGLState:
-    return dgl.init_job(key, config, init_gan, DGLState)
+    return dgl.init_job(key, config, init_gan)
 
 
 def preprocess(images: jax.Array) -> jax.Array:

@@ -9,13 +9,3 @@ from jaxpapers.methods.faceanime.inputs import input_spec, make_source
 from jaxpapers.methods.faceanime.steps import init_state, prepare, train_step
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "prepare",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "infer_fn",
-]

@@ -3,8 +3,8 @@
 See README.md in this folder.
 """
 
-from jaxpapers.methods.from_occlusion.evaluate import embed_fn, evaluate  # noqa: F401
-from jaxpapers.methods.from_occlusion.inputs import input_spec, make_source  # noqa: F401
-from jaxpapers.methods.from_occlusion.steps import init_state, load_init, train_step  # noqa: F401
+from jaxpapers.methods.from_occlusion.evaluate import embed_fn, evaluate
+from jaxpapers.methods.from_occlusion.inputs import input_spec, make_source
+from jaxpapers.methods.from_occlusion.steps import init_state, load_init, train_step
 
 kind = "train"

@@ -9,4 +9,3 @@ pipeline (pipeline.py, analysis.py) and writes figures, the track files, `summar
 from jaxpapers.methods.granular_avalanche.run import run
 
 kind = "analysis"
-__all__ = ["kind", "run"]

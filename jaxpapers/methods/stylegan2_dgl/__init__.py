@@ -8,17 +8,12 @@ See README.md and ``steps.py``.
 
 from jaxpapers.methods.stylegan2_dgl.evaluate import evaluate, gan_sampler
 from jaxpapers.methods.stylegan2_dgl.inputs import input_spec, make_source
-from jaxpapers.methods.stylegan2_dgl.steps import init_state, load_init, phase, train_step
+from jaxpapers.methods.stylegan2_dgl.steps import (
+    init_state,
+    load_init,
+    phase,
+    prepare,
+    train_step,
+)
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "phase",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "gan_sampler",
-    "load_init",
-]

@@ -8,6 +8,7 @@ D convs at their output resolution. FIR blurs and bias/activation ops are not co
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -31,14 +32,20 @@ def make_sampler(
     noise_mode: str = "random",
     noise_const=None,
 ):
-    """A jitted ``(z, key) -> images in [-1, 1]`` of generator ``g_params`` of ``role`` (the EMA
+    """A ``(z, key) -> images in [-1, 1]`` of generator ``g_params`` of ``role`` (the EMA
     G in evaluations). ``noise_mode='const'`` adds the fixed buffers ``noise_const`` (the
-    synthesis network's ``'noise_const'`` collection) and ignores ``key``."""
+    synthesis network's ``'noise_const'`` collection) and ignores ``key``. The params are
+    arguments of one jitted program per network shape, so every eval of a job reuses it."""
     g_net, _ = make_nets(config, role)
+    sample = _sampler(g_net, float(truncation_psi), noise_mode)
     extra = {"noise_const": {"synthesis": noise_const}} if noise_mode == "const" else {}
+    return functools.partial(sample, g_params, w_avg, extra)
 
+
+@functools.lru_cache(maxsize=16)
+def _sampler(g_net: sg.Generator, truncation_psi: float, noise_mode: str):
     @jax.jit
-    def sample(z, key):
+    def sample(g_params, w_avg, extra, z, key):
         ws = g_net.apply({"params": g_params}, z, w_avg, truncation_psi, method=g_net.mapping)
         img = g_net.apply(
             {"params": g_params, **extra},
@@ -96,7 +103,7 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
             )
             if psi == 1.0:
                 grids.append(imgs)
-        if ev.fd:
+        if ev.fd and (role == "student" or ev.get("score_teacher", True)):
             from jaxpapers.evals.gan import evaluator
 
             sample_fn = gan_sampler(state, config, role)
@@ -113,7 +120,26 @@ def evaluate(state: steps.DGLState, config, workdir: str) -> dict[str, float]:
     with open(os.path.join(workdir, "param_mac_counts.json"), "w") as f:
         json.dump(c, f, indent=2)
     results.update({k: float(v) for k, v in c.items() if k.endswith("params") or "ratio" in k})
+    if len(roles) == 2:
+        with open(os.path.join(workdir, f"teacher_vs_student_step{step}.md"), "w") as f:
+            f.write(comparison_table(c, results))
     return results
+
+
+def comparison_table(counts: dict, results: dict) -> str:
+    """Markdown: G params and MACs of teacher and student and the metrics each was scored on."""
+    names = ("fd", "kid_mean", "precision", "recall")
+    lines = [
+        "| generator | G params | G MACs / image | " + " | ".join(names) + " |",
+        "| --- | --- | --- |" + " --- |" * len(names),
+    ]
+    for role in ("teacher", "student"):
+        cells = [f"{results[f'{role}_{n}']:.4g}" if f"{role}_{n}" in results else "" for n in names]
+        p, m = counts[f"{role}_g_params"], counts[f"{role}_g_macs"]
+        row = [role, f"{p:,} ({p / counts['teacher_g_params']:.3f})"]
+        row += [f"{m / 1e6:.2f} M ({m / counts['teacher_g_macs']:.3f})", *cells]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def num_params(tree) -> int:
@@ -122,7 +148,8 @@ def num_params(tree) -> int:
 
 def generator_macs(g: sg.Generator) -> dict[str, int]:
     """{'mapping', 'synthesis'} MACs of one image (synthesis includes the style affines)."""
-    mapping = g.mapping_layers * g.z_dim * g.w_dim
+    # First FC z_dim -> w_dim, the others w_dim -> w_dim.
+    mapping = (g.z_dim * g.w_dim + (g.mapping_layers - 1) * g.w_dim**2) if g.mapping_layers else 0
     syn = sg.SynthesisNetwork(
         g.resolution, g.img_channels, g.fmap_base, g.fmap_max, g.channel_divisor
     )

@@ -21,6 +21,7 @@ from 0.018x the official PyTorch speed to top-level speed, see the README).
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -31,7 +32,7 @@ import optax
 from jaxpapers import optim, rng
 from jaxpapers.layers import stylegan2 as sg
 from jaxpapers.lib import dgl, gan
-from jaxpapers.methods.stylegan2_dgl.model import make_nets
+from jaxpapers.methods.stylegan2_dgl.model import make_nets, w_dim
 
 
 class Phase(NamedTuple):
@@ -67,12 +68,7 @@ class GanState:
     pl_last: jax.Array  # Last path-length penalty (logging only).
 
 
-@flax.struct.dataclass
-class DGLState:
-    step: jax.Array
-    rng: jax.Array
-    teacher: GanState
-    student: GanState
+DGLState = dgl.DGLState  # (step, rng, teacher: GanState, student: GanState)
 
 
 def init_gan(key: jax.Array, config, role: str) -> GanState:
@@ -89,15 +85,36 @@ def init_gan(key: jax.Array, config, role: str) -> GanState:
         g_ema=jax.tree.map(jnp.copy, g),
         g_opt=optim.make(config.optim.g).init(g),
         d_opt=optim.make(config.optim.d).init(d),
-        w_avg=jnp.zeros((m.w_dim,)),
+        w_avg=jnp.zeros((w_dim(config, role),)),
         pl_mean=jnp.zeros(()),
         r1_last=jnp.zeros(()),
         pl_last=jnp.zeros(()),
     )
 
 
-def init_state(key: jax.Array, config) -> DGLState:
-    return dgl.init_job(key, config, init_gan, DGLState)
+TEACHER_FIELDS = ("g", "d", "g_ema", "w_avg")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+
+
+def prepare(config):
+    """The trained teacher named by ``teacher.weights`` (a file shipped in ``weights/`` or a path
+    written by ``jaxpapers.tools.export_teacher``), hash-checked on the host; None without one."""
+    name = str(config.teacher.get("weights", ""))
+    if not name:
+        return None
+    if config.init_from:
+        raise ValueError("Set teacher.weights or init_from, not both: each provides the teacher.")
+    path = dgl.resolve_weights(name, WEIGHTS_DIR)
+    tree, model = dgl.load_teacher_file(path, TEACHER_FIELDS)
+    dgl.check_teacher_model(model, config, path)
+    return tree
+
+
+def init_state(key: jax.Array, config, *, prepared=None) -> DGLState:
+    """Fresh teacher and student; with ``prepared`` (a teacher file, see `prepare`) the teacher's
+    G, D, G_ema and w_avg come from it and the job starts at stage 1."""
+    state = dgl.init_job(key, config, init_gan)
+    return state if prepared is None else load_init(state, prepared, config)
 
 
 def run_mapping(g_net: sg.Generator, params, z: jax.Array, key: jax.Array, mixing_prob: float):
@@ -192,27 +209,14 @@ def gan_update(
     ws_d = run_mapping(g_net, g, jax.random.normal(keys[7], z.shape), keys[8], L.style_mixing_prob)
     fake_d = jax.lax.stop_gradient(synth(g_net, g, ws_d, keys[9]))
 
-    def d_loss_fn(d_params):
-        real_logits = d_net.apply({"params": d_params}, reals)
-        fake_logits = d_net.apply({"params": d_params}, fake_d)
-        return gan.d_logistic(real_logits, fake_logits), (real_logits, fake_logits)
+    def d_apply(p, x):
+        return d_net.apply({"params": p}, x)
 
-    (d_loss, (real_logits, fake_logits)), dgrads = jax.value_and_grad(d_loss_fn, has_aux=True)(gs.d)
-    upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
-    d = optax.apply_updates(gs.d, upd)
-
-    # ---- D reg: lazy R1 on reals.
-    r1_last = gs.r1_last
-    if do_r1:
-        d, d_opt, r1_last = gan.r1_update(
-            lambda p, x: d_net.apply({"params": p}, x),
-            d,
-            d_opt,
-            tx_d,
-            reals,
-            gamma=L.r1_gamma,
-            interval=L.d_reg_interval,
-        )
+    d, d_opt, dm = gan.d_update(
+        d_apply, d_apply, gs.d, gs.d_opt, tx_d, reals, fake_d, L, do_r1=do_r1, r1_last=gs.r1_last
+    )
+    d_loss, r1_last = dm["d_loss"], dm["r1"]
+    real_logits, fake_logits = dm["real_logits"], dm["fake_logits"]
 
     g_ema = optim.ema_update(gs.g_ema, g, gan.ema_beta(config.ema, config.batch_size, local_step))
     new = GanState(
@@ -271,6 +275,7 @@ def train_step(state: DGLState, batch: dict, *, config, phase: Phase) -> tuple[D
 
 
 def load_init(state: DGLState, tree, config) -> DGLState:
-    """Teacher from ``init_from``: a checkpoint of this job (its ``teacher``) or a converted
-    official pickle (``jaxpapers.convert.stylegan2`` writes {'teacher': {g, d, g_ema, w_avg}})."""
-    return dgl.load_teacher(state, tree, config, ("g", "d", "g_ema", "w_avg"))
+    """Teacher from ``init_from``: a checkpoint of this job (its ``teacher``), a converted
+    official pickle (``jaxpapers.convert.stylegan2`` writes {'teacher': {g, d, g_ema, w_avg}}) or
+    a teacher file (`prepare`)."""
+    return dgl.load_teacher(state, tree, config, TEACHER_FIELDS)

@@ -10,14 +10,3 @@ from jaxpapers.methods.synface.inputs import input_spec, make_source
 from jaxpapers.methods.synface.steps import init_state, load_init, phase, train_step
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "phase",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "embed_fn",
-    "load_init",
-]

@@ -183,27 +183,19 @@ def gan_update(
     img_d, c_d = fake(g, k[3], k[4], k[5])
     img_d = jax.lax.stop_gradient(img_d)
 
-    def d_loss_fn(d_params):
-        return gan.d_logistic(
-            d_net.apply({"params": d_params}, reals, labels),
-            d_net.apply({"params": d_params}, img_d, c_d),
-        )
-
-    d_loss, dgrads = jax.value_and_grad(d_loss_fn)(gs.d)
-    upd, d_opt = tx_d.update(dgrads, gs.d_opt, gs.d)
-    d = optax.apply_updates(gs.d, upd)
-
-    r1 = gs.r1_last
-    if do_r1:
-        d, d_opt, r1 = gan.r1_update(
-            lambda p, x: d_net.apply({"params": p}, x, labels),
-            d,
-            d_opt,
-            tx_d,
-            reals,
-            gamma=L.r1_gamma,
-            interval=L.d_reg_interval,
-        )
+    d, d_opt, dm = gan.d_update(
+        lambda p, x: d_net.apply({"params": p}, x, labels),
+        lambda p, x: d_net.apply({"params": p}, x, c_d),
+        gs.d,
+        gs.d_opt,
+        tx_d,
+        reals,
+        img_d,
+        L,
+        do_r1=do_r1,
+        r1_last=gs.r1_last,
+    )
+    d_loss, r1 = dm["d_loss"], dm["r1"]
     g_ema = optim.ema_update(gs.g_ema, g, gan.ema_beta(config.ema, config.batch_size, local_step))
     new = GenState(g=g, d=d, g_ema=g_ema, g_opt=g_opt, d_opt=d_opt, r1_last=r1)
     return new, {"g_loss": g_loss, "d_loss": d_loss, "r1": r1}

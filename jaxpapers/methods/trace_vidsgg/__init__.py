@@ -10,13 +10,3 @@ from jaxpapers.methods.trace_vidsgg.inputs import input_spec, make_source
 from jaxpapers.methods.trace_vidsgg.steps import init_state, prepare, train_step
 
 kind = "train"
-__all__ = [
-    "kind",
-    "input_spec",
-    "init_state",
-    "prepare",
-    "train_step",
-    "make_source",
-    "evaluate",
-    "infer_fn",
-]
