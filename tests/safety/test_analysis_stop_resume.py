@@ -3,10 +3,10 @@ the run saves at the end of the chunk it is in, says how to resume, and re-runni
 call resumes; the final summary, tracks and metrics equal an uninterrupted run's.
 
 In-process (``jaxpapers.main.run``, what the command line calls) so the compiled DEM is shared
-by every launch; the signal is sent to this process by a timer thread at a moment drawn from a
-seeded RNG. The test's own handlers absorb a signal that lands outside the simulations (where
-the method keeps the default actions). The command line itself (exit status, printed line) is
-covered by the slow test at the end.
+by every launch; a timer thread sends the signal to this process at a moment drawn from a
+seeded RNG (a number of DEM chunks plus a fraction of a second). The test's own handlers absorb
+a signal that lands outside the simulations (where the method keeps the default actions). The
+command line itself (exit status, printed line) is covered by the slow test at the end.
 """
 
 from __future__ import annotations
@@ -77,40 +77,59 @@ def absorb_late_signals():
         signal.signal(s, h)
 
 
-def _launch(workdir: str, sig: int | None, delay: float) -> dict:
-    """``main.run`` of the config, with ``sig`` sent to this process after ``delay`` seconds."""
-    timer = None
-    if sig is not None:
-        timer = threading.Timer(delay, os.kill, (os.getpid(), sig))
-        timer.start()
+def _launch(workdir: str, monkeypatch, sig=None, after: int = 0, delay: float = 0.0):
+    """``main.run`` of the config; with ``sig``, a timer sends it to this process ``delay``
+    seconds after this launch has finished ``after`` DEM chunks (0: after the launch starts).
+    Returns (result, chunks finished in this launch)."""
+    chunks, timers = [0], []
+
+    def arm():
+        timers.append(threading.Timer(delay, os.kill, (os.getpid(), sig)))
+        timers[-1].start()
+
+    def counting_advance(*args, **kwargs):
+        chunks[0] += 1
+        if sig is not None and chunks[0] == after:
+            arm()
+        experiment_advance(*args, **kwargs)
+
+    from jaxpapers.methods.granular_avalanche import experiment
+
+    experiment_advance = experiment.advance
+    monkeypatch.setattr(experiment, "advance", counting_advance)
+    if sig is not None and after == 0:
+        arm()
     try:
-        return main.run(_config(), workdir)
+        return main.run(_config(), workdir), chunks[0]
     finally:
-        if timer is not None:
-            timer.cancel()
-            timer.join()
+        monkeypatch.setattr(experiment, "advance", experiment_advance)
+        for t in timers:
+            t.cancel()
+            t.join()
 
 
 def test_stops_at_random_moments_then_resume_equals_uninterrupted(
-    tmp_path, capsys, absorb_late_signals
+    tmp_path, capsys, monkeypatch, absorb_late_signals
 ):
     full, stopped = str(tmp_path / "full"), str(tmp_path / "stopped")
-    _launch(str(tmp_path / "warm"), None, 0.0)  # imports and compiles for the launches below
-    t0 = time.time()
-    _launch(full, None, 0.0)
-    length = time.time() - t0  # one warm launch, start to finish
+    _, remaining = _launch(full, monkeypatch)  # also compiles the DEM for the launches below
     capsys.readouterr()
 
+    # The moments: after a random number of the chunks still to run (counted, so they do not
+    # depend on the machine's speed) plus a random fraction of a chunk's time; a stop landing
+    # in an analysis takes effect before the next simulation or, in the last one, not at all.
+    # (A stop before the first chunk: the next test.)
     rng = np.random.default_rng(0)
     stops = []
     for launch in range(8):
-        # SIGTERM and SIGINT alternate; the moments cover the whole run (both simulations,
-        # their analyses); the last launch is left alone to finish.
+        # SIGTERM and SIGINT alternate; the fifth launch is left alone to finish.
         sig = (signal.SIGTERM, signal.SIGINT)[launch % 2] if launch < 4 else None
-        result = _launch(stopped, sig, rng.uniform(0.05, 0.6) * length)
+        after = int(rng.integers(1, max(2, remaining // 2)))  # leaves chunks for more stops
+        result, ran = _launch(stopped, monkeypatch, sig, after, rng.uniform(0.0, 0.05))
         out = capsys.readouterr().out
         if "stopped_by" not in result:
             break
+        remaining -= ran
         assert result["stopped_by"] == sig
         lines = [line for line in out.splitlines() if line.startswith("Stopped by")]
         assert len(lines) == 1 and lines[0].endswith("Re-run the same command to resume."), out
@@ -123,7 +142,7 @@ def test_stops_at_random_moments_then_resume_equals_uninterrupted(
     assert any("simulation stopped after chunk" in s for s in stops), stops
     _assert_same(_record(full), _record(stopped))
     # Re-running a finished analysis restores the finished simulations and gives the same.
-    _launch(stopped, None, 0.0)
+    _launch(stopped, monkeypatch)
     _assert_same(_record(full), _record(stopped))
 
 
