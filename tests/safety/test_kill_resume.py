@@ -24,7 +24,7 @@ import pytest
 from jaxpapers import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STEPS = 20
+STEPS = 10
 ARGS = [
     f"--config=classifier:smoke,num_train_steps={STEPS},ckpt_every=1,log_every=1,keep_ckpts=2",
 ]
