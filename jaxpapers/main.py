@@ -191,17 +191,33 @@ def _analysis_kwargs(method) -> dict:
 
 def run_analysis(method, config, workdir: str) -> dict:
     """``method.run(config, workdir)`` with the workdir record a training run has: config.json,
-    run_info.json, metrics.jsonl, final_metrics.json and TensorBoard (scalars, pictures)."""
-    from jaxpapers import metrics
+    run_info.json, metrics.jsonl, final_metrics.json and TensorBoard (scalars, pictures).
+
+    An analysis that can resume takes SIGTERM/SIGINT as stop requests (`jaxpapers.stopping`,
+    as the trainer does), saves at its next consistent point and raises `stopping.Stopped`;
+    then one line says how to resume and ``{"stopped_by": signum}`` is returned (no final
+    metrics).
+    """
+    from jaxpapers import metrics, stopping
 
     metrics.write_config(config, workdir)
     metrics.write_run_info(workdir)
+    # An analysis records its numbers as one row at step 0; a re-run (after a stop, a kill or
+    # to completion again) replaces that row instead of adding a second one.
+    metrics.truncate_after(os.path.join(workdir, "metrics.jsonl"), -1)
     writer = metrics.MetricWriter(workdir)
     ok = False
     try:
         writer.write_config(config)
         t0 = time.time()
-        raw = method.run(config, workdir, **_analysis_kwargs(method)) or {}
+        try:
+            raw = method.run(config, workdir, **_analysis_kwargs(method)) or {}
+        except stopping.Stopped as e:
+            print(
+                f"Stopped by {stopping.name(e.signum)}: {e}. Re-run the same command to resume.",
+                flush=True,
+            )
+            return {"stopped_by": e.signum}
         seconds = time.time() - t0
         result = metrics.scalar_items(raw, "eval/")
         writer.write(0, {k.removeprefix("eval/"): v for k, v in result.items()}, "eval/")
@@ -230,10 +246,12 @@ def main(argv):
         _fail(str(e))
     logging.set_verbosity(logging.WARNING)  # Orbax/TFDS info lines drown the progress line.
     try:
-        run(config, _WORKDIR.value)
+        result = run(config, _WORKDIR.value)
     except FileNotFoundError as e:  # Missing data or checkpoint: the message says where to look.
         _fail(str(e))
-    return 0
+    from jaxpapers import stopping
+
+    return stopping.exit_status(result.get("stopped_by"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxpapers import checkpoint, config_lib, data, methods, metrics, parallel
+from jaxpapers import checkpoint, config_lib, data, methods, metrics, parallel, stopping
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -195,8 +195,7 @@ def train(config, workdir: str) -> dict:
     metrics.write_run_info(workdir)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_ckpts)
     writer = None
-    stop = {"signal": None}
-    previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    restore_signals = stopping.install(signal.SIGTERM)
     loader = None
     profiler = None
     finished = False
@@ -253,7 +252,7 @@ def train(config, workdir: str) -> dict:
                     and done < config.num_train_steps
                 ):
                     _evaluate(method, state, config, workdir, writer, done, progress)
-                if _stop_agreed(stop["signal"] is not None, done, config):
+                if _stop_agreed(stopping.requested() is not None, done, config):
                     # The cadence above may just have saved this very step (orbax refuses a
                     # second save of one step, which lost the stop message and crashed).
                     if ckpt.latest_step() != done:
@@ -282,7 +281,7 @@ def train(config, workdir: str) -> dict:
             finished = True
             return result
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore_signals()
         if profiler is not None:
             profiler.close()
         if loader is not None:

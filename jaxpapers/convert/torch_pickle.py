@@ -9,8 +9,9 @@ converter of the suite (FID Inception, BigGAN-PyTorch, FROM) and by the StyleGAN
 
 Malformed files are refused before memory is touched: every tensor's (size, stride, offset) is
 checked against its storage's declared length before a view is made, only the bytes the tensors
-actually use are decompressed/read, and every length field is checked against the real size of
-the file (or zip member) first.
+actually use are kept (the rest of a zip member is streamed through, unkept, so that its CRC-32
+is checked: a corrupt member is an error), and every length field is checked against the real
+size of the file (or zip member) first.
 """
 
 from __future__ import annotations
@@ -201,6 +202,19 @@ class _BoundedReader(io.RawIOBase):
         return len(data)
 
 
+def _drain(stream) -> None:
+    """Reads ``stream`` (a zip member) to its end in chunks, keeping nothing.
+
+    ``zipfile`` checks a member's CRC-32 only when a read reaches the member's end, so a reader
+    that stops early (tensors using part of a storage, bytes after a pickle's STOP) would accept
+    corrupt bytes silently; at the end a wrong CRC raises ``zipfile.BadZipFile``. The cost is
+    reading the member's declared size once (``torch.save`` stores members uncompressed: at most
+    the file's own size), with memory bounded by the chunk.
+    """
+    while stream.read(1 << 20):
+        pass
+
+
 def _read_zip(path: str) -> Any:
     with zipfile.ZipFile(path) as zf:
         pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
@@ -218,6 +232,7 @@ def _read_zip(path: str) -> Any:
         with zf.open(pkl[0]) as raw:
             reader = io.BufferedReader(_BoundedReader(raw, MAX_PICKLE_BYTES, path))
             obj = _unpickle(reader, path, storage_for)
+            _drain(reader)  # bytes after the pickle's STOP: read so that the CRC is checked
         _tensors(obj, [])
         for key, st in storages.items():
             name = f"{prefix}data/{key}"
@@ -232,7 +247,8 @@ def _read_zip(path: str) -> Any:
                     f"{nbytes}."
                 )
             with zf.open(info) as m:
-                data = m.read(nbytes)  # only what the tensors use: never the whole member
+                data = m.read(nbytes)  # only what the tensors use is kept ...
+                _drain(m)  # ... but the whole member is read, so that its CRC is checked
             if len(data) != nbytes:
                 raise ValueError(f"{path}: storage {name} is truncated.")
             st.array = np.frombuffer(data, dtype=st.dtype)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers import checkpoint
+from jaxpapers import checkpoint, stopping
 from jaxpapers.methods.granular_avalanche import dem
 from jaxpapers.methods.granular_avalanche.contact import (
     ContactModel,
@@ -98,11 +98,13 @@ def schedule(sim, dt: float, n_blocks: int) -> Schedule:
     )
 
 
-class Interrupted(RuntimeError):
-    """Raised by `shear_experiment(stop_after=...)` after saving (tests of the resume path)."""
+class Interrupted(stopping.Stopped):
+    """Raised after saving the record, at the end of a chunk: on a stop request (SIGTERM/SIGINT
+    under `jaxpapers.stopping`; ``signum`` says which) or at ``shear_experiment(stop_after=...)``
+    (tests of the resume path; ``signum`` None)."""
 
-    def __init__(self, msg: str, chunk: int, total: int, n_prep: int):
-        super().__init__(msg)
+    def __init__(self, msg: str, chunk: int, total: int, n_prep: int, signum: int | None = None):
+        super().__init__(msg, signum)
         self.chunk, self.total, self.n_prep = chunk, total, n_prep
 
 
@@ -171,15 +173,21 @@ def new_record(state, n_scans: int, spp: int, n_free: int, fp: np.ndarray) -> di
 
 
 def advance(rec: dict, store: Store, total: int, n_prep: int, stop_after: int | None) -> None:
-    """Counts the finished chunk, checkpoints when due, stops early when asked (tests)."""
+    """Counts the finished chunk, checkpoints when due, and stops (after saving) on a stop
+    request (`jaxpapers.stopping`) or when ``stop_after`` chunks are done (tests).
+
+    The end of a chunk is the one point where the record is consistent (state, counter, series
+    and scans all describe the same instant), so this is where a signal takes effect.
+    """
     c = int(rec["chunk"]) + 1
     rec["chunk"] = np.array(c, np.int64)
     store.maybe_save(rec, total)
-    if stop_after is not None and c >= stop_after and c < total:
+    signum = stopping.requested()
+    asked = stop_after is not None and c >= stop_after
+    if (signum is not None or asked) and c < total:
         store.maybe_save(rec, total, force=True)
-        raise Interrupted(
-            f"stopped after chunk {c} of {total} (checkpoint saved)", c, total, n_prep
-        )
+        saved = "checkpoint saved" if store.ck is not None else "no checkpoint directory"
+        raise Interrupted(f"stopped after chunk {c} of {total}; {saved}", c, total, n_prep, signum)
 
 
 def store_scan(rec: dict, s: int, obs: np.ndarray, spp: int, every: int, positions) -> None:
