@@ -60,7 +60,9 @@ def _sim() -> ml_collections.ConfigDict:
     s.sample_every = 25  # force-sensor samples averaged over this many steps
     s.le_phi = 0.64  # Lees-Edwards: packing fraction of the nominal radii (sets L_y)
     s.le_barostat = True  # Lees-Edwards shear at constant P_yy = P (False: constant volume)
-    s.ckpt_every = 10  # checkpoint the DEM every this many scans (0 = no periodic saves; the end of each system and a stop are still saved)
+    # Checkpoint the DEM every this many scans (0 = no periodic saves; the end of each system and
+    # a stop are saved either way).
+    s.ckpt_every = 10
     return s
 
 
