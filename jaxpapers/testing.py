@@ -134,20 +134,25 @@ def write_orl_faces(root: str, n_ids: int = 40, per_id: int = 10, seed: int = 0)
     return root
 
 
-def copy_checkout(root: str, dst: str) -> None:
-    """Copies the files git tracks (or would track) under ``root`` to ``dst``: a clean source
-    tree for install tests, without venvs, runs or caches."""
-    import shutil
+def checkout_files(root: str) -> list[str]:
+    """The files git tracks (or would track: untracked, not ignored) under ``root``, as paths
+    relative to it: the repository's own files, without venvs, runs or caches."""
     import subprocess
 
-    files = subprocess.run(
+    return subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=root,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    for f in files:
+
+
+def copy_checkout(root: str, dst: str) -> None:
+    """Copies ``checkout_files(root)`` to ``dst``: a clean source tree for install tests."""
+    import shutil
+
+    for f in checkout_files(root):
         src = os.path.join(root, f)
         if os.path.isfile(src):
             os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)

@@ -7,7 +7,8 @@ alone; a local link must be relative and stay inside the repository.
 
 import pathlib
 import re
-import subprocess
+
+from jaxpapers import testing
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_BYTES = 300 * 1024
@@ -48,13 +49,7 @@ def link_problems(readme: pathlib.Path, root: pathlib.Path) -> list[str]:
 
 
 def _readmes() -> list[pathlib.Path]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = testing.checkout_files(str(ROOT))
     return [
         ROOT / f
         for f in out

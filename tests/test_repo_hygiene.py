@@ -3,7 +3,8 @@ are not in it, no development-process wording in its docs and docstrings."""
 
 import pathlib
 import re
-import subprocess
+
+from jaxpapers import testing
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEXT = {".py", ".md", ".cfg", ".toml", ".txt", ".sh", ".sbatch", ".ipynb", ".json", ""}
@@ -21,13 +22,7 @@ PENDING: set[str] = set()
 
 
 def _files():
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = testing.checkout_files(str(ROOT))
     me = str(pathlib.Path(__file__).relative_to(ROOT))
     return [f for f in out if f != me and (ROOT / f).is_file() and pathlib.Path(f).suffix in TEXT]
 
