@@ -175,50 +175,78 @@ class TRACE(nn.Module):
         c = self.cfg
         boxes, num = batch["boxes"].astype(jnp.float32), batch["num_boxes"]
         b, n = boxes.shape[:2]
-        box_ok = jnp.arange(n)[None, :] < num[:, None]
         feat2d, feat3d, det_feat, det_pooled = self.features(batch, boxes)
-        num_cls, k = c.num_obj_classes, c.feat_dim
+        det_logits, p, embeds, obj_vec = self.object_nodes(batch, det_feat)
+        tree = self.build_tree(boxes, num)
+        node_out = self.tree_context(obj_vec, feat2d, feat3d, tree)
+        obj_feat = det_feat + dense(c.feat_dim, name="restore_obj_feat")(leaky(node_out[:, :n]))
+        obj_logits = dense(c.num_obj_classes, name="cem_cls")(nn.relu(obj_feat))
 
-        # (a) Object nodes: detector feature + class embedding (GloVe-initialisable table).
+        # Pairs: all ordered (s, o) of the padded boxes, masked to valid s != o.
+        si, oi = jnp.meshgrid(jnp.arange(n), jnp.arange(n), indexing="ij")
+        si, oi = si.reshape(-1), oi.reshape(-1)
+        box_ok = jnp.arange(n)[None, :] < num[:, None]
+        pair_ok = box_ok[:, si] & box_ok[:, oi] & (si != oi)[None, :]
+
+        spa = self.spatial_branch(feat2d, boxes, obj_feat, si, oi)
+        sem, lca = self.semantic_branch(p, embeds, node_out, tree, si, oi)
+        logits = self.predicate_logits(batch, spa, sem, det_pooled, det_logits, si, oi, train)
+        return {
+            "rel_logits": logits.reshape(b, n, n, -1),
+            "pair_mask": pair_ok.reshape(b, n, n),
+            "obj_logits": obj_logits,
+            "det_logits": det_logits,
+            "lca": lca.reshape(b, n, n),
+            "tree_parent": tree.parent,
+        }
+
+    def object_nodes(self, batch, det_feat):
+        """(a) Object nodes: detector feature + class embedding (GloVe-initialisable tables).
+
+        Returns the detector logits, the class distribution ``p`` the embeddings read, the
+        (subject, object) embedding tables of the semantic branch and the object vectors.
+        """
+        c = self.cfg
+        num_cls = c.num_obj_classes
         det_logits = dense(num_cls, name="det_cls")(nn.relu(det_feat))
         if c.mode == "predcls":
             p = jax.nn.one_hot(batch["labels"], num_cls)
         else:  # SGCls: the (stand-in) detector's class distribution, as embed_obj_det reads it
             p = jax.lax.stop_gradient(nn.softmax(det_logits))
         embed = lambda name: self.param(name, nn.initializers.normal(0.1), (num_cls, c.embed_dim))  # noqa: E731
+        # Created together, in this order: a parameter's init key follows its creation order.
         e_det, e_s, e_o = embed("embed_obj_det"), embed("embed_s"), embed("embed_o")
-        obj_vec = det_feat + dense(k, name="after_obj_det_embed")(leaky(p @ e_det))
+        obj_vec = det_feat + dense(c.feat_dim, name="after_obj_det_embed")(leaky(p @ e_det))
+        return det_logits, p, (e_s, e_o), obj_vec
 
-        # (b) Temporal attention per node over the T slices (key-frame box repeated in time).
-        tree = self.build_tree(boxes, num)
-        # Leaves are node ids 0..n-1 with their own boxes, so one RoIAlign per map serves the
-        # object and the region nodes (region features are only read at internal nodes).
-        node_boxes = tree.boxes  # (B, M, 4)
-        temporal = self.temporal_pool(node_boxes, feat3d)  # (B, M, T, P, P, C3)
+    def tree_context(self, obj_vec, feat2d, feat3d, tree):
+        """(b) temporal attention per node, then (c) hierarchical message passing over the tree.
+
+        Returns every tree node's context feature (B, M, hidden): leaves 0..n-1 are the objects,
+        internal nodes the regions.
+        """
+        c = self.cfg
+        n = obj_vec.shape[1]
+        # (b) Over the T slices (key-frame box repeated in time). Leaves are node ids 0..n-1 with
+        # their own boxes, so one RoIAlign per map serves the object and the region nodes (region
+        # features are only read at internal nodes).
+        temporal = self.temporal_pool(tree.boxes, feat3d)  # (B, M, T, P, P, C3)
         obj_vec = self.temporal(obj_vec, temporal[:, :n], "obj")
-        reg_pooled = roi_align(feat2d, node_boxes, c.pool, c.spatial_scale, c.sampling_ratio)
-        reg_vec = self.temporal(BoxHead(k, name="fc_r")(reg_pooled), temporal, "reg")
+        reg_pooled = roi_align(feat2d, tree.boxes, c.pool, c.spatial_scale, c.sampling_ratio)
+        reg_vec = self.temporal(BoxHead(c.feat_dim, name="fc_r")(reg_pooled), temporal, "reg")
 
-        # (c) Hierarchical message passing (groups of channels, each its own Tree-GRU).
-        comb = c.hidden
-        o2c = dense(comb, False, name="o2c")(nn.relu(obj_vec))
-        r2c = dense(comb, False, name="r2c")(nn.relu(reg_vec))
-        is_leaf = tree.level == 0
-        o2c_nodes = jnp.zeros((b, self.m_pad, comb)).at[:, :n].set(o2c)
-        x_nodes = jnp.where(is_leaf[..., None], o2c_nodes, r2c)
+        # (c) Groups of channels, each its own Tree-GRU.
+        o2c = dense(c.hidden, False, name="o2c")(nn.relu(obj_vec))
+        r2c = dense(c.hidden, False, name="r2c")(nn.relu(reg_vec))
+        o2c_nodes = jnp.zeros((obj_vec.shape[0], self.m_pad, c.hidden)).at[:, :n].set(o2c)
+        x_nodes = jnp.where((tree.level == 0)[..., None], o2c_nodes, r2c)
         if c.context == "none":
-            node_out = x_nodes
-        else:
-            node_out = self.message_passing(x_nodes, tree)
-        obj_feat = det_feat + dense(k, name="restore_obj_feat")(leaky(node_out[:, :n]))
-        obj_logits = dense(num_cls, name="cem_cls")(nn.relu(obj_feat))
+            return x_nodes
+        return self.message_passing(x_nodes, tree)
 
-        # Pairs: all ordered (s, o) of the padded boxes, masked to valid s != o.
-        si, oi = jnp.meshgrid(jnp.arange(n), jnp.arange(n), indexing="ij")
-        si, oi = si.reshape(-1), oi.reshape(-1)
-        pair_ok = box_ok[:, si] & box_ok[:, oi] & (si != oi)[None, :]
-
-        # (d) Target-adaptive spatial attention over the union box.
+    def spatial_branch(self, feat2d, boxes, obj_feat, si, oi):
+        """(d) Target-adaptive spatial attention over each pair's union box: (B, N², hidden)."""
+        c = self.cfg
         a = c.atten_dim
         kmap = nn.Conv(a, (1, 1), kernel_init=xavier, name="atten_q_map")(feat2d)
         vmap = nn.Conv(a, (1, 1), kernel_init=xavier, name="spatio_atten_map")(feat2d)
@@ -244,30 +272,38 @@ class TRACE(nn.Module):
             nn.Conv(a, (1, 1), name="spatio_inferA")(attend(q_s))
             + nn.Conv(a, (1, 1), name="spatio_inferB")(attend(q_o))
         )
-        spa = (spa + vv).reshape(b, n * n, -1)
-        spa = dense(comb, name="spatio_infer_fc")(spa)
+        spa = (spa + vv).reshape(kv.shape[0], kv.shape[1], -1)
+        return dense(c.hidden, name="spatio_infer_fc")(spa)
 
-        # (e) Semantic branch: subject / object embeddings + the LCA region's tree feature.
+    def semantic_branch(self, p, embeds, node_out, tree, si, oi):
+        """(e) Subject / object embeddings + the LCA region's tree feature: (B, N², hidden), LCA."""
+        c = self.cfg
+        e_s, e_o = embeds
         sem = (
-            dense(comb, name="sem_s_e")(leaky(p @ e_s))[:, si]
-            + dense(comb, name="sem_o_e")(leaky(p @ e_o))[:, oi]
+            dense(c.hidden, name="sem_s_e")(leaky(p @ e_s))[:, si]
+            + dense(c.hidden, name="sem_o_e")(leaky(p @ e_o))[:, oi]
         )
-        if c.context != "none":
-            lca = jax.vmap(hrtree.lca)(
-                tree.link, jnp.broadcast_to(si, (b, n * n)), jnp.broadcast_to(oi, (b, n * n))
-            )
-            lca_feat = jnp.take_along_axis(node_out, jnp.clip(lca, 0)[..., None], axis=1)
-            sem = sem + dense(comb, name="sem_r")(leaky(lca_feat))
-        else:
-            lca = jnp.full((b, n * n), -1, jnp.int32)
+        b, pairs = p.shape[0], si.shape[0]
+        if c.context == "none":
+            return sem, jnp.full((b, pairs), -1, jnp.int32)
+        lca = jax.vmap(hrtree.lca)(
+            tree.link, jnp.broadcast_to(si, (b, pairs)), jnp.broadcast_to(oi, (b, pairs))
+        )
+        lca_feat = jnp.take_along_axis(node_out, jnp.clip(lca, 0)[..., None], axis=1)
+        return sem + dense(c.hidden, name="sem_r")(leaky(lca_feat)), lca
+
+    def predicate_logits(self, batch, spa, sem, det_pooled, det_logits, si, oi, train):
+        """Predicate logits of every ordered pair: both branches, S/O heads, frequency bias."""
+        c = self.cfg
+        num_cls = c.num_obj_classes
 
         def infer(x, name):
             x = nn.Dropout(c.dropout, deterministic=not train)(x)
             return dense(c.num_predicates, name=name)(leaky(x))
 
         # S_Head / O_Head: fine-tuned copies of the box head on the subject / object RoIs.
-        s_feat = BoxHead(k, name="S_Head")(det_pooled)
-        o_feat = BoxHead(k, name="O_Head")(det_pooled)
+        s_feat = BoxHead(c.feat_dim, name="S_Head")(det_pooled)
+        o_feat = BoxHead(c.feat_dim, name="O_Head")(det_pooled)
         logits = (
             infer(spa, "relation_infer_spa")
             + infer(sem, "relation_infer_sem")
@@ -283,14 +319,7 @@ class TRACE(nn.Module):
         )
         if c.use_freq_bias:
             logits = logits + table[labels_for_bias[:, si] * num_cls + labels_for_bias[:, oi]]
-        return {
-            "rel_logits": logits.reshape(b, n, n, -1),
-            "pair_mask": pair_ok.reshape(b, n, n),
-            "obj_logits": obj_logits,
-            "det_logits": det_logits,
-            "lca": lca.reshape(b, n, n),
-            "tree_parent": tree.parent,
-        }
+        return logits
 
     # --------------------------------------------------------------------------------------------
 
