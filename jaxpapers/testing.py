@@ -118,6 +118,24 @@ def check_train_step_jit(method_name: str, config, steps: int = 2, batches=None)
     return state, metrics
 
 
+def initial_run(config, workdir: str):
+    """A run directory as the trainer writes it (config.json + a step-0 checkpoint), without
+    training: what the tools that read a finished run (``generate``, ``gan_metrics``) need when
+    a test checks the tool and not the training. Returns the state saved."""
+    from jaxpapers import checkpoint
+
+    method = methods.get(config.method)
+    mesh = parallel.make_mesh()
+    with jax.set_mesh(mesh):
+        state, _ = trainer.init(method, config, mesh)
+    state = jax.device_get(state)
+    trainer.write_config(config, workdir)
+    ck = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, async_save=False)
+    ck.save(0, state, force=True)
+    ck.close()
+    return state
+
+
 def write_orl_faces(root: str, n_ids: int = 40, per_id: int = 10, seed: int = 0) -> str:
     """An ORL-layout folder ``root/s<k>/<j>.pgm`` of generated 28x23 grey faces (each identity a
     random base image plus noise): what the face methods' presets read from

@@ -179,8 +179,9 @@ def test_method_sampler_crops_padded_fashion_mnist_fakes(fmnist, tmp_path):
 
 
 def test_score_images_and_gan_run(fmnist, tmp_path):
-    """What ``python -m jaxpapers.tools.gan_metrics`` runs: an .npz, and a stylegan2_dgl run."""
-    from jaxpapers import config_lib, runs, trainer
+    """What ``python -m jaxpapers.tools.gan_metrics`` runs: an .npz, and a stylegan2_dgl run
+    (its step-0 checkpoint: the scoring path is the same for a trained run)."""
+    from jaxpapers import config_lib, runs, testing
     from jaxpapers.evals.gan import score
 
     np.savez(tmp_path / "fakes.npz", images=fmnist[0][:300])
@@ -190,7 +191,7 @@ def test_score_images_and_gan_run(fmnist, tmp_path):
 
     cfg_path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "stylegan2_dgl.py")
     run_dir = str(tmp_path / "run")
-    trainer.train(config_lib.load_config_file(cfg_path, "smoke"), run_dir)
+    testing.initial_run(config_lib.load_config_file(cfg_path, "smoke"), run_dir)
     run = runs.load_run(run_dir)  # its config.json
     res = score.score_sampler(
         run.make_sampler("student"), run.config, str(tmp_path / "b"), "student", **common

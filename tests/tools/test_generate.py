@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxpapers import checkpoint, config_lib, methods, parallel, trainer
+from jaxpapers import checkpoint, config_lib, testing
 from jaxpapers.layers import stylegan2 as sg
 from jaxpapers.methods.stylegan2_dgl.model import make_nets
 from jaxpapers.tools import generate as G
@@ -18,16 +18,8 @@ from jaxpapers.tools import generate as G
 def _smoke_run(tmp_path, cfg_file: str, arg: str):
     """A run directory as the trainer writes it (config.json + checkpoints) at step 0."""
     cfg = config_lib.load_config_file(cfg_file, arg)
-    method = methods.get(cfg.method)
-    mesh = parallel.make_mesh()
-    with jax.set_mesh(mesh):
-        state, _ = trainer.init(method, cfg, mesh)
     workdir = str(tmp_path / cfg.method)
-    trainer.write_config(cfg, workdir)
-    ck = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, async_save=False)
-    ck.save(0, jax.device_get(state), force=True)
-    ck.close()
-    return cfg, workdir, jax.device_get(state)
+    return cfg, workdir, testing.initial_run(cfg, workdir)
 
 
 @pytest.fixture(scope="module")
