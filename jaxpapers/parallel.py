@@ -95,6 +95,23 @@ def shard_full_batch(tree, mesh: Mesh):
     return jax.tree.map(put, tree)
 
 
+def replicate_full(tree, mesh: Mesh):
+    """Places a host value that EVERY process holds as global arrays replicated on the mesh.
+
+    ``replicate`` (``device_put``) refuses a mesh with other hosts' devices; here each process
+    copies the value to its own devices. Typed PRNG keys are placed as their key data.
+    """
+
+    def put(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = put(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, replicated(mesh), lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
 def gather_to_host(tree):
     """NumPy copies of the full values of (possibly multi-host) global arrays, on every process.
 

@@ -125,7 +125,7 @@ def _batched(
     num_batches = max(1, -(-len(x) // batch_size))
     batch_size = max(1, -(-len(x) // num_batches))
     if mesh is not None:
-        key = parallel.replicate(key, mesh)
+        key = parallel.replicate_full(key, mesh)
     return batching.map_batches(
         lambda i, xb, yb: fn(xb, yb, jax.random.fold_in(key, i)),
         x,
