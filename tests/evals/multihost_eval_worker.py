@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from jaxpapers import batching  # noqa: E402
 from jaxpapers.evals import face_verification as fv  # noqa: E402
 from jaxpapers.evals import robust  # noqa: E402
-from jaxpapers.evals.gan import feature_nets  # noqa: E402
+from jaxpapers.evals.gan import feature_nets, metrics  # noqa: E402
 
 assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.devices())
 mesh = parallel.make_mesh()
@@ -65,12 +65,18 @@ for k in ("clean", "pgd", "apgd-ce", "worst_case"):
 same(res["pred_adv"], ref["pred_adv"])
 same(res["x_adv"], ref["x_adv"], 1e-6)
 
-# GAN features (the shipped FD-FMNIST net) and face embeddings.
+# GAN features (the shipped FD-FMNIST net), their k-NN precision/recall, face embeddings.
 faces = np.random.default_rng(0).integers(0, 256, (11, 28, 28, 1), dtype=np.uint8)
 net = feature_nets.fmnist_feature_net()
 feats, _ = feature_nets.Extractor(net, batch_size=6, mesh=mesh).array(faces)
 feats_local, _ = feature_nets.Extractor(net, batch_size=6, mesh=local).array(faces)
 same(feats, feats_local, 1e-5)
+rng = np.random.default_rng(1)
+real, fake = rng.normal(size=(30, 8)), rng.normal(size=(25, 8)) + 0.3
+same(metrics.knn_radii(real, mesh=mesh), metrics.knn_radii(real, mesh=local), 1e-6)
+pr = metrics.precision_recall(real, fake, mesh=mesh)
+assert pr == metrics.precision_recall(real, fake, mesh=local), pr
+same(pr, pr)
 embed = jax.jit(lambda v: v.reshape(len(v), -1)[:, :16].astype(jnp.float32) / 255.0)
 same(fv.embeddings(embed, faces, batch_size=6, mesh=mesh), np.asarray(embed(faces)))
 

@@ -1,9 +1,9 @@
 """Data-parallel evaluation across two ``jax.distributed`` processes on loopback.
 
 Each process (two CPU devices each) runs ``multihost_eval_worker.py``: map_batches, robust
-accuracy, GAN feature extraction and face embeddings sharded over all four devices, checked
-against what the process's own first device computes alone; both processes must end with the
-full, identical results.
+accuracy, GAN feature extraction and k-NN precision/recall, and face embeddings sharded over all
+four devices, checked against what the process's own first device computes alone; both
+processes must end with the full, identical results.
 """
 
 import os
