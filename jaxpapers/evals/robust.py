@@ -5,6 +5,12 @@ APGD-CE → APGD-T → FAB-T → Square as a cascade: each attack starts from th
 sees the points still robust, so the last robust accuracy is the per-point worst case (AA issues
 #45, #85). All four attacks are ours (`jaxpapers.lib.attacks`), with the reference budgets.
 
+Data-parallel: each attack runs jitted (its iterations inside the program) on fixed-size batches
+sharded over the devices of every process, and the adversarial points are gathered on every
+process (`batching.map_batches` with a mesh); the cascade's bookkeeping (which points are still
+robust) is NumPy on the host between attacks. Batches are cut and keyed as on one device and
+only padded at their end for the device count, so the robust flags are one device's.
+
 Command line (on a workdir written by `jaxpapers.main` for a method with a `logits_fn` hook, e.g.
 `rat`): `python -m jaxpapers.tools.robust --workdir W --attacks aa_standard,pgd --eps 0.1 --n 1000`.
 """
