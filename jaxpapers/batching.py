@@ -71,8 +71,8 @@ def map_batches(
         if mesh is not None:
             chunks = parallel.shard_full_batch(chunks, mesh)
         out = fn(i, *chunks) if with_start else fn(*chunks)
-        # The next chunk is dispatched before this one is copied back: the device never waits
-        # for the host between chunks.
+        # Chunk i is dispatched before chunk i-1 is copied back, so the devices compute while
+        # the host copies and pads.
         if pending is not None:
             outs.append(fetch(*pending))
         pending = (out, keep)

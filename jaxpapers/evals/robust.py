@@ -170,13 +170,13 @@ def evaluate(
     Args:
       attacks_to_run: names from IMPLEMENTED, or 'aa_standard' (expanded to AA_STANDARD).
       verbose: print one progress line per attack (points attacked, accuracy, seconds).
+      cascade: run each attack only on the points still robust (AutoAttack semantics) and report
+        the robust accuracy after each; otherwise every attack runs alone on every clean-correct
+        point, and `worst_case` counts a point robust only if it survives all of them.
       mesh: the devices the attacks run data-parallel on (default: all devices of all
         processes, ``parallel.make_mesh()``); every process passes the same (x, y) and gets
         the whole result. The numbers do not depend on the number of devices (up to the
         float rounding of the per-device kernels): batches are cut as on one device.
-      cascade: run each attack only on the points still robust (AutoAttack semantics) and report
-        the robust accuracy after each; otherwise every attack runs alone on every clean-correct
-        point, and `worst_case` counts a point robust only if it survives all of them.
 
     Returns:
       dict with 'clean', one accuracy per attack, 'worst_case', and arrays: the adversarial
