@@ -10,6 +10,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -71,3 +72,57 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
 def replicate(tree, mesh: Mesh):
     """Places a (host) pytree replicated on every device of the mesh."""
     return jax.device_put(tree, replicated(mesh))
+
+
+def shard_full_batch(tree, mesh: Mesh):
+    """Places a batch that EVERY process holds in full as global arrays sharded over ``data``.
+
+    Unlike ``global_batch`` (each process brings its own rows), evaluation loops hand every
+    process the whole evaluation set; each process copies only the rows of its own devices.
+    Leading sizes must be multiples of the mesh size.
+    """
+    sharding = data_sharding(mesh)
+
+    def put(x):
+        x = np.asarray(x)
+        if x.ndim == 0 or x.shape[0] % mesh.devices.size:
+            raise ValueError(
+                f"an array of shape {x.shape} cannot be split over the {mesh.devices.size} "
+                "devices of the mesh; pad its leading axis to a multiple of the device count."
+            )
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def replicate_full(tree, mesh: Mesh):
+    """Places a host value that EVERY process holds as global arrays replicated on the mesh.
+
+    ``replicate`` (``device_put``) refuses a mesh with other hosts' devices; here each process
+    copies the value to its own devices. Typed PRNG keys are placed as their key data.
+    """
+
+    def put(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = put(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, replicated(mesh), lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def gather_to_host(tree):
+    """NumPy copies of the full values of (possibly multi-host) global arrays, on every process.
+
+    A sharded result of a data-parallel evaluation lives partly on other hosts' devices;
+    ``process_allgather`` collects it. Arrays this process holds in full (every array on one
+    host) are a plain device-to-host copy: all-gathering them would stack the hosts' copies.
+    """
+
+    def fetch(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(a)
+
+    return jax.tree.map(fetch, tree)

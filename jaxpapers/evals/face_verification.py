@@ -16,7 +16,8 @@ Pairs files use the standard LFW `pairs.txt` format: an optional header line "<f
 `name` is `name/name_%04d.<ext>`; they are read and written by ``jaxpapers.data.lfw_pairs``
 (``read_pairs``/``write_pairs`` are re-exported here).
 
-Everything is NumPy (host-side) so the evaluator is exact and independent of the model code.
+The scores are NumPy (host-side) so the evaluator is exact and independent of the model code;
+``embeddings`` computes the embeddings they score data-parallel over the device mesh.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from jax.sharding import Mesh
 
+from jaxpapers import batching, parallel
 from jaxpapers.data.lfw_pairs import read_pairs, write_pairs  # noqa: F401  (re-exported)
 
 DEFAULT_THRESHOLDS = np.arange(-1.0, 1.0, 0.005)
@@ -147,6 +150,25 @@ def rank1_identification(
     p = p / (np.linalg.norm(p, axis=1, keepdims=True) + 1e-12)
     nearest = np.argmax(p @ g.T, axis=1)
     return float(np.mean(np.asarray(gallery_labels)[nearest] == np.asarray(probe_labels)))
+
+
+def embeddings(
+    embed_fn: Callable, images: np.ndarray, batch_size: int = 256, mesh: Mesh | None = None
+) -> np.ndarray:
+    """``embed_fn`` over all images in fixed-size batches, data-parallel over ``mesh``.
+
+    Every batch is sharded over the mesh's ``data`` axis and the embeddings are gathered, so
+    every process (each passing the same images) gets all of them (``batching.map_batches``).
+
+    Args:
+      embed_fn: a jitted ``images -> (B, D)`` embedding (jit it once and reuse it: every new
+        jit compiles again).
+      images: (N, ...) images, in whatever form ``embed_fn`` takes.
+      batch_size: images per compiled batch (the last batch is padded).
+      mesh: the devices to run on; default all devices of all processes.
+    """
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    return batching.map_batches(embed_fn, np.asarray(images), batch_size=batch_size, mesh=mesh)
 
 
 def flip_sum_embeddings(

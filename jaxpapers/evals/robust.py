@@ -5,6 +5,12 @@ APGD-CE → APGD-T → FAB-T → Square as a cascade: each attack starts from th
 sees the points still robust, so the last robust accuracy is the per-point worst case (AA issues
 #45, #85). All four attacks are ours (`jaxpapers.lib.attacks`), with the reference budgets.
 
+Data-parallel: each attack runs jitted (its iterations inside the program) on fixed-size batches
+sharded over the devices of every process, and the adversarial points are gathered on every
+process (`batching.map_batches` with a mesh); the cascade's bookkeeping (which points are still
+robust) is NumPy on the host between attacks. Batches are cut and keyed as on one device and
+only padded at their end for the device count, so the robust flags are one device's.
+
 Command line (on a workdir written by `jaxpapers.main` for a method with a `logits_fn` hook, e.g.
 `rat`): `python -m jaxpapers.tools.robust --workdir W --attacks aa_standard,pgd --eps 0.1 --n 1000`.
 """
@@ -19,7 +25,9 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from jaxpapers import batching, parallel
 from jaxpapers.lib import attacks
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -103,29 +111,44 @@ def budgets(section) -> dict:
 
 
 def _batched(
-    fn: Callable, x: np.ndarray, y: np.ndarray, key: jax.Array, batch_size: int
+    fn: Callable,
+    x: np.ndarray,
+    y: np.ndarray,
+    key: jax.Array,
+    batch_size: int,
+    mesh: Mesh | None = None,
 ) -> np.ndarray:
-    """Runs a jitted `fn(x, y, key)` over fixed-size (padded) batches; one compile per shape."""
-    out = []
+    """Runs a jitted `fn(x, y, key)` over fixed-size (padded) batches; one compile per shape.
+
+    Batch i (its first row) gets the key ``fold_in(key, i)``. With a ``mesh`` every batch is
+    sharded over its ``data`` axis and the result gathered on every process
+    (``batching.map_batches``); the numbers are those of one device.
+    """
+    if not len(x):
+        return x[:0]
     # Equal batches of at most `batch_size`: padding wastes < one point per batch (AA's later
     # attacks see few points; 260 points in batches of 250 would otherwise pay for 500).
     num_batches = max(1, -(-len(x) // batch_size))
     batch_size = max(1, -(-len(x) // num_batches))
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        pad = batch_size - len(xb)
-        if pad:
-            xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
-            yb = np.concatenate([yb, np.repeat(yb[-1:], pad, 0)])
-        res = fn(jnp.asarray(xb), jnp.asarray(yb), jax.random.fold_in(key, i))
-        out.append(np.asarray(res)[: batch_size - pad])
-    return np.concatenate(out) if out else x[:0]
+    if mesh is not None:
+        key = parallel.replicate_full(key, mesh)
+    return batching.map_batches(
+        lambda i, xb, yb: fn(xb, yb, jax.random.fold_in(key, i)),
+        x,
+        y,
+        batch_size=batch_size,
+        mesh=mesh,
+        with_start=True,
+    )
 
 
-def predictor(logits_fn: LogitsFn, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Jitted arg-max predictions over a whole array (compiled once per predictor)."""
+def predictor(
+    logits_fn: LogitsFn, batch_size: int, mesh: Mesh | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Jitted arg-max predictions over a whole array (compiled once per predictor and shape)."""
     fn = jax.jit(lambda xb, yb, k: jnp.argmax(logits_fn(xb), -1))
-    return lambda x: _batched(fn, x, np.zeros(len(x), np.int32), jax.random.key(0), batch_size)
+    key = jax.random.key(0)
+    return lambda x: _batched(fn, x, np.zeros(len(x), np.int32), key, batch_size, mesh)
 
 
 def evaluate(
@@ -139,6 +162,7 @@ def evaluate(
     cascade: bool = False,
     batch_size: int = 500,
     verbose: bool = False,
+    mesh: Mesh | None = None,
     **budgets,
 ) -> dict:
     """Clean and robust accuracy of `logits_fn` on (x, y), x float in [0, 1].
@@ -149,6 +173,10 @@ def evaluate(
       cascade: run each attack only on the points still robust (AutoAttack semantics) and report
         the robust accuracy after each; otherwise every attack runs alone on every clean-correct
         point, and `worst_case` counts a point robust only if it survives all of them.
+      mesh: the devices the attacks run data-parallel on (default: all devices of all
+        processes, ``parallel.make_mesh()``); every process passes the same (x, y) and gets
+        the whole result. The numbers do not depend on the number of devices (up to the
+        float rounding of the per-device kernels): batches are cut as on one device.
 
     Returns:
       dict with 'clean', one accuracy per attack, 'worst_case', and arrays: the adversarial
@@ -161,7 +189,8 @@ def evaluate(
     for a in attacks_to_run:
         names.extend(AA_STANDARD if a == "aa_standard" else [a])
     names = [a for a in names if a != "clean"]
-    predict = predictor(logits_fn, batch_size)
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    predict = predictor(logits_fn, batch_size, mesh)
     pred_clean = predict(x)
     correct = pred_clean == y
     robust = correct.copy()
@@ -172,7 +201,7 @@ def evaluate(
         t0 = time.time()
         fn = jax.jit(make_attack(name, logits_fn, eps=eps, **budgets))
         idx = np.nonzero(robust if cascade else correct)[0]
-        adv = _batched(fn, x[idx], y[idx], jax.random.fold_in(key, j), batch_size)
+        adv = _batched(fn, x[idx], y[idx], jax.random.fold_in(key, j), batch_size, mesh)
         pred = predict(adv) if len(idx) else np.zeros(0, np.int32)
         ok = pred == y[idx]
         fooled = idx[~ok]

@@ -1,8 +1,11 @@
 """LFW-protocol evaluator: hand-computed accuracies, TAR@FAR, ROC, rank-1, pairs files."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpapers import parallel
 from jaxpapers.evals import face_verification as fv
 
 
@@ -80,3 +83,25 @@ def test_pairs_file_roundtrip(tmp_path):
         fv.read_pairs(str(p))
     with pytest.raises(ValueError, match="NaN"):
         fv.verification_accuracy(np.array([np.nan] * 10), np.ones(10))
+
+
+def test_embeddings_sharded_over_the_mesh_are_one_devices():
+    """A tiny conv embedding of 19 faces in batches of 6 (padded to 8 over the 8 devices)."""
+    k1, k2 = jax.random.split(jax.random.key(0))
+    w_conv = jax.random.normal(k1, (3, 3, 1, 4))
+    w_out = jax.random.normal(k2, (4 * 4 * 4, 5))
+
+    @jax.jit
+    def embed(images):
+        x = images.astype(jnp.float32) / 127.5 - 1.0
+        h = jax.lax.conv_general_dilated(
+            x, w_conv, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        e = jnp.tanh(h).reshape(len(x), -1) @ w_out
+        return e / jnp.linalg.norm(e, axis=-1, keepdims=True)
+
+    faces = np.random.default_rng(0).integers(0, 256, (19, 8, 8, 1), dtype=np.uint8)
+    got = fv.embeddings(embed, faces, batch_size=6)
+    one = fv.embeddings(embed, faces, batch_size=6, mesh=parallel.make_mesh(jax.devices()[:1]))
+    np.testing.assert_allclose(got, one, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, np.asarray(embed(faces)), rtol=1e-5, atol=1e-6)

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxpapers import data
+from jaxpapers import data, parallel
 from jaxpapers.evals.gan import evaluator, feature_nets, metrics, stats_cache
 
 N = 1000  # images per set: enough for a stable 128-d FD ordering, small enough for 2 CPU cores
@@ -202,3 +202,20 @@ def test_score_images_and_gan_run(fmnist, tmp_path):
     with pytest.raises(ValueError, match="choose one with --key"):
         np.savez(tmp_path / "two.npz", a=fmnist[0][:2], b=fmnist[0][:2])
         score.read_images(str(tmp_path / "two.npz"))
+
+
+def test_sharded_features_are_those_of_one_device():
+    """45 images in batches of 20 (padded to 24 over the 8 devices, the last one from 5 rows):
+    the gathered features are one device's to float32 rounding, and in the images' order."""
+    net = feature_nets.fmnist_feature_net()
+    images = np.random.default_rng(0).integers(0, 256, (45, 28, 28, 1), dtype=np.uint8)
+    sharded = feature_nets.Extractor(net, batch_size=20)
+    assert sharded.mesh.devices.size == 8
+    f8, l8 = sharded.array(images)
+    one = feature_nets.Extractor(net, batch_size=20, mesh=parallel.make_mesh(jax.devices()[:1]))
+    f1, l1 = one.array(images)
+    assert f8.shape == (45, net.dim) and l8.shape[0] == 45
+    np.testing.assert_allclose(f8, f1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.argmax(l8, -1), np.argmax(l1, -1))
+    f_first, _ = one.batch(images[:7])  # one short batch, padded
+    np.testing.assert_allclose(f_first, f1[:7], rtol=1e-5, atol=1e-5)

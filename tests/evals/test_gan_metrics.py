@@ -1,10 +1,12 @@
 """Numerics of the GAN metrics against closed forms and hand-built cases."""
 
+import jax
 import numpy as np
 import pytest
 import scipy.linalg
 from scipy.stats import ortho_group
 
+from jaxpapers import parallel
 from jaxpapers.evals.gan import metrics
 
 
@@ -165,3 +167,16 @@ def test_precision_recall_with_given_real_radii_and_uneven_blocks():
     radii = metrics.knn_radii(real, k=3, block=50)  # 203 rows: padded last block.
     np.testing.assert_allclose(radii, metrics.knn_radii(real, k=3), rtol=1e-6)
     assert metrics.precision_recall(real, fake, k=3, block=50, real_radii=radii) == ref
+
+
+def test_knn_work_split_over_the_mesh_gives_one_devices_numbers():
+    """203 reals over the 8 devices (26 rows each, in blocks of 13) against one device."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(203, 16)).astype(np.float32)
+    fake = (1.3 * rng.normal(size=(150, 16)) + 0.2).astype(np.float32)
+    one = parallel.make_mesh(jax.devices()[:1])
+    radii = metrics.knn_radii(real, k=3, block=20)
+    np.testing.assert_allclose(radii, metrics.knn_radii(real, k=3, block=20, mesh=one), rtol=1e-6)
+    pr = metrics.precision_recall(real, fake, k=3, block=20)
+    assert pr == metrics.precision_recall(real, fake, k=3, block=20, mesh=one)
+    assert 0.2 < pr[0] < 1 and 0.2 < pr[1] < 1

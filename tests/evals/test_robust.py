@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpapers import parallel
 from jaxpapers.evals import robust
 
 
@@ -32,22 +33,28 @@ def _flippable(f, w, x, y, eps):
     return (gap < reach).any(-1) | (np.argmax(z, -1) != y)
 
 
-def test_cascade_counts_robust_only_if_every_attack_fails(linear_problem, tmp_path):
+CASCADE = dict(
+    eps=0.03,
+    attacks_to_run=("fgsm", "aa_standard"),
+    cascade=True,
+    batch_size=16,
+    apgd_steps=10,
+    square_queries=20,
+    fab_steps=10,
+)
+
+
+@pytest.fixture(scope="module")
+def cascade(linear_problem):
+    """AutoAttack's cascade on the default mesh: all 8 (fake) devices."""
+    f, _, x, y = linear_problem
+    return robust.evaluate(f, x, y, jax.random.key(0), **CASCADE)
+
+
+def test_cascade_counts_robust_only_if_every_attack_fails(linear_problem, cascade, tmp_path):
     f, w, x, y = linear_problem
-    eps = 0.03
-    res = robust.evaluate(
-        f,
-        x,
-        y,
-        jax.random.key(0),
-        eps=eps,
-        attacks_to_run=("fgsm", "aa_standard"),
-        cascade=True,
-        batch_size=16,
-        apgd_steps=10,
-        square_queries=20,
-        fab_steps=10,
-    )
+    eps = CASCADE["eps"]
+    res = cascade
     assert res["clean"] == pytest.approx(35 / 40)
     # Cascade: robust accuracy never increases along the sequence, worst case = the last one.
     seq = [res["clean"], res["fgsm"], res["apgd-ce"], res["apgd-t"], res["fab-t"], res["square"]]
@@ -103,3 +110,29 @@ def test_batched_uses_equal_batches_and_keeps_order():
     seen.clear()
     assert robust._batched(fn, x[:7], y[:7], jax.random.key(0), 250).shape == (7, 1)
     assert seen == [7]
+
+
+def test_sharded_cascade_gives_the_numbers_of_one_device(linear_problem, cascade):
+    """The same cascade on one device: every robust flag and prediction is the same (the
+    points each attack sees, the batches they are cut into and the keys are those of one
+    device; the 8-device batches only gain padding rows at their end)."""
+    f, _, x, y = linear_problem
+    one = robust.evaluate(
+        f, x, y, jax.random.key(0), mesh=parallel.make_mesh(jax.devices()[:1]), **CASCADE
+    )
+    for k in ("clean", "fgsm", *robust.AA_STANDARD, "worst_case"):
+        assert one[k] == cascade[k], k
+    np.testing.assert_array_equal(one["pred_clean"], cascade["pred_clean"])
+    np.testing.assert_array_equal(one["pred_adv"], cascade["pred_adv"])
+    np.testing.assert_allclose(one["x_adv"], cascade["x_adv"], atol=1e-6)
+
+
+def test_batched_on_a_mesh_keeps_batches_and_keys():
+    """259 points in batches of 130 (each padded to 136 over 8 devices): a random attack-like
+    function gives exactly the numbers it gives unsharded (a key per batch, as on one device)."""
+    fn = jax.jit(lambda xb, yb, k: xb + jax.random.uniform(k, xb.shape) + yb[:, None])
+    x = np.arange(259, dtype=np.float32)[:, None]
+    y = np.arange(259, dtype=np.int32) % 3
+    want = robust._batched(fn, x, y, jax.random.key(0), 250)
+    got = robust._batched(fn, x, y, jax.random.key(0), 250, parallel.make_mesh())
+    np.testing.assert_array_equal(got, want)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpapers import parallel
 from jaxpapers.lib import face_identity as fi
 
 TINY = fi.IdentityConfig(size=(16, 16), widths=(4, 8, 8, 16, 16), depths=(1, 1, 1, 1), embed_dim=16)
@@ -42,6 +43,11 @@ def test_training_separates_identities(trained):
     s = fi.verification_scores(model, images, labels)
     assert s["cos_same"] > s["cos_diff"] + 0.2, s
     assert s["auc"] > 0.9, s
+    # Embedded data-parallel over the 8 devices by default: the scores of one device.
+    one = fi.verification_scores(model, images, labels, mesh=parallel.make_mesh(jax.devices()[:1]))
+    assert one["auc"] == s["auc"]
+    for k in ("cos_same", "cos_diff"):
+        assert one[k] == pytest.approx(s[k], abs=1e-6)
 
 
 def test_embed_normalised_grey_and_differentiable(trained):

@@ -42,7 +42,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
         dict(
             feature_net="fmnist",  # 'fmnist' (FD-FMNIST, shipped weights) | 'inception' (FID)
             num_samples=10_000,  # fakes; the papers' protocol is 50_000 (fid50k)
-            batch_size=200,  # feature-extraction (and sampling) batch; multiple of #devices
+            batch_size=200,  # feature-extraction (and sampling) batch, sharded over the devices
             seed=0,  # sampling key and KID subset draws
             real_dataset="fashion_mnist",  # any jaxpapers.data name
             real_split="test",

@@ -4,7 +4,7 @@ A ``FeatureNet`` bundles a jitted ``uint8 images -> (features, logits)`` functio
 labels every reported number must carry. Images enter as uint8 NHWC (as pytorch-fid and
 StyleGAN2-ADA feed Inception); generated [-1, 1] images are quantised first (``to_uint8``).
 The extraction function is jitted once per input shape and fed fixed-size batches (the last one
-padded), sharded ``P('data')`` over all devices when the batch divides evenly.
+padded), sharded ``P('data')`` over the devices of every process and gathered back on each.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
-from jaxpapers import parallel
+from jaxpapers import batching, parallel
 from jaxpapers.convert import inception as convert
 from jaxpapers.evals.gan import fmnist_net
 from jaxpapers.layers import inception
@@ -127,40 +128,39 @@ def _check_images(images, where: str) -> None:
 
 
 class Extractor:
-    """Runs ``net.apply`` over fixed-size batches, sharded over the data mesh when possible."""
+    """Runs ``net.apply`` over fixed-size batches, data-parallel over a device mesh.
 
-    def __init__(self, net: FeatureNet, batch_size: int):
+    Each batch is sharded over the mesh's ``data`` axis (padded to a multiple of its devices)
+    and the features are gathered, so every process gets all of them
+    (``batching.map_batches``); every process must pass the same images.
+    """
+
+    def __init__(self, net: FeatureNet, batch_size: int, mesh: Mesh | None = None):
+        """``mesh``: the devices to run on; default all devices of all processes."""
         self.net, self.batch_size = net, batch_size
-        mesh = parallel.make_mesh()
-        divisible = batch_size % mesh.devices.size == 0
-        self.sharding = parallel.data_sharding(mesh) if divisible else None
+        self.mesh = parallel.make_mesh() if mesh is None else mesh
 
-    def _put(self, batch) -> jax.Array:
-        if self.sharding is not None:
-            return jax.device_put(batch, self.sharding)
-        return jnp.asarray(batch)
-
-    def batch(self, images_u8) -> tuple[np.ndarray, np.ndarray]:
-        """Features/logits of one batch of at most ``batch_size`` uint8 images."""
-        _check_images(images_u8, "feature extraction")
-        n = images_u8.shape[0]
-        if n > self.batch_size:
-            raise ValueError(f"batch of {n} images exceeds batch_size {self.batch_size}.")
-        if n < self.batch_size:  # pad to the compiled size (repeats of the last image)
-            pad = jnp.repeat(jnp.asarray(images_u8[-1:]), self.batch_size - n, axis=0)
-            images_u8 = jnp.concatenate([jnp.asarray(images_u8), pad], axis=0)
-        feats, logits = self.net.apply(self._put(images_u8))
-        feats, logits = np.asarray(feats)[:n], np.asarray(logits)[:n]
+    def _run(self, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feats, logits = batching.map_batches(
+            self.net.apply, np.asarray(images_u8), batch_size=self.batch_size, mesh=self.mesh
+        )
         if not np.all(np.isfinite(feats)):
             raise ValueError("non-finite features: check the images (NaN from the generator?).")
         return feats, logits
 
+    def batch(self, images_u8) -> tuple[np.ndarray, np.ndarray]:
+        """Features/logits of one batch of at most ``batch_size`` uint8 images."""
+        _check_images(images_u8, "feature extraction")
+        if images_u8.shape[0] > self.batch_size:
+            raise ValueError(
+                f"batch of {images_u8.shape[0]} images exceeds batch_size {self.batch_size}."
+            )
+        return self._run(images_u8)
+
     def array(self, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features/logits of a whole uint8 array, batch by batch."""
         _check_images(images_u8, "feature extraction")
-        return self.stream(
-            images_u8[i : i + self.batch_size] for i in range(0, len(images_u8), self.batch_size)
-        )
+        return self._run(images_u8)
 
     def stream(self, batches: Iterable) -> tuple[np.ndarray, np.ndarray]:
         out = [self.batch(b) for b in batches]

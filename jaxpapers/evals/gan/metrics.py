@@ -27,6 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 import scipy.special
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from jaxpapers import parallel
 
 
 def _check_features(name: str, feats: np.ndarray, min_rows: int = 2) -> np.ndarray:
@@ -230,45 +234,85 @@ def _sq_dists(block: jax.Array, ref: jax.Array) -> jax.Array:
     )
 
 
-@functools.partial(jax.jit, static_argnames=("k", "block"))
-def _kth_nn_radii(feats: jax.Array, k: int, block: int) -> jax.Array:
-    """Distance from each row to its (k+1)-th nearest row (self = 0), in fixed-size blocks inside
-    one program (``lax.map``), so every feature count compiles once and makes no host trips."""
-    padded = _pad_rows(feats, block)
-
-    def one(b):
-        neg_smallest, _ = jax.lax.top_k(-_sq_dists(b, feats), k + 1)
-        return jnp.sqrt(jnp.maximum(-neg_smallest[:, -1], 0.0))
-
-    out = jax.lax.map(one, padded.reshape(-1, block, feats.shape[1]))
-    return out.reshape(-1)[: feats.shape[0]]
+# The k-NN work is data-parallel: the query rows are split over the mesh's devices (each runs
+# fixed-size blocks of its rows against all reference rows, replicated, in one ``lax.map``: no
+# host trips) and the per-row results are gathered on every process. Rows are independent, so
+# the numbers do not depend on the number of devices (up to float32 rounding).
 
 
-@functools.partial(jax.jit, static_argnames=("block",))
-def _coverage(queries: jax.Array, centers: jax.Array, radii: jax.Array, block: int) -> jax.Array:
-    """Fraction of ``queries`` inside at least one ball (``centers``, ``radii``)."""
-    padded = _pad_rows(queries, block)
+@functools.partial(jax.jit, static_argnames=("k", "block", "mesh"))
+def _kth_nn_radii(queries: jax.Array, ref: jax.Array, k: int, block: int, mesh) -> jax.Array:
+    """Distance from each query row to its (k+1)-th nearest ``ref`` row (self = 0)."""
 
-    def one(b):
-        dist = jnp.sqrt(jnp.maximum(_sq_dists(b, centers), 0.0))
-        return jnp.any(dist <= radii[None, :], axis=1)
+    def local(q, r):
+        def one(b):
+            neg_smallest, _ = jax.lax.top_k(-_sq_dists(b, r), k + 1)
+            return jnp.sqrt(jnp.maximum(-neg_smallest[:, -1], 0.0))
 
-    hits = jax.lax.map(one, padded.reshape(-1, block, queries.shape[1])).reshape(-1)
-    return jnp.mean(hits[: queries.shape[0]].astype(jnp.float32))
+        return jax.lax.map(one, q.reshape(-1, block, q.shape[1])).reshape(-1)
 
-
-def _pad_rows(x: jax.Array, block: int) -> jax.Array:
-    return jnp.pad(x, ((0, -x.shape[0] % block), (0, 0)))
-
-
-def _block_size(n: int, block: int) -> int:
-    return max(1, min(block, n))
+    return jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P()), out_specs=P("data"))(
+        queries, ref
+    )
 
 
-def knn_radii(feats: np.ndarray, k: int = 3, block: int = 1024) -> np.ndarray:
-    """Radius of the k-NN hypersphere of every sample (distance to its k-th other neighbour)."""
+@functools.partial(jax.jit, static_argnames=("block", "mesh"))
+def _inside(
+    queries: jax.Array, centers: jax.Array, radii: jax.Array, block: int, mesh
+) -> jax.Array:
+    """Whether each query row lies inside at least one ball (``centers``, ``radii``)."""
+
+    def local(q, c, r):
+        def one(b):
+            dist = jnp.sqrt(jnp.maximum(_sq_dists(b, c), 0.0))
+            return jnp.any(dist <= r[None, :], axis=1)
+
+        return jax.lax.map(one, q.reshape(-1, block, q.shape[1])).reshape(-1)
+
+    specs = (P("data"), P(), P())
+    return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("data"))(
+        queries, centers, radii
+    )
+
+
+def _split_rows(x: np.ndarray, block: int, mesh: Mesh) -> tuple[jax.Array, int]:
+    """``x`` padded and sharded over the mesh, and the block size each device loops over.
+
+    Each device gets an equal share of at most ``block``-row blocks (equal blocks: padding
+    wastes less than one block row per block)."""
+    devices = mesh.devices.size
+    per_device = -(-len(x) // devices)
+    blocks = -(-per_device // block)
+    b = -(-per_device // blocks)
+    padded = np.zeros((devices * blocks * b, x.shape[1]), x.dtype)
+    padded[: len(x)] = x
+    return parallel.shard_full_batch(padded, mesh), b
+
+
+def _rows_vs(fn, queries: np.ndarray, block: int, mesh: Mesh | None, *replicated) -> np.ndarray:
+    """``fn(sharded query rows, *replicated, block, mesh)`` on every query row, on the host."""
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    q, b = _split_rows(queries, block, mesh)
+    out = fn(q, *parallel.replicate_full(replicated, mesh), b, mesh)
+    return parallel.gather_to_host(out)[: len(queries)]
+
+
+def knn_radii(
+    feats: np.ndarray, k: int = 3, block: int = 1024, mesh: Mesh | None = None
+) -> np.ndarray:
+    """Radius of the k-NN hypersphere of every sample (distance to its k-th other neighbour).
+
+    ``mesh``: the devices the rows are split over (default all devices of all processes)."""
     feats = _check_features("features", feats, min_rows=k + 1).astype(np.float32)
-    return np.asarray(_kth_nn_radii(jnp.asarray(feats), k, _block_size(len(feats), block)))
+    fn = functools.partial(_kth_nn_radii, k=k)
+    return _rows_vs(lambda q, r, b, m: fn(q, r, block=b, mesh=m), feats, block, mesh, feats)
+
+
+def _coverage(
+    queries: np.ndarray, centers: np.ndarray, radii: np.ndarray, block: int, mesh
+) -> float:
+    """Fraction of ``queries`` inside at least one ball (``centers``, ``radii``)."""
+    return float(np.mean(_rows_vs(_inside, queries, block, mesh, centers, radii)))
 
 
 def precision_recall(
@@ -277,23 +321,24 @@ def precision_recall(
     k: int = 3,
     block: int = 1024,
     real_radii: np.ndarray | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii.
 
     Distances are Euclidean in float32, blocked over rows so memory is O(block * N).
     A point on a ball's boundary counts as inside (``<=``), as in the reference code.
     ``real_radii``: ``knn_radii(feats_real, k)`` when already known (the evaluator caches them
-    with the real statistics).
+    with the real statistics). ``mesh``: the devices the rows are split over (default all).
     """
     real = _check_features("real features", feats_real, min_rows=k + 1).astype(np.float32)
     fake = _check_features("fake features", feats_fake, min_rows=k + 1).astype(np.float32)
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature dims differ: real {real.shape[1]} vs fake {fake.shape[1]}.")
     if real_radii is None:
-        real_radii = knn_radii(real, k, block)
+        real_radii = knn_radii(real, k, block, mesh)
     elif real_radii.shape != (len(real),):
         raise ValueError(f"real_radii has shape {real_radii.shape}, expected ({len(real)},).")
-    r, f = jnp.asarray(real), jnp.asarray(fake)
-    precision = _coverage(f, r, jnp.asarray(real_radii), _block_size(len(fake), block))
-    recall = _coverage(r, f, jnp.asarray(knn_radii(fake, k, block)), _block_size(len(real), block))
-    return float(precision), float(recall)
+    real_radii = np.asarray(real_radii, np.float32)
+    precision = _coverage(fake, real, real_radii, block, mesh)
+    recall = _coverage(real, fake, knn_radii(fake, k, block, mesh), block, mesh)
+    return precision, recall
