@@ -100,7 +100,10 @@ class Run:
             images = images.astype(np.float32) / 255.0
         fn = self._jit_logits
         return batching.map_batches(
-            lambda x: fn(jnp.asarray(x, jnp.float32)), images, batch_size=batch_size
+            lambda x: fn(jnp.asarray(x, jnp.float32)),
+            images,
+            batch_size=batch_size,
+            mesh=parallel.make_mesh(),
         )
 
 
@@ -167,7 +170,9 @@ class Recognizer(Run):
         images = np.asarray(images)
         if images.dtype != np.uint8:
             raise TypeError(f"embed takes uint8 images (as the evaluators), got {images.dtype}.")
-        return batching.map_batches(self._jit_embed, images, batch_size=batch_size)
+        return batching.map_batches(
+            self._jit_embed, images, batch_size=batch_size, mesh=parallel.make_mesh()
+        )
 
     def similarity(self, images_a: np.ndarray, images_b: np.ndarray) -> np.ndarray:
         """Cosine similarity (N,) of the pairs (images_a[i], images_b[i])."""
@@ -266,11 +271,14 @@ class DefenseResults(Results):
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255.0
         fn = self._jit_defended
+        mesh = parallel.make_mesh()
+        key = parallel.replicate_full(key, mesh)
         return batching.map_batches(
-            lambda x, i: fn(jnp.asarray(x, jnp.float32), jax.random.fold_in(key, int(i[0]))),
-            images,
-            np.arange(len(images)),
+            lambda start, x: fn(x, jax.random.fold_in(key, start)),
+            images.astype(np.float32),
             batch_size=batch_size,
+            mesh=mesh,
+            with_start=True,
         )
 
 

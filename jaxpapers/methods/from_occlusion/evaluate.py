@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from jaxpapers import batching, viz
+from jaxpapers import batching, parallel, viz
 from jaxpapers.evals import face_verification as fv
 from jaxpapers.lib import occlusion as oc
 from jaxpapers.methods.from_occlusion import faces
@@ -31,9 +31,12 @@ from jaxpapers.methods.from_occlusion.occluders import occluders
 
 
 def embed(variables: dict, images: np.ndarray, config, masked: bool, batch: int = 64):
-    """Embeddings (and masks, pattern logits) of uint8 images in eval mode, batched on host."""
+    """Embeddings (and masks, pattern logits) of uint8 images in eval mode, sharded over the
+    devices of every process (``batching.map_batches``)."""
     fn = _embed_fn(build_net(config))
-    cat = batching.map_batches(lambda x: fn(variables, x), images, batch_size=batch)
+    cat = batching.map_batches(
+        lambda x: fn(variables, x), images, batch_size=batch, mesh=parallel.make_mesh()
+    )
     cat["embedding"] = cat["emb_masked"] if masked else cat["emb"]
     return cat
 

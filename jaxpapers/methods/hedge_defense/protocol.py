@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpapers import parallel
 from jaxpapers.evals import robust
 from jaxpapers.lib import attacks
 from jaxpapers.methods.hedge_defense import defense
@@ -27,9 +28,14 @@ from jaxpapers.methods.hedge_defense import defense
 COLUMNS = ("none", "noise", "hedge")
 
 
+def _batched(fn, x: np.ndarray, y: np.ndarray, key, batch_size: int) -> np.ndarray:
+    """``robust._batched`` over the devices of every process (the same numbers as one device)."""
+    return robust._batched(fn, x, y, key, batch_size, parallel.make_mesh())
+
+
 def _batched_predict(fn, x: np.ndarray, key, batch_size: int) -> np.ndarray:
     dummy = np.zeros(len(x), np.int32)
-    return robust._batched(lambda xb, yb, k: fn(xb, k), x, dummy, key, batch_size)
+    return _batched(lambda xb, yb, k: fn(xb, k), x, dummy, key, batch_size)
 
 
 def classifiers(logits_fn, hcfg) -> dict:
@@ -59,7 +65,7 @@ def non_adaptive(logits_fn, x: np.ndarray, y: np.ndarray, key, config, log=print
             xa = x
         else:
             fn = jax.jit(robust.make_attack(name, logits_fn, eps=ecfg.eps, **robust.budgets(ecfg)))
-            xa = robust._batched(fn, x, y, jax.random.fold_in(key, i), ecfg.batch_size)
+            xa = _batched(fn, x, y, jax.random.fold_in(key, i), ecfg.batch_size)
             adv_points[name] = xa
         row = {}
         for j, (col, clf) in enumerate(clfs.items()):
@@ -110,7 +116,7 @@ def adaptive(logits_fn, x: np.ndarray, y: np.ndarray, key, config, base_points: 
             attacks.apgd, attack_logits, eps=ecfg.eps, num_steps=acfg.apgd_steps, loss=loss
         )
     fn = jax.jit(lambda xb, yb, k: attack(xb, yb, k))
-    x_adaptive = robust._batched(fn, x, y, jax.random.fold_in(key, 1), ecfg.batch_size)
+    x_adaptive = _batched(fn, x, y, jax.random.fold_in(key, 1), ecfg.batch_size)
     hedge_clf = classifiers(logits_fn, hcfg)["hedge"]
     survived = np.ones(len(x), bool)
     per_set = {}

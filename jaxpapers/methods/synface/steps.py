@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers import batching, checkpoint, optim, rng
+from jaxpapers import batching, checkpoint, optim, parallel, rng
 from jaxpapers.layers import face_backbones as fb
 from jaxpapers.lib import gan
 from jaxpapers.lib import margin_heads as mh
@@ -301,10 +301,13 @@ def train_step(
 
 
 def embed(variables: dict, images: np.ndarray, config, batch: int = 100) -> np.ndarray:
-    """Eval-mode embeddings of uint8 faces (grey replicated to RGB), batched on the host."""
+    """Eval-mode embeddings of uint8 faces (grey replicated to RGB), sharded over the devices of
+    every process (``batching.map_batches``)."""
     net = build_net(config)
     fn = jax.jit(lambda v, x: net.apply(v, to_rgb(to_float(x)), train=False))
-    return batching.map_batches(lambda x: fn(variables, x), images, batch_size=batch)
+    return batching.map_batches(
+        lambda x: fn(variables, x), images, batch_size=batch, mesh=parallel.make_mesh()
+    )
 
 
 def load_init(state: SynFaceState, tree, config) -> SynFaceState:

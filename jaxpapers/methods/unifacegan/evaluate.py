@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers import batching, viz
+from jaxpapers import batching, parallel, viz
 from jaxpapers.evals.gan import metrics as gm
 from jaxpapers.lib.face3d import geometry, topology
 from jaxpapers.methods.unifacegan import identity, inference, inputs, losses, synthetic
@@ -87,7 +87,9 @@ def _embed_chunk(model, frames_u8):
 
 
 def _embed(model, frames_u8: np.ndarray) -> np.ndarray:
-    return batching.map_batches(lambda x: _embed_chunk(model, x), frames_u8, batch_size=64)
+    return batching.map_batches(
+        lambda x: _embed_chunk(model, x), frames_u8, batch_size=64, mesh=parallel.make_mesh()
+    )
 
 
 def _fd(a: np.ndarray, b: np.ndarray) -> float:
