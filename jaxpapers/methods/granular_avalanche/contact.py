@@ -14,9 +14,10 @@ compared to 1e-6 relative. Two additions that LAMMPS' old pair styles lack:
   ``k_r = 2.25 k_n,eff mu_r^2 R*^2``. Rolling resistance is the usual DEM proxy for the
   interlocking of surface asperities (roughness) beyond what a friction coefficient expresses.
 
-Each contact is evaluated from both sides (slot (i, j) and slot (j, i)); every term is an exact
-sign flip under i <-> j, so the two histories stay exact negatives and linear momentum is
-conserved to rounding.
+Each contact is evaluated once, for the pair (i, j) with i < j of the half neighbour list, which
+stores its history in that orientation. Every term is an exact sign flip under i <-> j, so the
+reaction on j is -F (and the torque -R_j (d x F_t) / r - M_roll): `pair_forces` returns both
+torques and the caller adds +F to i and -F to j, which conserves linear momentum exactly.
 """
 
 from __future__ import annotations
@@ -165,8 +166,8 @@ def pair_forces(
     roll: jax.Array,
     valid: jax.Array,
     update_history: bool = True,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Force and torque on i from j for a batch of slots (any leading shape, last axis 3).
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Force on i from j and the torques on i and j for a batch of pairs (last axis 3).
 
     Args:
         model: contact parameters.
@@ -181,7 +182,8 @@ def pair_forces(
         update_history: False reproduces LAMMPS' setup call (no history increment).
 
     Returns:
-        (force_i, torque_i, new_shear, new_roll, fn) where fn is the signed normal force.
+        (force_i, torque_i, torque_j, new_shear, new_roll, fn): the force on j is -force_i and
+        fn is the signed normal force.
     """
     rsq = _dot(dele, dele)
     radsum = rad_i + rad_j
@@ -234,7 +236,9 @@ def pair_forces(
     fs = jnp.where(touch[..., None], fs, 0.0)
 
     force = nvec * fn[..., None] + fs
-    torque = -rad_i[..., None] * _cross(dele, fs) * rinv[..., None]
+    tor = _cross(dele, fs)  # j sees -dele and -fs: the same cross product
+    torque = -rad_i[..., None] * tor * rinv[..., None]
+    torque_j = -rad_j[..., None] * tor * rinv[..., None]
 
     if model.rolling:
         # EPSD2 rolling resistance on the relative rolling velocity (Ai et al. 2011, eq. 13-16).
@@ -249,6 +253,7 @@ def pair_forces(
         rscale = jnp.where(rmag > rcap, rcap / jnp.where(rmag > rcap, rmag, 1.0), 1.0)
         roll = jnp.where(touch[..., None], roll * rscale[..., None], 0.0)
         torque = torque + roll
+        torque_j = torque_j - roll
     else:
         roll = jnp.zeros_like(roll)
-    return force, torque, shear, roll, fn
+    return force, torque, torque_j, shear, roll, fn
