@@ -96,7 +96,7 @@ def packing(workdir: str, seed: int = 0) -> dict:
         st, _ = dem.run(st, parts, sp, 3000, 1000)  # relax at the final radii
         dem.check_lists(st, sp, "the packing preparation")
         pos = np.mod(np.asarray(st.pos), box)
-        vel = np.asarray(st.vel)
+        vel = np.array(st.vel)
         vel[:, 0] += GDOT * pos[:, 1]  # the streaming profile
         out = dict(pos=pos, vel=vel, omega=np.asarray(st.omega), radius=radius, box=box)
     os.makedirs(workdir, exist_ok=True)

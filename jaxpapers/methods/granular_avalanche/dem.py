@@ -47,7 +47,7 @@ import numpy as np
 from flax import struct
 
 from jaxpapers.methods.granular_avalanche import neighbors
-from jaxpapers.methods.granular_avalanche.contact import ContactModel, pair_forces
+from jaxpapers.methods.granular_avalanche.contact import ContactModel, pair_forces_xyz
 
 FREE, BOTTOM, TOP = 0, 1, 2
 
@@ -75,8 +75,8 @@ class DEMState:
     force: jax.Array
     torque: jax.Array
     pairs: jax.Array  # (P, 2) int32 half list (i < j), sentinel (N, N); P = N k_slots / 2
-    shear: jax.Array  # (P, 3) tangential spring history of pair (i, j), i's side
-    roll: jax.Array  # (P, 3) rolling torque history, i's side
+    shear: jax.Array  # (3, P) tangential spring history of pair (i, j), i's side (x, y, z rows)
+    roll: jax.Array  # (3, P) rolling torque history, i's side
     pos_build: jax.Array  # (N, 3) positions at the last neighbour build
     box_build: jax.Array  # (2,) Lees-Edwards image offset and L_y - L_y0 at the last build
     wall: jax.Array  # (4,) top wall [X, Y, VX, VY] displacement/velocity
@@ -129,18 +129,25 @@ def box_now(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
     return parts.box_len.at[1].add(state.wall[1]) if sp.lees_edwards else parts.box_len
 
 
+def _xyz(a: jax.Array, idx: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Components of the rows ``idx`` of an (N, 3) array, each of shape idx.shape."""
+    return tuple(_gather(a[:, c], idx) for c in range(3))
+
+
 def _pair_geometry(state: DEMState, parts: Particles, sp: SimParams):
-    """Minimum-image x_i - x_j and v_i - v_j for every listed pair (Lees-Edwards aware)."""
+    """Minimum-image x_i - x_j and v_i - v_j of every listed pair, as (x, y, z) component
+    tuples of (P,) arrays (Lees-Edwards aware)."""
     i, j = state.pairs[:, 0], state.pairs[:, 1]
-    dpos = _gather(state.pos, i) - _gather(state.pos, j)
-    vr = _gather(state.vel, i) - _gather(state.vel, j)
+    pi, pj, vi, vj = _xyz(state.pos, i), _xyz(state.pos, j), _xyz(state.vel, i), _xyz(state.vel, j)
+    dpos = jnp.stack([a - b for a, b in zip(pi, pj, strict=True)], axis=-1)
+    vr = tuple(a - b for a, b in zip(vi, vj, strict=True))
     if not sp.lees_edwards:
-        return neighbors.min_image(dpos, parts.box_len), vr
+        dele = neighbors.min_image(dpos, parts.box_len)
+        return tuple(dele[:, c] for c in range(3)), vr
     box = box_now(state, parts, sp)
     dele, ny = neighbors.min_image_le(dpos, box, le_shift(state, sp))
-    dv = sp.shear_rate * box[1]
-    vr = vr.at[..., 0].add(-ny * dv)
-    return dele, vr
+    vr = (vr[0] - ny * (sp.shear_rate * box[1]), vr[1], vr[2])
+    return tuple(dele[:, c] for c in range(3)), vr
 
 
 def compute_forces(
@@ -162,35 +169,43 @@ def compute_forces(
     rad_i, rad_j = _gather(parts.radius, i), _gather(parts.radius, j)
     # Effective mass; a wall partner (inv_mass 0) gives m* = m_other, as LAMMPS' fix freeze.
     meff = 1.0 / jnp.maximum(_gather(parts.inv_mass, i) + _gather(parts.inv_mass, j), 1e-300)
-    f, t_i, t_j, shear, roll, _ = pair_forces(
+    f, t_i, t_j, shear, roll, _ = pair_forces_xyz(
         sp.model,
         sp.dt,
         dele,
         vr,
-        _gather(state.omega, i),
-        _gather(state.omega, j),
+        _xyz(state.omega, i),
+        _xyz(state.omega, j),
         rad_i,
         rad_j,
         meff,
-        state.shear,
-        state.roll,
+        tuple(state.shear),
+        tuple(state.roll),
         valid,
         update_history,
     )
     # One scatter-add of [F, torque] rows: +F on i, -F on j; the sentinel rows (N) are dropped.
     rows = jnp.concatenate(
-        [jnp.concatenate([f, t_i], axis=-1), jnp.concatenate([-f, t_j], axis=-1)]
+        [jnp.stack([*f, *t_i], axis=-1), jnp.stack([*(-c for c in f), *t_j], axis=-1)]
     )
-    acc = jnp.zeros((n, 6), f.dtype).at[jnp.concatenate([i, j])].add(rows, mode="drop")
+    acc = jnp.zeros((n, 6), rows.dtype).at[jnp.concatenate([i, j])].add(rows, mode="drop")
     force, torque = acc[:, :3], acc[:, 3:]
     top = parts.kind == TOP
     wall_force = jnp.sum(jnp.where(top[:, None], force, 0.0), axis=0)
     free = parts.kind == FREE
     grav = jnp.asarray(sp.gravity) / jnp.maximum(parts.inv_mass, 1e-300)[:, None]
     force = force + jnp.where(free[:, None], grav, 0.0)
-    vir = jnp.einsum("pa,pb->ab", dele, f) if virial else state.virial
+    if virial:
+        vir = jnp.stack([jnp.stack([jnp.sum(a * b) for b in f]) for a in dele])
+    else:
+        vir = state.virial
     return state.replace(
-        force=force, torque=torque, shear=shear, roll=roll, wall_force=wall_force, virial=vir
+        force=force,
+        torque=torque,
+        shear=jnp.stack(shear),
+        roll=jnp.stack(roll),
+        wall_force=wall_force,
+        virial=vir,
     )
 
 
@@ -374,8 +389,8 @@ def init_state(
         force=jnp.zeros((n, 3), f64),
         torque=jnp.zeros((n, 3), f64),
         pairs=jnp.full((cap, 2), n, jnp.int32),
-        shear=jnp.zeros((cap, 3), f64),
-        roll=jnp.zeros((cap, 3), f64),
+        shear=jnp.zeros((3, cap), f64),
+        roll=jnp.zeros((3, cap), f64),
         pos_build=jnp.asarray(pos, f64),
         box_build=jnp.zeros(2, f64),
         wall=jnp.zeros(4, f64),  # Lees-Edwards: set below
@@ -493,11 +508,11 @@ def elastic_energy(state: DEMState, parts: Particles, sp: SimParams) -> jax.Arra
     n = state.pos.shape[0]
     i, j = state.pairs[:, 0], state.pairs[:, 1]
     dele, _ = _pair_geometry(state, parts, sp)
-    r = jnp.sqrt(jnp.sum(dele**2, -1))
+    r = jnp.sqrt(dele[0] ** 2 + dele[1] ** 2 + dele[2] ** 2)
     overlap = jnp.maximum(_gather(parts.radius, i) + _gather(parts.radius, j) - r, 0.0)
     overlap = jnp.where(i < n, overlap, 0.0)
     e_n = 0.5 * sp.model.kn * overlap**2
-    e_t = 0.5 * sp.model.kt * jnp.sum(state.shear**2, -1)
+    e_t = 0.5 * sp.model.kt * jnp.sum(state.shear**2, 0)
     return jnp.sum(e_n + e_t)
 
 

@@ -174,7 +174,7 @@ def build_cells(
 def remap_history(
     pairs_new: jax.Array, pairs_old: jax.Array, hist_old: jax.Array, n: int
 ) -> jax.Array:
-    """Carries per-pair history (P, 3) to the new list by matching (i, j) ids (both i < j).
+    """Carries per-pair history (3, P) to the new list by matching (i, j) ids (both i < j).
 
     O(P log P): the old pair keys i (n + 1) + j are sorted once and each new key is looked up
     by binary search; a new pair that was not listed before starts from zero history.
@@ -185,4 +185,4 @@ def remap_history(
     k_sorted = k_old[order]
     at = jnp.clip(jnp.searchsorted(k_sorted, k_new), 0, k_old.shape[0] - 1)
     found = (k_sorted[at] == k_new) & (pairs_new[:, 0] < n)
-    return jnp.where(found[:, None], hist_old[order[at]], 0.0)
+    return jnp.where(found, hist_old[:, order[at]], 0.0)
