@@ -2,7 +2,7 @@
 
     python -m benchmarks.granular_dem --steps=20000 --repeats=2 --out=/tmp/gran_dem.json
 
-Workload (issue-level definition, identical in both codes): 4000 spheres, d uniform in
+Workload (identical in both codes): 4000 spheres, d uniform in
 [0.8, 1.2], density 6/pi, solid fraction 0.60 in a cubic periodic box, Hooke with history
 (k_n 2000, k_t 2/7 k_n, gamma_n 50, gamma_t 25, mu 0.5), dt 0.001, neighbour skin 0.3 with the
 list rebuilt on displacement (LAMMPS `neigh_modify delay 0 every 1 check yes`), Lees-Edwards
@@ -141,8 +141,8 @@ def bench_jax(workdir: str, steps: int, thermo: int) -> dict:
             neighbor_builds=int(st.n_builds) - 1,  # the setup build is not part of the run
             pairs=int(st.max_count),
             pair_capacity=int(st.pairs.shape[0]),
-            # observe_le's tau and P_yy include the kinetic part; LAMMPS' `virial` does not:
-            # compare the configurational virial (state at the sample steps) through obs[:, 2:5].
+            # observe_le's tau and P_yy include the (small) kinetic part, LAMMPS' `compute
+            # pressure NULL virial` does not: a sanity check that both run the same system.
             mean_shear_stress=float(np.mean(obs[:, 2])),
             mean_pyy=float(np.mean(obs[:, 4])),
             box=box,
