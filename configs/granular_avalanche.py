@@ -44,9 +44,9 @@ def _sim() -> ml_collections.ConfigDict:
     s.restitution = 0.5
     s.pressure = 1.0
     s.steps_per_contact = 30  # dt = t_c / steps_per_contact
-    s.k_slots = 16
-    s.skin = 0.25
-    s.rebuild_every = 50
+    s.k_slots = 16  # pair-list capacity: N k_slots / 2 pairs (overflow fails loudly)
+    s.skin = 0.25  # neighbour list rebuilt when a pair may have closed the skin (LAMMPS check yes)
+    s.block_steps = 50  # steps per block (chunks are whole blocks; LE growth: one update each)
     s.neighbor = "auto"  # 'auto' | 'brute' | 'cells'
     s.cell_capacity = 8
     s.wall_mass_per_area = 1.0
@@ -58,6 +58,7 @@ def _sim() -> ml_collections.ConfigDict:
     s.total_strain = 0.3
     s.scan_strain = 0.005  # strain between "tomography scans"
     s.sample_every = 25  # force-sensor samples averaged over this many steps
+    s.observe_every = 1  # steps between observations (divides sample_every)
     s.le_phi = 0.64  # Lees-Edwards: packing fraction of the nominal radii (sets L_y)
     s.le_barostat = True  # Lees-Edwards shear at constant P_yy = P (False: constant volume)
     # Checkpoint the DEM every this many scans (0 = no periodic saves; the end of each system and

@@ -146,16 +146,17 @@ def gas_runs():
             st = dem.init_state(pos, vel, np.zeros_like(pos), parts, sp)
             e0 = float(dem.kinetic_energy(st, parts) + dem.elastic_energy(st, parts, sp))
             p0 = np.asarray(jnp.sum(st.vel / parts.inv_mass[:, None], 0))
-            st, _ = dem.run_blocks(st, parts, sp, 40, 20)
+            st, _ = dem.run(st, parts, sp, 800)
             e1 = float(dem.kinetic_energy(st, parts) + dem.elastic_energy(st, parts, sp))
             p1 = np.asarray(jnp.sum(st.vel / parts.inv_mass[:, None], 0))
-            out[name] = (e0, e1, p0, p1, int(st.max_count), float(st.max_disp), sp.skin)
+            dem.check_lists(st, sp, name)
+            out[name] = (e0, e1, p0, p1, int(st.n_builds), float(st.max_disp), sp.skin)
     return out
 
 
 def test_energy_conserved_without_damping(gas_runs):
-    e0, e1, *_, count, disp, skin = gas_runs["elastic"]
-    assert count <= 16 and disp < skin / 2
+    e0, e1, *_, builds, disp, skin = gas_runs["elastic"]
+    assert builds > 3 and disp <= skin / 2  # rebuilt on displacement, never past skin / 2
     assert abs(e1 - e0) / e0 < 1e-3
 
 
@@ -163,6 +164,13 @@ def test_momentum_conserved_with_friction_and_damping(gas_runs):
     e0, e1, p0, p1, *_ = gas_runs["frictional"]
     assert e1 < 0.9 * e0  # dissipative: collisions did happen
     np.testing.assert_allclose(p1, p0, atol=1e-10 * np.abs(p0).sum())
+
+
+def _pair_set(pairs, n):
+    p = np.asarray(pairs)
+    p = p[p[:, 0] < n]
+    assert np.all(p[:, 0] < p[:, 1])  # half list: i < j
+    return set(map(tuple, p))
 
 
 def test_cell_list_matches_brute_force_and_history_follows_pairs():
@@ -174,34 +182,61 @@ def test_cell_list_matches_brute_force_and_history_follows_pairs():
         radius = rng.uniform(0.45, 0.55, n)
         free = jnp.ones(n, bool)
         bl = jnp.array([box, 0.0, box])
+        cap = neighbors.pair_capacity(n, 24)
         brute = jax.jit(neighbors.build_brute, static_argnums=(4, 5))
         cells = jax.jit(neighbors.build_cells, static_argnums=(4, 5, 6, 7, 8, 9))
-        nb, cb = brute(jnp.asarray(pos), jnp.asarray(radius), free, bl, 0.3, 24)
+        nb, cb = brute(jnp.asarray(pos), jnp.asarray(radius), free, bl, 0.3, cap)
         nc, cc, fill = cells(
             jnp.asarray(pos),
             jnp.asarray(radius),
             free,
             bl,
             0.3,
-            24,
+            cap,
             (0.0, -1.0, 0.0),
             (6, 7, 6),
             (box / 6, 1.4, box / 6),
             16,
         )
-        assert int(cb) <= 24 and int(fill) <= 16 and int(cc) == int(cb)
-        np.testing.assert_array_equal(np.sort(np.asarray(nb), 1), np.sort(np.asarray(nc), 1))
-        assert np.sum(np.asarray(nb) < n) > 3 * n  # the test is not vacuous
-        hist = jnp.asarray(rng.normal(size=(n, 24, 3)))
-        perm = jnp.asarray(np.stack([rng.permutation(24) for _ in range(n)]))
-        nb2 = jnp.take_along_axis(nb, perm, axis=1)
-        moved = jax.jit(neighbors.remap_history)(nb2, nb, hist)
-        expect = jnp.take_along_axis(hist, perm[..., None], axis=1)
-        valid = np.asarray(nb2 < n)[..., None]
-        np.testing.assert_allclose(np.where(valid, moved, 0), np.where(valid, expect, 0))
+        assert int(cb) <= cap and int(fill) <= 16 and int(cc) == int(cb)
+        assert _pair_set(nb, n) == _pair_set(nc, n)
+        assert len(_pair_set(nb, n)) == int(cb) > 1.5 * n  # each pair once; not vacuous
+        # Brute force agrees with the distance criterion pair by pair.
+        d = pos[:, None] - pos[None]
+        d[..., [0, 2]] -= box * np.round(d[..., [0, 2]] / box)
+        close = np.linalg.norm(d, axis=-1) < radius[:, None] + radius[None] + 0.3
+        assert _pair_set(nb, n) == {(a, b) for a, b in np.argwhere(close) if a < b}
+        # History follows its pair through a reordering of the list (and a new pair is zero).
+        hist = jnp.asarray(rng.normal(size=(3, cap)))
+        k = int(cb)
+        perm = np.concatenate([rng.permutation(k - 1), [cap - 1], np.arange(k, cap - 1)])
+        old = np.asarray(nb).copy()
+        old[k - 1] = n  # pair k-1 was not listed before
+        moved = jax.jit(neighbors.remap_history, static_argnums=3)(
+            jnp.asarray(np.asarray(nb)[perm]), jnp.asarray(old), hist, n
+        )
+        moved = np.asarray(moved)
+        expect = np.where(perm < k - 1, np.asarray(hist)[:, perm], 0.0)
+        np.testing.assert_array_equal(moved, expect)
 
 
-def test_run_blocks_jit_no_retrace(gas_runs):
+def test_overflow_fails_loudly():
+    with jax.enable_x64(True):
+        pos, vel, radius = _gas()
+        parts = dem.make_particles(radius, box_len=(5.0, 5.0, 5.0))
+        model = contact.make_model("hooke", kn=1e4, kt=0.0, gamman=0.0, mu=0.0)
+        sp = dem.SimParams(model=model, dt=1e-4, k_slots=1, skin=0.3)
+        st = dem.init_state(pos, vel, np.zeros_like(pos), parts, sp)
+        with pytest.raises(RuntimeError, match=r"^Neighbour overflow after setup: \d+ pairs"):
+            dem.check_lists(st, sp, "setup")
+        grid = ((0.0, 0.0, 0.0), (3, 3, 3), (5.0 / 3,) * 3, 1)  # one sphere per cell: too few
+        sp = dem.SimParams(model=model, dt=1e-4, k_slots=16, skin=0.3, cells=grid)
+        st = dem.init_state(pos, vel, np.zeros_like(pos), parts, sp)
+        with pytest.raises(RuntimeError, match=r"^Cell overflow after setup"):
+            dem.check_lists(st, sp, "setup")
+
+
+def test_run_jit_no_retrace(gas_runs):
     # Same shapes and switches as the "elastic" gas run: the compiled function is reused, even
     # with different numbers (contact parameters and dt are traced leaves, not static).
     with jax.enable_x64(True):
@@ -214,10 +249,10 @@ def test_run_blocks_jit_no_retrace(gas_runs):
             skin=0.3,
         )
         st = dem.init_state(pos, vel, np.zeros_like(pos), parts, sp)
-        before = dem.run_blocks._cache_size()
-        st2, obs = dem.run_blocks(st, parts, sp, 40, 20)
-        st3, _ = dem.run_blocks(st, parts, sp, 40, 20)
-        assert dem.run_blocks._cache_size() == before
+        before = dem.run._cache_size()
+        st2, obs = dem.run(st, parts, sp, 800)
+        st3, _ = dem.run(st, parts, sp, 800)
+        assert dem.run._cache_size() == before
         assert obs.shape == (800, 6) and np.all(np.isfinite(np.asarray(st2.pos)))
         np.testing.assert_array_equal(np.asarray(st2.pos), np.asarray(st3.pos))
         assert st2.pos.dtype == jnp.float64

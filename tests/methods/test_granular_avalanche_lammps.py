@@ -92,23 +92,23 @@ def _lammps(tmp, pos, vel, omega, radius, box, frozen, kn, kt, gn, gt, mu, dt, s
     return out[:, 1:4], out[:, 4:7], out[:, 7:10]
 
 
-def _ours(pos, vel, omega, radius, box_len, frozen, kn, kt, gn, gt, mu, dt, steps, block):
+def _ours(pos, vel, omega, radius, box_len, frozen, kn, kt, gn, gt, mu, dt, steps):
     with jax.enable_x64(True):
         kind = np.where(frozen, dem.BOTTOM, dem.FREE)
         parts = dem.make_particles(radius, kind, DENS, box_len=box_len)
         model = contact.make_model("hooke", kn=kn, kt=kt, gamman=gn, gammat=gt, mu=mu)
         sp = dem.SimParams(model=model, dt=dt, k_slots=16, skin=0.3)
         st = dem.init_state(pos, vel, omega, parts, sp)
-        st, _ = dem.run_blocks(st, parts, sp, steps // block, block)
+        st, _ = dem.run(st, parts, sp, steps)
         return np.asarray(st.pos), np.asarray(st.vel), np.asarray(st.omega)
 
 
-def _compare(tmp, pos, vel, omega, radius, frozen, steps, mu=0.5, box=5.0, block=20):
+def _compare(tmp, pos, vel, omega, radius, frozen, steps, mu=0.5, box=5.0):
     kn, kt, gn, gt, dt = 1e3, 2.0 / 7.0 * 1e3, 20.0, 10.0, 1e-3
     ref = _lammps(
         tmp, pos, vel, omega, radius, [(0.0, box)] * 3, frozen, kn, kt, gn, gt, mu, dt, steps
     )
-    got = _ours(pos, vel, omega, radius, (box,) * 3, frozen, kn, kt, gn, gt, mu, dt, steps, block)
+    got = _ours(pos, vel, omega, radius, (box,) * 3, frozen, kn, kt, gn, gt, mu, dt, steps)
     for name, a, b in zip(("x", "v", "omega"), got, ref, strict=True):
         scale = max(np.abs(b).max(), 1e-12)
         err = np.abs(a - b).max() / scale
@@ -148,7 +148,7 @@ def test_frictional_gas_in_periodic_box_matches_lammps(tmp_path):
 
 def test_dense_overlapping_packing_matches_lammps(tmp_path):
     # 64 spheres on a lattice 2 % tighter than d (volume fraction 0.55): every sphere starts with
-    # 6 persistent frictional contacts, which exercises the history through 40 rebuilds.
+    # 6 persistent frictional contacts, which exercises the history through the rebuilds.
     rng = np.random.default_rng(1)
     g = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
     pos = (g + 0.5) * 0.98 + rng.uniform(-0.01, 0.01, (64, 3))
@@ -162,7 +162,6 @@ def test_dense_overlapping_packing_matches_lammps(tmp_path):
         np.zeros(64, bool),
         1000,
         box=3.92,
-        block=25,
     )
     assert np.abs(got[2]).max() > 1e-3  # friction torques spun the spheres up
 
@@ -201,12 +200,12 @@ def test_wall_driven_shear_cell_matches_lammps(tmp_path):
         )
         n = len(rad)
         st = dem.init_state(cell["pos"], np.zeros((n, 3)), np.zeros((n, 3)), parts, sp)
-        st, _ = dem.run_blocks(st, parts, sp, 160, 25)  # compression under P
+        st, _ = dem.run(st, parts, sp, 4000)  # compression under P
         pos0 = np.asarray(st.pos)
         parts = dem.make_particles(rad, kind, DENS, np.where(top[:, None], pos0, 0.0), cell["box"])
         sp = dem.SimParams(model=model, dt=dt, k_slots=16, skin=0.3, shear_velocity=vel_wall)
         st = dem.init_state(pos0, np.zeros((n, 3)), np.zeros((n, 3)), parts, sp)
-        st, obs = dem.run_blocks(st, parts, sp, 40, 25)
+        st, obs = dem.run(st, parts, sp, 1000)
         obs = np.asarray(obs)
     # The packing carries the load at the switch and the moving wall drags it.
     assert obs[:, 5].max() > 0.5 * lx * lz and np.abs(obs[:, 4]).max() > 0.1 * lx * lz
@@ -318,7 +317,7 @@ def test_lees_edwards_shear_stress_matches_lammps_deform(tmp_path):
                 s = dem.rebuild(s, parts, sp)
 
                 def inner(x, _):
-                    x = dem.step(x, parts, sp)
+                    x = dem.step(x, parts, sp, virial=True)
                     return x, x.virial
 
                 return jax.lax.scan(inner, s, None, length=10)

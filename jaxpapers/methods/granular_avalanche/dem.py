@@ -26,6 +26,13 @@ holds with the unwrapped y); only the neighbour build wraps them internally. The
 virial one, (sum_contacts r_ij f_ij + sum_i m_i v'_i v'_i) / V with the peculiar velocity
 v' = v - gamma_dot y e_x (`stress_tensor`).
 
+Neighbour list: a half list of pairs (i < j, `neighbors`), each contact evaluated once with +F on
+i and -F on j, rebuilt inside the jitted step when needed, as LAMMPS' ``neigh_modify check yes``:
+when twice the largest displacement since the last build, plus (Lees-Edwards) the change of the
+image offset and of L_y, exceeds the skin, so no pair can come into contact unlisted. The list
+and cell capacities are static; overflows are recorded in the state and `check_lists` raises on
+the host.
+
 All arrays are float64: call the public functions inside ``with jax.enable_x64(True)`` (the
 runner in ``simulate.py`` does), never by flipping the global flag.
 """
@@ -40,7 +47,7 @@ import numpy as np
 from flax import struct
 
 from jaxpapers.methods.granular_avalanche import neighbors
-from jaxpapers.methods.granular_avalanche.contact import ContactModel, pair_forces
+from jaxpapers.methods.granular_avalanche.contact import ContactModel, pair_forces_xyz
 
 FREE, BOTTOM, TOP = 0, 1, 2
 
@@ -67,16 +74,19 @@ class DEMState:
     omega: jax.Array
     force: jax.Array
     torque: jax.Array
-    nbr: jax.Array  # (N, K) int32, sentinel N
-    shear: jax.Array  # (N, K, 3) tangential spring history
-    roll: jax.Array  # (N, K, 3) rolling torque history
+    pairs: jax.Array  # (P, 2) int32 half list (i < j), sentinel (N, N); P = N k_slots / 2
+    shear: jax.Array  # (3, P) tangential spring history of pair (i, j), i's side (x, y, z rows)
+    roll: jax.Array  # (3, P) rolling torque history, i's side
     pos_build: jax.Array  # (N, 3) positions at the last neighbour build
+    box_build: jax.Array  # (2,) Lees-Edwards image offset and L_y - L_y0 at the last build
     wall: jax.Array  # (4,) top wall [X, Y, VX, VY] displacement/velocity
     wall_force: jax.Array  # (3,) force of the particles on the top wall
     time: jax.Array  # scalar
-    max_disp: jax.Array  # scalar: largest displacement between builds seen (skin check)
-    max_count: jax.Array  # scalar int: largest neighbour candidate count seen (overflow check)
-    virial: jax.Array  # (3, 3) configurational virial sum_contacts (x_i - x_j) (x) f_ij
+    max_disp: jax.Array  # scalar: largest displacement since a build seen by a force evaluation
+    max_count: jax.Array  # scalar int: largest pair count seen (overflow when > P)
+    max_fill: jax.Array  # scalar int: fullest cell seen (overflow when > cell capacity)
+    n_builds: jax.Array  # scalar int: neighbour builds so far
+    virial: jax.Array  # (3, 3) sum_contacts (x_i - x_j) (x) f_ij of the last step that asked for it
 
 
 @struct.dataclass
@@ -85,6 +95,7 @@ class SimParams:
 
     model: ContactModel
     dt: float
+    # Pair-list capacity: k_slots neighbours per particle on average (N k_slots / 2 pairs).
     k_slots: int = struct.field(pytree_node=False, default=16)
     skin: float = struct.field(pytree_node=False, default=0.2)
     gravity: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -118,97 +129,165 @@ def box_now(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
     return parts.box_len.at[1].add(state.wall[1]) if sp.lees_edwards else parts.box_len
 
 
+def _xyz(a: jax.Array, idx: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Components of the rows ``idx`` of an (N, 3) array, each of shape idx.shape."""
+    return tuple(_gather(a[:, c], idx) for c in range(3))
+
+
 def _pair_geometry(state: DEMState, parts: Particles, sp: SimParams):
-    """Minimum-image x_i - x_j and v_i - v_j for every slot (Lees-Edwards aware)."""
-    j = state.nbr
-    dpos = state.pos[:, None, :] - _gather(state.pos, j)
-    vr = state.vel[:, None, :] - _gather(state.vel, j)
+    """Minimum-image x_i - x_j and v_i - v_j of every listed pair, as (x, y, z) component
+    tuples of (P,) arrays (Lees-Edwards aware)."""
+    i, j = state.pairs[:, 0], state.pairs[:, 1]
+    pi, pj, vi, vj = _xyz(state.pos, i), _xyz(state.pos, j), _xyz(state.vel, i), _xyz(state.vel, j)
+    dpos = jnp.stack([a - b for a, b in zip(pi, pj, strict=True)], axis=-1)
+    vr = tuple(a - b for a, b in zip(vi, vj, strict=True))
     if not sp.lees_edwards:
-        return neighbors.min_image(dpos, parts.box_len), vr
+        dele = neighbors.min_image(dpos, parts.box_len)
+        return tuple(dele[:, c] for c in range(3)), vr
     box = box_now(state, parts, sp)
     dele, ny = neighbors.min_image_le(dpos, box, le_shift(state, sp))
-    dv = sp.shear_rate * box[1]
-    vr = vr.at[..., 0].add(-ny * dv)
-    return dele, vr
+    vr = (vr[0] - ny * (sp.shear_rate * box[1]), vr[1], vr[2])
+    return tuple(dele[:, c] for c in range(3)), vr
 
 
 def compute_forces(
-    state: DEMState, parts: Particles, sp: SimParams, update_history: bool = True
+    state: DEMState,
+    parts: Particles,
+    sp: SimParams,
+    update_history: bool = True,
+    virial: bool = True,
 ) -> DEMState:
-    """Pair forces/torques on every particle from its neighbour slots; updates the histories."""
+    """Pair forces/torques (each pair once, +F on i, -F on j); updates the histories.
+
+    ``virial`` (static) also sums the contact virial into ``state.virial``; without it the
+    field keeps its previous value.
+    """
     n = state.pos.shape[0]
-    valid = state.nbr < n
-    j = state.nbr
+    i, j = state.pairs[:, 0], state.pairs[:, 1]
+    valid = i < n
     dele, vr = _pair_geometry(state, parts, sp)
-    om_i = jnp.broadcast_to(state.omega[:, None, :], dele.shape)
-    rad_i = jnp.broadcast_to(parts.radius[:, None], j.shape)
-    rad_j = _gather(parts.radius, j)
-    im_i, im_j = parts.inv_mass[:, None], _gather(parts.inv_mass, j)
+    rad_i, rad_j = _gather(parts.radius, i), _gather(parts.radius, j)
     # Effective mass; a wall partner (inv_mass 0) gives m* = m_other, as LAMMPS' fix freeze.
-    meff = 1.0 / jnp.maximum(im_i + im_j, 1e-300)
-    f, t, shear, roll, _ = pair_forces(
+    meff = 1.0 / jnp.maximum(_gather(parts.inv_mass, i) + _gather(parts.inv_mass, j), 1e-300)
+    f, t_i, t_j, shear, roll, _ = pair_forces_xyz(
         sp.model,
         sp.dt,
         dele,
         vr,
-        om_i,
-        _gather(state.omega, j),
+        _xyz(state.omega, i),
+        _xyz(state.omega, j),
         rad_i,
         rad_j,
         meff,
-        state.shear,
-        state.roll,
+        tuple(state.shear),
+        tuple(state.roll),
         valid,
         update_history,
     )
-    virial = 0.5 * jnp.einsum("nka,nkb->ab", dele, f)  # each contact is seen from both sides
-    force = f.sum(axis=1)
-    torque = t.sum(axis=1)
+    # One scatter-add of [F, torque] rows: +F on i, -F on j; the sentinel rows (N) are dropped.
+    rows = jnp.concatenate(
+        [jnp.stack([*f, *t_i], axis=-1), jnp.stack([*(-c for c in f), *t_j], axis=-1)]
+    )
+    acc = jnp.zeros((n, 6), rows.dtype).at[jnp.concatenate([i, j])].add(rows, mode="drop")
+    force, torque = acc[:, :3], acc[:, 3:]
     top = parts.kind == TOP
     wall_force = jnp.sum(jnp.where(top[:, None], force, 0.0), axis=0)
     free = parts.kind == FREE
     grav = jnp.asarray(sp.gravity) / jnp.maximum(parts.inv_mass, 1e-300)[:, None]
     force = force + jnp.where(free[:, None], grav, 0.0)
+    if virial:
+        vir = jnp.stack([jnp.stack([jnp.sum(a * b) for b in f]) for a in dele])
+    else:
+        vir = state.virial
     return state.replace(
-        force=force, torque=torque, shear=shear, roll=roll, wall_force=wall_force, virial=virial
+        force=force,
+        torque=torque,
+        shear=jnp.stack(shear),
+        roll=jnp.stack(roll),
+        wall_force=wall_force,
+        virial=vir,
     )
 
 
 def rebuild(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
-    """New neighbour list; histories follow their pairs."""
+    """New half neighbour list; histories follow their pairs."""
+    n = state.pos.shape[0]
+    cap = state.pairs.shape[0]
     free = parts.kind == FREE
     shift = le_shift(state, sp)
     box = box_now(state, parts, sp)
+    fill = jnp.zeros((), jnp.int32)
     if sp.cells is None:
-        nbr, count = neighbors.build_brute(
-            state.pos, parts.radius, free, box, sp.skin, sp.k_slots, shift
+        pairs, count = neighbors.build_brute(
+            state.pos, parts.radius, free, box, sp.skin, cap, shift
         )
     else:
-        lo, ncell, cell_size, cap = sp.cells
-        nbr, count, fill = neighbors.build_cells(
+        lo, ncell, cell_size, cell_cap = sp.cells
+        pairs, count, fill = neighbors.build_cells(
             state.pos,
             parts.radius,
             free,
             box,
             sp.skin,
-            sp.k_slots,
+            cap,
             lo,
             ncell,
             cell_size,
-            cap,
+            cell_cap,
             shift,
         )
-        # A cell fuller than its capacity silently loses candidates: flag it as an overflow.
-        count = jnp.where(fill > cap, sp.k_slots + 10**6, count)
-    shear = neighbors.remap_history(nbr, state.nbr, state.shear)
-    roll = neighbors.remap_history(nbr, state.nbr, state.roll)
+    shear = neighbors.remap_history(pairs, state.pairs, state.shear, n)
+    roll = neighbors.remap_history(pairs, state.pairs, state.roll, n)
     return state.replace(
-        nbr=nbr,
+        pairs=pairs,
         shear=shear,
         roll=roll,
         pos_build=state.pos,
+        box_build=state.wall[:2],
         max_count=jnp.maximum(state.max_count, count),
+        max_fill=jnp.maximum(state.max_fill, fill.astype(jnp.int32)),
+        n_builds=state.n_builds + 1,
     )
+
+
+def _displacement(state: DEMState, parts: Particles, sp: SimParams):
+    """(largest displacement since the build, the drift bound that triggers a rebuild).
+
+    Two particles that each moved at most d changed their separation by at most 2 d; across the
+    sheared y boundary the image offset and L_y add their own changes (like LAMMPS, which adds
+    the motion of the deforming box's corners to its `check yes` criterion).
+    """
+    disp = jnp.sqrt(jnp.max(jnp.sum((state.pos - state.pos_build) ** 2, axis=-1)))
+    drift = 2.0 * disp
+    if sp.lees_edwards:
+        lx = parts.box_len[0]
+        ds = state.wall[0] - state.box_build[0]  # offset kept modulo L_x: nearest change
+        drift = drift + jnp.abs(ds - lx * jnp.round(ds / lx))
+        drift = drift + jnp.abs(state.wall[1] - state.box_build[1])
+    return disp, drift
+
+
+def maybe_rebuild(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
+    """Rebuilds the list when a pair could otherwise reach contact unlisted (module doc)."""
+    disp, drift = _displacement(state, parts, sp)
+    need = drift > sp.skin
+    state = jax.lax.cond(need, lambda s: rebuild(s, parts, sp), lambda s: s, state)
+    return state.replace(max_disp=jnp.maximum(state.max_disp, jnp.where(need, 0.0, disp)))
+
+
+def check_lists(state: DEMState, sp: SimParams, where: str) -> None:
+    """Host check after a run: raises a one-line error if a list or a cell overflowed."""
+    cap = state.pairs.shape[0]
+    if int(state.max_count) > cap:
+        raise RuntimeError(
+            f"Neighbour overflow after {where}: {int(state.max_count)} pairs > capacity {cap} "
+            f"(N k_slots / 2, k_slots={sp.k_slots}); raise k_slots."
+        )
+    if sp.cells is not None and int(state.max_fill) > sp.cells[3]:
+        raise RuntimeError(
+            f"Cell overflow after {where}: {int(state.max_fill)} particles in a cell > "
+            f"capacity {sp.cells[3]}; raise the cell capacity."
+        )
 
 
 def _wall_accel(state: DEMState, sp: SimParams) -> tuple[jax.Array, jax.Array]:
@@ -228,7 +307,7 @@ def _box_accel(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
     return ((pyy - sp.pressure) * sp.area - sp.wall_damping * state.wall[3]) / sp.wall_mass
 
 
-def _step_le(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
+def _step_le(state: DEMState, parts: Particles, sp: SimParams, virial: bool) -> DEMState:
     """Velocity-Verlet step in the Lees-Edwards box (image offset and optional barostat)."""
     dt = sp.dt
     free = (parts.kind == FREE)[:, None]
@@ -244,21 +323,21 @@ def _step_le(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
     vimg = sp.shear_rate * ly
     wall = jnp.stack([jnp.mod(state.wall[0] + dt * vimg, lx), ly - ly0, vimg, vy])
     state = state.replace(pos=pos, vel=vel, omega=omega, wall=wall, time=state.time + dt)
-    state = compute_forces(state, parts, sp)
+    state = maybe_rebuild(state, parts, sp)
+    state = compute_forces(state, parts, sp, virial=virial or sp.servo)  # the barostat reads it
     vel = state.vel + 0.5 * dt * state.force * parts.inv_mass[:, None]
     omega = state.omega + 0.5 * dt * state.torque * parts.inv_inertia[:, None]
     state = state.replace(vel=vel, omega=omega)
     vy = vy + 0.5 * dt * _box_accel(state, parts, sp)
-    disp = jnp.max(jnp.sum((state.pos - state.pos_build) ** 2, axis=-1))
-    return state.replace(
-        wall=state.wall.at[3].set(vy), max_disp=jnp.maximum(state.max_disp, jnp.sqrt(disp))
-    )
+    return state.replace(wall=state.wall.at[3].set(vy))
 
 
-def step(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
-    """One velocity-Verlet step (LAMMPS nve/sphere ordering)."""
+def step(state: DEMState, parts: Particles, sp: SimParams, virial: bool = False) -> DEMState:
+    """One velocity-Verlet step (LAMMPS nve/sphere ordering): move, rebuild the list if needed
+    (LAMMPS' neighbor decide), forces, second half-kick. ``virial`` (static) also sums the
+    contact virial into ``state.virial`` (always done under the Lees-Edwards barostat)."""
     if sp.lees_edwards:
-        return _step_le(state, parts, sp)
+        return _step_le(state, parts, sp, virial)
     dt = sp.dt
     free = (parts.kind == FREE)[:, None]
     top = (parts.kind == TOP)[:, None]
@@ -276,7 +355,8 @@ def step(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
     vel = jnp.where(top, wall_vel, jnp.where(free, vel, 0.0))
 
     state = state.replace(pos=pos, vel=vel, omega=omega, wall=wall, time=state.time + dt)
-    state = compute_forces(state, parts, sp)
+    state = maybe_rebuild(state, parts, sp)
+    state = compute_forces(state, parts, sp, virial=virial)
 
     vel = state.vel + 0.5 * dt * state.force * parts.inv_mass[:, None]
     omega = state.omega + 0.5 * dt * state.torque * parts.inv_inertia[:, None]
@@ -284,13 +364,7 @@ def step(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
     vx = wall[2] + 0.5 * dt * ax if sp.driven else wall[2]
     vy = wall[3] + 0.5 * dt * ay if sp.servo else wall[3]
     vel = jnp.where(top, jnp.stack([vx, vy, 0.0]), vel)
-    disp = jnp.max(jnp.sum((state.pos - state.pos_build) ** 2, axis=-1))
-    return state.replace(
-        vel=vel,
-        omega=omega,
-        wall=jnp.stack([wall[0], wall[1], vx, vy]),
-        max_disp=jnp.maximum(state.max_disp, jnp.sqrt(disp)),
-    )
+    return state.replace(vel=vel, omega=omega, wall=jnp.stack([wall[0], wall[1], vx, vy]))
 
 
 def init_state(
@@ -306,7 +380,7 @@ def init_state(
     ``time`` sets the clock (and so the Lees-Edwards offset gamma_dot L_y t).
     """
     n = pos.shape[0]
-    k = sp.k_slots
+    cap = neighbors.pair_capacity(n, sp.k_slots)
     f64 = jnp.float64
     st = DEMState(
         pos=jnp.asarray(pos, f64),
@@ -314,15 +388,18 @@ def init_state(
         omega=jnp.asarray(omega, f64),
         force=jnp.zeros((n, 3), f64),
         torque=jnp.zeros((n, 3), f64),
-        nbr=jnp.full((n, k), n, jnp.int32),
-        shear=jnp.zeros((n, k, 3), f64),
-        roll=jnp.zeros((n, k, 3), f64),
+        pairs=jnp.full((cap, 2), n, jnp.int32),
+        shear=jnp.zeros((3, cap), f64),
+        roll=jnp.zeros((3, cap), f64),
         pos_build=jnp.asarray(pos, f64),
+        box_build=jnp.zeros(2, f64),
         wall=jnp.zeros(4, f64),  # Lees-Edwards: set below
         wall_force=jnp.zeros(3, f64),
         time=jnp.asarray(time, f64),
         max_disp=jnp.zeros((), f64),
         max_count=jnp.zeros((), jnp.int32),
+        max_fill=jnp.zeros((), jnp.int32),
+        n_builds=jnp.zeros((), jnp.int32),
         virial=jnp.zeros((3, 3), f64),
     )
     if sp.lees_edwards:
@@ -388,28 +465,29 @@ def observe(state: DEMState, sp: SimParams) -> jax.Array:
     )
 
 
-@functools.partial(jax.jit, static_argnames=("n_blocks", "block_steps"))
-def run_blocks(
-    state: DEMState, parts: Particles, sp: SimParams, n_blocks: int, block_steps: int
+@functools.partial(jax.jit, static_argnames=("steps", "observe_every"))
+def run(
+    state: DEMState, parts: Particles, sp: SimParams, steps: int, observe_every: int = 1
 ) -> tuple[DEMState, jax.Array]:
-    """n_blocks x (neighbour rebuild + block_steps steps).
+    """``steps`` steps (neighbour list rebuilt on displacement, checked every step).
 
-    Returns the final state and the per-step observables of `observe` (`observe_le` in
-    Lees-Edwards mode), shape (n_blocks * block_steps, 6): the dense "force sensor" record.
+    Returns the final state and the observables of `observe` (`observe_le` in Lees-Edwards mode)
+    after every ``observe_every``-th step, shape (steps // observe_every, 6): with 1, the dense
+    "force sensor" record. The steps between samples skip the virial (Lees-Edwards without the
+    barostat), like LAMMPS' thermo output every N steps.
     """
+    if steps % observe_every:
+        raise ValueError(f"steps={steps} must be a multiple of observe_every={observe_every}.")
 
-    def one(st, _):
-        st = rebuild(st, parts, sp)
+    def sample(st, _):
+        if observe_every > 1:
+            st, _ = jax.lax.scan(
+                lambda s, _: (step(s, parts, sp), None), st, None, length=observe_every - 1
+            )
+        st = step(st, parts, sp, virial=sp.lees_edwards)
+        return st, (observe_le(st, parts, sp) if sp.lees_edwards else observe(st, sp))
 
-        def inner(s, _):
-            s = step(s, parts, sp)
-            return s, (observe_le(s, parts, sp) if sp.lees_edwards else observe(s, sp))
-
-        st, obs = jax.lax.scan(inner, st, None, length=block_steps)
-        return st, obs
-
-    state, obs = jax.lax.scan(one, state, None, length=n_blocks)
-    return state, obs.reshape(n_blocks * block_steps, -1)
+    return jax.lax.scan(sample, state, None, length=steps // observe_every)
 
 
 def kinetic_energy(state: DEMState, parts: Particles) -> jax.Array:
@@ -424,18 +502,18 @@ def kinetic_energy(state: DEMState, parts: Particles) -> jax.Array:
 
 
 def elastic_energy(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
-    """Normal + tangential spring energy (Hooke only), each contact counted once."""
+    """Normal + tangential spring energy (Hooke only) of the listed contacts."""
     if sp.model.normal != "hooke":  # static field
         raise ValueError("elastic_energy is written for the Hooke model only.")
     n = state.pos.shape[0]
-    j = state.nbr
+    i, j = state.pairs[:, 0], state.pairs[:, 1]
     dele, _ = _pair_geometry(state, parts, sp)
-    r = jnp.sqrt(jnp.sum(dele**2, -1))
-    overlap = jnp.maximum(parts.radius[:, None] + _gather(parts.radius, j) - r, 0.0)
-    overlap = jnp.where(j < n, overlap, 0.0)
+    r = jnp.sqrt(dele[0] ** 2 + dele[1] ** 2 + dele[2] ** 2)
+    overlap = jnp.maximum(_gather(parts.radius, i) + _gather(parts.radius, j) - r, 0.0)
+    overlap = jnp.where(i < n, overlap, 0.0)
     e_n = 0.5 * sp.model.kn * overlap**2
-    e_t = 0.5 * sp.model.kt * jnp.sum(state.shear**2, -1)
-    return 0.5 * jnp.sum(e_n + e_t)
+    e_t = 0.5 * sp.model.kt * jnp.sum(state.shear**2, 0)
+    return jnp.sum(e_n + e_t)
 
 
 def make_particles(

@@ -3,12 +3,13 @@
 Units: mean diameter d = 1, density 6/pi (a d = 1 sphere has mass 1), normal load P = `pressure`
 (1 by default), so stresses are in units of P and times in d sqrt(rho/P).
 
-An experiment is a sequence of chunks (one `dem.run_blocks` call of ``n_blocks`` neighbour-
-rebuild blocks of ``rebuild_every`` steps): ``n_prep`` preparation chunks, then one chunk per
-"tomography scan" of the shear. The record (`new_record`: DEM state, chunk counter, series and
-scans so far) is what `Store` checkpoints through ``jaxpapers.checkpoint``; re-running with the
-same directory resumes and gives the uninterrupted result bit for bit (the DEM has no random
-numbers after the seeded initial packing, which is rebuilt from the seed).
+An experiment is a sequence of chunks (one `dem.run` call of ``n_blocks`` blocks of
+``block_steps`` steps; the neighbour list is rebuilt on displacement inside the run):
+``n_prep`` preparation chunks, then one chunk per "tomography scan" of the shear. The record
+(`new_record`: DEM state, chunk counter, series and scans so far) is what `Store` checkpoints
+through ``jaxpapers.checkpoint``; re-running with the same directory resumes and gives the
+uninterrupted result bit for bit (the DEM has no random numbers after the seeded initial
+packing, which is rebuilt from the seed).
 """
 
 from __future__ import annotations
@@ -75,19 +76,35 @@ class Schedule:
     """Chunk counts of one experiment (see the module doc)."""
 
     dt: float
-    block: int  # steps between neighbour rebuilds
+    block: int  # steps per block (Lees-Edwards growth: one radius update per block)
     n_blocks: int  # blocks per chunk
     n_prep: int  # preparation chunks
     n_scans: int  # shear chunks (one scan each)
     spp: int  # series samples per scan
+    observe_every: int  # steps between observations (each sample averages several)
 
     @property
     def total(self) -> int:
         return self.n_prep + self.n_scans
 
+    @property
+    def steps(self) -> int:
+        """Steps per chunk."""
+        return self.n_blocks * self.block
+
 
 def schedule(sim, dt: float, n_blocks: int) -> Schedule:
-    block = sim.rebuild_every
+    block = sim.block_steps
+    if sim.observe_every < 1 or sim.sample_every % sim.observe_every:
+        raise ValueError(
+            f"sim.sample_every={sim.sample_every} must be a multiple of "
+            f"sim.observe_every={sim.observe_every} >= 1."
+        )
+    if (n_blocks * block) % sim.sample_every:
+        raise ValueError(
+            f"sim.sample_every={sim.sample_every} must divide the chunk of {n_blocks} x "
+            f"{block} steps (sim.block_steps)."
+        )
     return Schedule(
         dt=dt,
         block=block,
@@ -95,6 +112,7 @@ def schedule(sim, dt: float, n_blocks: int) -> Schedule:
         n_prep=max(1, math.ceil(sim.prep_time / (dt * block * n_blocks))),
         n_scans=int(round(sim.total_strain / sim.scan_strain)),
         spp=n_blocks * block // sim.sample_every,
+        observe_every=int(sim.observe_every),
     )
 
 
@@ -190,9 +208,10 @@ def advance(rec: dict, store: Store, total: int, n_prep: int, stop_after: int | 
         raise Interrupted(f"stopped after chunk {c} of {total}; {saved}", c, total, n_prep, signum)
 
 
-def store_scan(rec: dict, s: int, obs: np.ndarray, spp: int, every: int, positions) -> None:
-    """Scan ``s`` of the shear: the series samples (means of ``every`` steps) and positions."""
-    rec["series"][s * spp : (s + 1) * spp] = obs.reshape(-1, every, obs.shape[-1]).mean(axis=1)
+def store_scan(rec: dict, s: int, obs: np.ndarray, spp: int, positions) -> None:
+    """Scan ``s`` of the shear: the series samples (means over ``sample_every`` steps of the
+    observations, ``spp`` per scan) and the positions."""
+    rec["series"][s * spp : (s + 1) * spp] = obs.reshape(spp, -1, obs.shape[-1]).mean(axis=1)
     rec["scans"][s + 1] = np.asarray(positions)
 
 
@@ -211,16 +230,7 @@ def report_due(s: int, n_scans: int) -> bool:
 
 
 def check(state: dem.DEMState, sp: dem.SimParams, where: str) -> None:
-    """Fails loudly on NaNs, neighbour-slot overflow or a too-small skin."""
+    """Fails loudly on NaNs or a neighbour-list / cell overflow (`dem.check_lists`)."""
     if not np.all(np.isfinite(np.asarray(state.pos))):
         raise FloatingPointError(f"Non-finite positions after {where}: reduce dt or the load.")
-    if int(state.max_count) > sp.k_slots:
-        raise RuntimeError(
-            f"Neighbour overflow after {where}: {int(state.max_count)} candidates "
-            f"> k_slots={sp.k_slots} (or a cell over capacity); raise them."
-        )
-    if float(state.max_disp) > 0.5 * sp.skin:
-        raise RuntimeError(
-            f"A particle moved {float(state.max_disp):.3f} > skin/2 between "
-            f"neighbour builds ({where}); lower rebuild_every or raise skin."
-        )
+    dem.check_lists(state, sp, where)

@@ -1,8 +1,10 @@
-"""Fixed-capacity neighbour lists (brute force and cell list) with contact-history remapping.
+"""Fixed-capacity half neighbour lists (brute force and cell list) with contact-history remapping.
 
-A list is an int32 array ``nbr`` of shape (N, K): slot k of particle i holds a neighbour index or
-the sentinel N. Pairs within ``R_i + R_j + skin`` are kept, the nearest first. Pairs of two
-non-free particles (wall-wall) are dropped. Boxes are periodic along the axes where ``box_len``
+A list is an int32 array ``pairs`` of shape (P, 2): each unordered pair within
+``R_i + R_j + skin`` appears once, as (i, j) with i < j, packed at the front (row-major in i);
+the unused slots hold the sentinel (N, N). Pairs of two non-free particles (wall-wall) are
+dropped. P is static (`pair_capacity`); the builders return the true pair count so that the
+caller can fail loudly when it exceeds P. Boxes are periodic along the axes where ``box_len``
 is > 0 (minimum image on unwrapped coordinates); the other axes are open.
 
 Lees-Edwards (``shift`` given, all three axes periodic): the image of the box above (y + L_y)
@@ -64,17 +66,26 @@ def pair_vectors(
     return min_image_le(pi - pj, box_len, shift)[0]
 
 
-def _select(d2: jax.Array, cut2: jax.Array, ok: jax.Array, cand: jax.Array, k: int, n: int):
-    ok = ok & (d2 < cut2)
-    count = ok.sum(axis=-1)
-    score = jnp.where(ok, -d2, -jnp.inf)
-    kk = min(k, score.shape[-1])
-    vals, arg = jax.lax.top_k(score, kk)
-    idx = jnp.take_along_axis(cand, arg, axis=-1)
-    idx = jnp.where(jnp.isfinite(vals), idx, n).astype(jnp.int32)
-    if kk < k:
-        idx = jnp.concatenate([idx, jnp.full(idx.shape[:-1] + (k - kk,), n, jnp.int32)], -1)
-    return idx, jnp.max(count)
+def pair_capacity(n: int, k_slots: int) -> int:
+    """Static length of the half pair list: ``k_slots`` neighbours per particle on average."""
+    return max(1, (n * k_slots + 1) // 2)
+
+
+def _compact(ok: jax.Array, cand: jax.Array, capacity: int, n: int) -> tuple[jax.Array, jax.Array]:
+    """Packs the accepted (row i, candidate j) entries, row-major, into a (capacity, 2) list.
+
+    Returns (pairs, count): unused slots hold the sentinel n; count > capacity means overflow
+    (the pairs past the capacity are lost and the caller must fail loudly).
+    """
+    rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], ok.shape).reshape(-1)
+    flat = ok.reshape(-1)
+    count = jnp.sum(flat, dtype=jnp.int32)
+    # Destination of each accepted entry; rejected ones (and overflow) fall out of bounds.
+    dest = jnp.where(flat, jnp.cumsum(flat, dtype=jnp.int32) - 1, capacity)
+    pairs = jnp.full((capacity, 2), n, jnp.int32)
+    pairs = pairs.at[dest, 0].set(rows, mode="drop")
+    pairs = pairs.at[dest, 1].set(cand.reshape(-1).astype(jnp.int32), mode="drop")
+    return pairs, count
 
 
 def build_brute(
@@ -83,17 +94,17 @@ def build_brute(
     free: jax.Array,
     box_len: jax.Array,
     skin: float,
-    k: int,
+    capacity: int,
     shift: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """O(N^2) list; returns (nbr (N, K), max candidate count) — count > K means overflow."""
+    """O(N^2) half list; returns (pairs (capacity, 2), pair count): count > capacity = overflow."""
     n = pos.shape[0]
     dele = pair_vectors(pos[:, None, :], pos[None, :, :], box_len, shift)
     d2 = jnp.sum(dele * dele, axis=-1)
     cut = radius[:, None] + radius[None, :] + skin
-    ok = ~jnp.eye(n, dtype=bool) & (free[:, None] | free[None, :])
     cand = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[None, :], (n, n))
-    return _select(d2, cut * cut, ok, cand, k, n)
+    ok = (cand > jnp.arange(n)[:, None]) & (free[:, None] | free[None, :]) & (d2 < cut * cut)
+    return _compact(ok, cand, capacity, n)
 
 
 def build_cells(
@@ -102,19 +113,20 @@ def build_cells(
     free: jax.Array,
     box_len: jax.Array,
     skin: float,
-    k: int,
+    capacity: int,
     lo: tuple[float, float, float],
     ncell: tuple[int, int, int],
     cell_size: tuple[float, float, float],
-    capacity: int,
+    cell_capacity: int,
     shift: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Cell-list build: O(N * 27 * capacity). Returns (nbr, max candidate count, max cell fill).
+    """Cell-list build, O(N * 27 * cell_capacity): returns (pairs, pair count, max cell fill).
 
     The grid is static: ``ncell`` cells of ``cell_size`` from ``lo``; along periodic axes
     ncell * cell_size must equal the box length and ncell >= 3. Along open axes positions are
-    clipped into the grid (the outer cells then just hold more particles). ``capacity`` bounds
-    the particles per cell: a fill above it is reported so the caller can fail loudly.
+    clipped into the grid (the outer cells then just hold more particles). ``cell_capacity``
+    bounds the particles per cell: a fill above it is reported so the caller can fail loudly.
+    ``capacity`` is the length of the pair list (see `build_brute`).
     With ``shift`` (Lees-Edwards, every axis periodic) see the module docstring.
     """
     n = pos.shape[0]
@@ -145,7 +157,7 @@ def build_cells(
     inside = jnp.all(per | ((nb3 >= 0) & (nb3 < ncell_a)), axis=-1)
     nb3 = jnp.mod(nb3, ncell_a)
     nbc = (nb3[..., 0] * ncell[1] + nb3[..., 1]) * ncell[2] + nb3[..., 2]
-    slot = start[nbc][..., None] + jnp.arange(capacity)  # (N, 27, C)
+    slot = start[nbc][..., None] + jnp.arange(cell_capacity)  # (N, 27, C)
     in_cell = (slot < start[nbc + 1][..., None]) & inside[..., None]
     cand = jnp.where(in_cell, order[jnp.clip(slot, 0, n - 1)], n).reshape(n, -1)
     real = cand < n
@@ -153,13 +165,24 @@ def build_cells(
     dele = pair_vectors(pos[:, None, :], pos[cj], box_len, shift)
     d2 = jnp.sum(dele * dele, axis=-1)
     cut = radius[:, None] + radius[cj] + skin
-    ok = real & (cj != jnp.arange(n)[:, None]) & (free[:, None] | free[cj])
-    nbr, count = _select(d2, cut * cut, ok, cand, k, n)
-    return nbr, count, fill
+    # Each unordered pair once: j > i (the 27 cells around i are distinct, ncell >= 3).
+    ok = real & (cand > jnp.arange(n)[:, None]) & (free[:, None] | free[cj]) & (d2 < cut * cut)
+    pairs, count = _compact(ok, cand, capacity, n)
+    return pairs, count, fill
 
 
-def remap_history(nbr_new: jax.Array, nbr_old: jax.Array, hist_old: jax.Array) -> jax.Array:
-    """Carries per-slot history (N, K, 3) to the new slots by matching neighbour ids."""
-    n = nbr_new.shape[0]
-    match = (nbr_new[:, :, None] == nbr_old[:, None, :]) & (nbr_new[:, :, None] < n)
-    return jnp.einsum("ikl,ild->ikd", match.astype(hist_old.dtype), hist_old)
+def remap_history(
+    pairs_new: jax.Array, pairs_old: jax.Array, hist_old: jax.Array, n: int
+) -> jax.Array:
+    """Carries per-pair history (3, P) to the new list by matching (i, j) ids (both i < j).
+
+    O(P log P): the old pair keys i (n + 1) + j are sorted once and each new key is looked up
+    by binary search; a new pair that was not listed before starts from zero history.
+    """
+    key = lambda p: p[:, 0].astype(jnp.int64) * (n + 1) + p[:, 1]  # noqa: E731
+    k_old, k_new = key(pairs_old), key(pairs_new)
+    order = jnp.argsort(k_old)
+    k_sorted = k_old[order]
+    at = jnp.clip(jnp.searchsorted(k_sorted, k_new), 0, k_old.shape[0] - 1)
+    found = (k_sorted[at] == k_new) & (pairs_new[:, 0] < n)
+    return jnp.where(found, hist_old[:, order[at]], 0.0)

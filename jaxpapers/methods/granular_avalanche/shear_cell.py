@@ -104,10 +104,10 @@ def setup(sim, seed: int) -> Setup:
     )
     # Shear speed from the inertial number, with the loose gap as a first guess of the height;
     # it fixes the chunk length (blocks per scan), which is reused for the compression so that
-    # one compiled `run_blocks` serves the whole experiment.
+    # one compiled `dem.run` serves the whole experiment.
     gdot = ex.shear_rate(sim)
     h_guess = 0.6 * (cell["height"] - sim.wall_diameter)
-    block = sim.rebuild_every
+    block = sim.block_steps
     n_blocks = max(1, int(round(sim.scan_strain * h_guess / (gdot * h_guess * dt * block))))
     return Setup(
         cell=cell,
@@ -134,7 +134,7 @@ def shear_params(su: Setup, sim, mu: float, mu_roll: float, h: float):
 def compress_chunk(rec: dict, c: int, su: Setup, sim, log, t0: float) -> None:
     """One compression chunk; after the last one the gap is measured and the clock reset."""
     sc = su.sched
-    state, obs = dem.run_blocks(rec["state"], su.parts, su.sp_prep, sc.n_blocks, sc.block)
+    state, obs = dem.run(rec["state"], su.parts, su.sp_prep, sc.steps, sc.observe_every)
     rec["state"] = state
     if c + 1 != sc.n_prep:
         return
@@ -156,10 +156,10 @@ def shear_chunk(rec, s, su: Setup, sim, mu, mu_roll, log, t0, done_here) -> None
     sc = su.sched
     vel, sp = shear_params(su, sim, mu, mu_roll, float(rec["h"]))
     h = float(rec["h"])
-    state, obs = dem.run_blocks(rec["state"], su.parts, sp, sc.n_blocks, sc.block)
+    state, obs = dem.run(rec["state"], su.parts, sp, sc.steps, sc.observe_every)
     rec["state"] = state
     obs = np.asarray(obs)
-    ex.store_scan(rec, s, obs, sc.spp, sim.sample_every, np.asarray(state.pos)[su.free])
+    ex.store_scan(rec, s, obs, sc.spp, np.asarray(state.pos)[su.free])
     rec["scan_strain"][s + 1] = float(state.time) * vel / h  # imposed (stage) strain
     if ex.report_due(s, sc.n_scans):
         p_meas = float(np.mean(obs[:, 5])) / su.area
