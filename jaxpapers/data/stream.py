@@ -341,6 +341,31 @@ class HostStream(Iterator[dict]):
         self.close()
 
 
+# Paper presets: worker processes per host. Decoding scales with cores (benchmarks/README.md);
+# 8 leaves a 16-core accelerator host cores for the training loop; set data.workers to taste.
+PAPER_WORKERS = 8
+
+
+def config_keys(pipeline: str = "memory", workers: int = 0, **overrides) -> dict:
+    """The ``data.*`` keys of the input pipeline, for a method config's ``c.data.update(...)``:
+    pipeline ('memory' | 'stream'), workers (grain processes; 0 = in the loader thread),
+    worker_buffer (batches each worker keeps ready), augment ('none' | 'flip', in the workers),
+    crop ('stretch' | 'center'), layout ('classes' | 'flat') and max_pixels (decode bound)."""
+    keys = dict(
+        pipeline=pipeline,
+        workers=workers,
+        worker_buffer=2,
+        augment="none",
+        crop="stretch",
+        layout="classes",
+        max_pixels=decode.MAX_PIXELS,
+    )
+    unknown = set(overrides) - set(keys)
+    if unknown:
+        raise KeyError(f"Unknown stream keys {sorted(unknown)}; known: {sorted(keys)}.")
+    return {**keys, **overrides}
+
+
 def streaming(data_cfg) -> bool:
     """Whether a data config asks for the streaming pipeline."""
     return data_cfg.get("pipeline", "memory") == "stream"
@@ -366,7 +391,7 @@ def open_stream_source(
             raise ValueError("data.name='image_folder' needs --config.data.path=<image folder>.")
         layout = d.get("layout", "classes")
         classes, files, labs = list_images(d.path, layout)
-        keep = split_positions(labs, len(files), split, int(d.get("test_every", 0)))
+        keep = split_positions(labs, len(files), split, int(d.get("test_every", 5)))
         if not len(keep):
             raise ValueError(f"Image folder {d.path!r} has no {split!r} images.")
         if labels and labs is None:
