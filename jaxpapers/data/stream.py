@@ -327,7 +327,10 @@ class HostStream(Iterator[dict]):
         if _ERROR in batch:
             raise ValueError(f"Input stream, step {self.step}: {batch[_ERROR]}")
         self.step += 1
-        return batch
+        # A worker's arrays arrive in shared memory blocks; copies (one memcpy) release each block
+        # at once, and device arrays made from the batch (zero-copy on CPU) never alias a block
+        # that grain unmaps when the stream closes.
+        return {k: np.array(v) for k, v in batch.items()}
 
     def close(self) -> None:
         close = getattr(self._it, "close", None)
