@@ -319,7 +319,7 @@ class HostStream(Iterator[dict]):
                 num_workers=workers, per_worker_buffer_size=worker_buffer
             )
             it_ds = it_ds.mp_prefetch(options)
-        self.step = start_step
+        self.step, self._from_workers = start_step, workers > 0
         self._it = iter(it_ds)
 
     def __next__(self) -> dict[str, np.ndarray]:
@@ -327,6 +327,8 @@ class HostStream(Iterator[dict]):
         if _ERROR in batch:
             raise ValueError(f"Input stream, step {self.step}: {batch[_ERROR]}")
         self.step += 1
+        if not self._from_workers:
+            return batch
         # A worker's arrays arrive in shared memory blocks; copies (one memcpy) release each block
         # at once, and device arrays made from the batch (zero-copy on CPU) never alias a block
         # that grain unmaps when the stream closes.
