@@ -29,6 +29,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "cifar10", "imagenet128", "smoke")
 
@@ -45,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = config_lib.base_config("biggan_dgl")
     c.preset = preset
     c.data = ml_collections.ConfigDict(
-        dict(name="fashion_mnist", path="", pad_to=32, train_limit=0)
+        dict(name="fashion_mnist", path="", pad_to=32, train_limit=0, **stream.config_keys())
     )
     c.model = ml_collections.ConfigDict(
         dict(
@@ -115,7 +116,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.eval.update(dict(feature_net="inception", num_samples=50_000, per_class=10))
         c.log_every, c.ckpt_every = 100, 2000
     elif preset == "imagenet128":
-        c.data.update(dict(name="image_folder", pad_to=0))
+        # ImageNet (root/<synset>/<image>, every image trains) decoded in grain workers with
+        # BigGAN-PyTorch's CenterCropLongEdge + resize to 128.
+        c.data.update(dict(name="image_folder", pad_to=0, test_every=0))
+        c.data.update(stream.config_keys("stream", stream.PAPER_WORKERS, crop="center"))
         c.model.update(
             dict(
                 resolution=128,

@@ -14,6 +14,7 @@ jaxpapers/methods/classifier/README.md).
 """
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "fashion_mnist", "cifar10", "smoke")
 
@@ -28,6 +29,7 @@ def get_config(arg=None):
     c.data.eval_split = "test"
     c.data.crop_pad = 2
     c.data.flip = True
+    c.data.update(stream.config_keys())  # data.pipeline='stream': grain workers (jaxpapers.data)
     c.model.arch = "resnet"
     c.model.num_classes = 10
     c.model.width = 32

@@ -32,6 +32,7 @@ Expected numbers: README.md in jaxpapers/methods/from_occlusion (paper: LFW 99.3
 import ml_collections
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "casia_webface", "smoke")
 ORL = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (jaxpapers/data/faces.py)
@@ -57,6 +58,7 @@ def get_config(arg=None):
             n_train_ids=30,
             in_memory=True,
             format="auto",  # casia_webface / ms1m only: folder | rec | auto
+            **stream.config_keys(),
         )
     )
     c.model = ml_collections.ConfigDict(
@@ -127,6 +129,8 @@ def get_config(arg=None):
                 grayscale=False,
                 in_memory=False,
                 n_train_ids=0,
+                # The lazily decoded identity folder / RecordIO set, decoded in grain workers.
+                **stream.config_keys("stream", stream.PAPER_WORKERS),
             )
         )
         c.model.update(

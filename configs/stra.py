@@ -22,6 +22,7 @@ rank-1 94.0).
 """
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "fashion_mnist", "faces", "market1501", "imagenet", "smoke")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -56,6 +57,7 @@ def get_config(arg=None):
     c.data.mean = (0.5,)
     c.data.std = (0.5,)
     c.data.num_train_ids = 30
+    c.data.update(stream.config_keys())
     # ResNet-50 / StRA-ResNet-50 defaults (official models/StRARes.py); small presets shrink them.
     c.model.num_classes = 10
     c.model.block = "stra"  # 'stra' | 'plain' | 'se' | 'cbam' | 'nonlocal' (models in attn_stages)
@@ -103,6 +105,9 @@ def get_config(arg=None):
         c.data.crop_pad = 16
         c.data.erase_prob = 0.5
         c.data.mean, c.data.std = IMAGENET_MEAN, IMAGENET_STD
+        # bounding_box_train JPEGs decoded in grain workers (the query/gallery evaluation
+        # splits are read into memory).
+        c.data.update(stream.config_keys("stream", stream.PAPER_WORKERS))
         c.model.num_classes = 751
         c.model.neck_dim = 512
         c.label_smoothing = 0.1
@@ -132,6 +137,8 @@ def get_config(arg=None):
         c.data.eval_split = "validation"
         c.data.crop_pad = 16
         c.data.mean, c.data.std = IMAGENET_MEAN, IMAGENET_STD
+        # TFDS imagenet2012's JPEGs decoded in grain workers, centre crop to 224x224.
+        c.data.update(stream.config_keys("stream", stream.PAPER_WORKERS, crop="center"))
         c.model.num_classes = 1000
         c.model.last_stride = 2
         c.batch_size = 256

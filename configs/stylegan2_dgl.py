@@ -38,6 +38,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "uncompressed", "teacher", "compress", "ffhq256", "ffhq1024", "smoke")
 SHIPPED_TEACHER = "fmnist_teacher.msgpack"  # In jaxpapers/methods/stylegan2_dgl/weights/.
@@ -69,6 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             test_every=5,
             pad_to=32,
             train_limit=0,
+            **stream.config_keys(),
         )
     )
     c.model = ml_collections.ConfigDict(
@@ -156,6 +158,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 test_every=50,
                 pad_to=0,
                 train_limit=0,
+                # FFHQ's PNGs (any folder tree: images1024x1024/00000/...) decoded in grain
+                # workers at the model resolution.
+                **stream.config_keys("stream", stream.PAPER_WORKERS, layout="flat"),
             )
         )
         c.model.update(

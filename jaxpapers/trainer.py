@@ -210,14 +210,9 @@ def train(config, workdir: str) -> dict:
             writer = metrics.MetricWriter(workdir, start_step=start)
             writer.write_config(config)
             step_fn = compile_step(method, config, mesh, shardings)
-            loader = data.Loader(
-                source,
-                config.batch_size,
-                mesh,
-                seed=config.seed,
-                start_step=start,
-                prefetch=config.prefetch,
-            )
+            # data.pipeline: 'memory' (a thread reads the source) or 'stream' (grain workers
+            # decode and augment); both give the batches of order.py, so resuming is exact.
+            loader = data.make_loader(source, config, mesh, start_step=start)
             progress = metrics.Progress(
                 config.num_train_steps,
                 config.batch_size,

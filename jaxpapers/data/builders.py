@@ -13,7 +13,8 @@ import urllib.request
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image, UnidentifiedImageError
+
+from jaxpapers.data import decode
 
 FMNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FMNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -160,15 +161,9 @@ def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 def read_image(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Decodes and resizes one image to (H, W, C) uint8; a corrupt file is named in the error."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            img = img.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(img, np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"Cannot decode image file {path!r}: {e}") from e
-    return arr[..., None] if channels == 1 else arr
+    """Decodes and resizes one image to (H, W, C) uint8; a corrupt or oversized file is named in
+    the error (``decode.decode_image``: the declared size is checked before decoding)."""
+    return decode.decode_image(path, tuple(size), channels, where=repr(path))
 
 
 class JaxpapersImageFolder(tfds.core.GeneratorBasedBuilder):

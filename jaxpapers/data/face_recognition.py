@@ -24,16 +24,14 @@ contiguous 10 folds are exactly LFW's sets).  Parsing the lines reuses ``read_pa
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import struct
 import weakref
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from jaxpapers import safe_io
-from jaxpapers.data import builders, lfw_pairs
+from jaxpapers.data import builders, decode, lfw_pairs
 
 TRAIN_NAMES = ("casia_webface", "ms1m")  # data.name values handled here
 RECORDIO_MAGIC = 0xCED7230A
@@ -148,10 +146,7 @@ class RecordIOSource:
         if not self.offsets:
             raise ValueError(f"{idx_path} is empty.")
         self.image_size, self.channels = tuple(int(s) for s in image_size), int(channels)
-        self._fd = os.open(self.rec_path, os.O_RDONLY)
-        # Closes the descriptor when the source is collected or at interpreter exit (a __del__
-        # could run after `os` is torn down and print an AttributeError).
-        self._closer = weakref.finalize(self, os.close, self._fd)
+        self._open()
         self._identities: int | None = None
         head = None
         if 0 in self.offsets:
@@ -192,6 +187,21 @@ class RecordIOSource:
     def close(self) -> None:
         self._closer()
 
+    def _open(self) -> None:
+        self._fd = os.open(self.rec_path, os.O_RDONLY)
+        # Closes the descriptor when the source is collected or at interpreter exit (a __del__
+        # could run after `os` is torn down and print an AttributeError).
+        self._closer = weakref.finalize(self, os.close, self._fd)
+
+    def __getstate__(self) -> dict:
+        # A copy sent to a grain worker process opens its own descriptor (the number is
+        # meaningless in another process).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fd", "_closer")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._open()
+
     def _read(self, key: int) -> bytes:
         return _read_record(self._fd, self.offsets[int(key)], self.rec_path)
 
@@ -218,21 +228,10 @@ class RecordIOSource:
             _, label, payload = self._unpack(key)
             if not np.isfinite(label[0]) or label[0] < 0:
                 raise ValueError(f"{self.rec_path} key {key}: label {label[0]} is not a class id.")
-            try:
-                with Image.open(io.BytesIO(payload)) as img:
-                    img = img.convert("L" if self.channels == 1 else "RGB")
-                    img = img.resize(self.image_size[::-1], Image.BILINEAR)
-                    arr = np.asarray(img, np.uint8)
-            except (UnidentifiedImageError, OSError) as e:
-                raise ValueError(
-                    f"{self.rec_path}: cannot decode the image of key {key}: {e}"
-                ) from e
-            out.append(
-                {
-                    "image": arr[..., None] if self.channels == 1 else arr,
-                    "label": np.int32(label[0]),
-                }
+            arr = decode.decode_image(
+                payload, self.image_size, self.channels, where=f"{self.rec_path} key {key}"
             )
+            out.append({"image": arr, "label": np.int32(label[0])})
         return out
 
 

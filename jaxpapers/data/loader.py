@@ -1,8 +1,10 @@
 """Loading splits and iterating deterministic, resumable, per-process sharded batches.
 
-The order of examples is a pure function of ``(seed, step)``: the batch of step ``s`` is the
-``s % steps_per_epoch``-th slice of the permutation of epoch ``s // steps_per_epoch``. A resumed
-run therefore continues the data order exactly where it stopped, with no iterator state to save.
+The order of examples is a pure function of ``(seed, step)`` (``order.py``): the batch of step
+``s`` is the ``s % steps_per_epoch``-th slice of the permutation of epoch ``s // steps_per_epoch``.
+A resumed run therefore continues the data order exactly where it stopped, with no iterator state
+to save. `Loader` reads the batches on a thread; `StreamLoader` decodes them in grain worker
+processes (``stream.py``); `make_loader` picks one from ``config.data.pipeline``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import ml_collections
@@ -18,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxpapers import parallel
-from jaxpapers.data import builders
+from jaxpapers.data import builders, order
 
 tfds.disable_progress_bar()
 
@@ -55,8 +58,12 @@ def _builder(cfg: ml_collections.ConfigDict):
     return None
 
 
-def open_source(cfg: ml_collections.ConfigDict, split: str):
-    """A random-access source (``__len__``, ``__getitems__``) for a split, prepared if local."""
+def open_source(cfg: ml_collections.ConfigDict, split: str, *, encoded_images: bool = False):
+    """A random-access source (``__len__``, ``__getitems__``) for a split, prepared if local.
+
+    ``encoded_images``: a TFDS ``Image`` feature named 'image' comes back as its encoded bytes
+    (``SkipDecoding``), for the stream's bounded decoder (``stream.ShapedSource``).
+    """
     builder = _builder(cfg)
     if builder is not None:
         builder.download_and_prepare(file_format="array_record")
@@ -66,7 +73,21 @@ def open_source(cfg: ml_collections.ConfigDict, split: str):
             )
         return builder.as_data_source(split=split)
     try:
-        return tfds.data_source(cfg.name, split=split, data_dir=data_dir(cfg), download=False)
+        src = tfds.data_source(cfg.name, split=split, data_dir=data_dir(cfg), download=False)
+        features = src.dataset_info.features
+        if (
+            encoded_images
+            and "image" in features.keys()
+            and isinstance(features["image"], tfds.features.Image)
+        ):
+            src = tfds.data_source(
+                cfg.name,
+                split=split,
+                data_dir=data_dir(cfg),
+                download=False,
+                decoders={"image": tfds.decode.SkipDecoding()},
+            )
+        return src
     except Exception as e:  # tfds raises several types for 'not prepared' / 'unknown name'.
         raise ValueError(
             f"Data set {cfg.name!r} (split {split!r}) is neither a local builder {LOCAL} nor a "
@@ -111,6 +132,8 @@ class Loader:
     """Per-step batches of a source, sharded over processes and placed on the mesh.
 
     A background thread reads and places ``prefetch`` batches ahead of the training loop.
+    ``process_index``/``process_count`` default to JAX's (given explicitly only to read the part
+    of another process, e.g. in tests).
     """
 
     def __init__(
@@ -123,6 +146,8 @@ class Loader:
         start_step: int = 0,
         prefetch: int = 2,
         shuffle: bool = True,
+        process_index: int | None = None,
+        process_count: int | None = None,
     ):
         self.source, self.mesh, self.seed, self.shuffle = source, mesh, seed, shuffle
         self.n = num_examples(source)
@@ -133,7 +158,8 @@ class Loader:
             )
         parallel.check_batch_size(global_batch, mesh)
         self.steps_per_epoch = self.n // global_batch
-        self.process_index, self.process_count = jax.process_index(), jax.process_count()
+        self.process_index = jax.process_index() if process_index is None else process_index
+        self.process_count = jax.process_count() if process_count is None else process_count
         self.local_batch = global_batch // self.process_count
         self._step = start_step
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
@@ -143,24 +169,25 @@ class Loader:
 
     def indices(self, step: int) -> np.ndarray:
         """The global example indices of a step (before per-process slicing)."""
-        epoch, k = divmod(step, self.steps_per_epoch)
-        order = (
-            np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            if self.shuffle
-            else np.arange(self.n)
-        )
-        return order[k * self.global_batch : (k + 1) * self.global_batch]
+        return order.step_indices(self.n, self.global_batch, self.seed, step, self.shuffle)
 
     def host_batch(self, step: int) -> dict[str, np.ndarray]:
-        idx = self.indices(step)
-        lo = self.process_index * self.local_batch
-        return read_source(self.source, np.sort(idx[lo : lo + self.local_batch]))
+        local, _ = order.process_part(self.indices(step), self.process_index, self.process_count)
+        return read_source(self.source, local)
+
+    def _host_batches(self, step: int) -> Iterator[dict[str, Any]]:
+        """This process's batches of steps ``step``, ``step + 1``, ... (numpy, on the host)."""
+        while True:
+            yield self.host_batch(step)
+            step += 1
 
     def _fill(self):
         step = self._step
         try:
-            while not self._stop.is_set():
-                batch = parallel.global_batch(self.host_batch(step), self.mesh)
+            for host in self._host_batches(step):
+                if self._stop.is_set():
+                    return
+                batch = parallel.global_batch(host, self.mesh)
                 while not self._stop.is_set():
                     try:
                         self._queue.put((step, batch), timeout=0.1)
@@ -183,3 +210,89 @@ class Loader:
     def close(self):
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class StreamLoader(Loader):
+    """`Loader` whose host batches are decoded and augmented by a grain `stream.HostStream`
+    (``workers`` processes; 0 = in this process) before the same thread places them on the mesh.
+
+    The batches are the ones `Loader` reads for the same source, seed and step (``order.py``);
+    ``augment`` ('none' | 'flip') is applied in the workers, keyed by (seed, step, position).
+    """
+
+    def __init__(
+        self,
+        source,
+        global_batch: int,
+        mesh,
+        *,
+        seed: int = 0,
+        start_step: int = 0,
+        prefetch: int = 2,
+        shuffle: bool = True,
+        workers: int = 0,
+        worker_buffer: int = 2,
+        augment: str = "none",
+        process_index: int | None = None,
+        process_count: int | None = None,
+    ):
+        from jaxpapers.data import stream  # grain is imported only when a stream is used
+
+        self._stream = stream.HostStream(
+            source,
+            global_batch,
+            seed=seed,
+            start_step=start_step,
+            shuffle=shuffle,
+            workers=workers,
+            worker_buffer=worker_buffer,
+            augment=augment,
+            process_index=jax.process_index() if process_index is None else process_index,
+            process_count=jax.process_count() if process_count is None else process_count,
+        )
+        try:
+            super().__init__(
+                source,
+                global_batch,
+                mesh,
+                seed=seed,
+                start_step=start_step,
+                prefetch=prefetch,
+                shuffle=shuffle,
+                process_index=process_index,
+                process_count=process_count,
+            )
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def _host_batches(self, step: int) -> Iterator[dict[str, Any]]:
+        return self._stream
+
+    def close(self):
+        super().close()
+        self._stream.close()
+
+
+PIPELINES = ("memory", "stream")
+
+
+def make_loader(source, config, mesh, *, start_step: int = 0) -> Loader:
+    """The trainer's loader: ``config.data.pipeline`` 'memory' (default) or 'stream'
+    (``data.workers`` grain processes, ``data.augment``), ``config.prefetch`` batches ahead."""
+    d = config.data
+    pipeline = d.get("pipeline", "memory")
+    common = dict(seed=config.seed, start_step=start_step, prefetch=config.prefetch)
+    if pipeline == "memory":
+        return Loader(source, config.batch_size, mesh, **common)
+    if pipeline != "stream":
+        raise ValueError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}.")
+    return StreamLoader(
+        source,
+        config.batch_size,
+        mesh,
+        workers=int(d.get("workers", 0)),
+        worker_buffer=int(d.get("worker_buffer", 2)),
+        augment=d.get("augment", "none"),
+        **common,
+    )

@@ -2,6 +2,7 @@
 
 import io
 import os
+import pickle
 import struct
 
 import numpy as np
@@ -93,6 +94,15 @@ def test_recordio_source_matches_what_was_packed(tmp_path, with_header):
     batch = read_source(src, np.arange(5))
     np.testing.assert_array_equal(batch["label"], labels)
     np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], [1, 11, 21, 31, 41])
+
+
+def test_recordio_source_pickles_for_worker_processes(tmp_path):
+    """A copy (what a grain worker receives) opens its own descriptor and reads the same."""
+    src = fr.RecordIOSource(str(_write_rec(tmp_path / "ms1m", [0, 1, 1])), (12, 10))
+    copy = pickle.loads(pickle.dumps(src))
+    assert copy._fd != src._fd
+    src.close()  # the copy does not depend on the original's descriptor
+    np.testing.assert_array_equal(read_source(copy, np.arange(3))["image"][:, 0, 0, 0], [1, 11, 21])
 
 
 def test_recordio_multipart_record_rejoins_the_magic(tmp_path):

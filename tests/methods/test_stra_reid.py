@@ -133,3 +133,22 @@ def test_load_pretrained_copies_matching_tensors_only(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="pretrained_npz"):
         steps.load_pretrained(variables, str(tmp_path / "missing.npz"))
+
+
+def test_market1501_stream_source_matches_the_arrays(tmp_path):
+    """The market1501 preset streams bounding_box_train: same images and labels, decoded lazily."""
+    from jaxpapers import config_lib
+    from jaxpapers.data import stream
+    from jaxpapers.methods.stra import inputs
+
+    (tmp_path / "bounding_box_train").mkdir()
+    for k, n in enumerate(["0002_c1s1_000451_03.jpg", "0007_c2s3_0701_01.jpg", "0009_c3_1.jpg"]):
+        Image.new("RGB", (64, 128), (10 * k, 20, 30)).save(tmp_path / "bounding_box_train" / n)
+    config = config_lib.load("stra:market1501", {"data.path": str(tmp_path)})
+    assert config.data.pipeline == "stream"
+    src = inputs.make_source(config, "train")
+    assert isinstance(src, stream.FileImageSource) and len(src) == 3
+    got = stream._read(src, np.arange(3))
+    ref = reid.read_market1501(str(tmp_path), "train", (256, 128))
+    np.testing.assert_array_equal(got["image"], ref["image"])
+    np.testing.assert_array_equal(got["label"], ref["label"])

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import data
+from jaxpapers.data import stream
 
 
 def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
@@ -28,8 +29,18 @@ def pad_images(images: np.ndarray, pad_to: int) -> np.ndarray:
     return np.pad(images, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
 
 
-def make_source(config, split: str) -> dict[str, np.ndarray]:
-    """Images and class labels (class-conditional GAN), padded on the host once."""
+def make_source(config, split: str):
+    """Images and class labels (class-conditional GAN), padded on the host once; with
+    data.pipeline='stream' a source decoded at the model resolution in grain workers."""
+    m = config.model
+    if stream.streaming(config.data):
+        if int(config.data.pad_to):
+            raise ValueError("data.pad_to is for in-memory data; the stream resizes, set it to 0.")
+        size, c = (m.resolution, m.resolution), m.img_channels
+        src = stream.open_stream_source(config.data, split, image_size=size, channels=c)
+        if src.num_classes > m.num_classes:
+            raise ValueError(f"{src.num_classes} classes > model.num_classes={m.num_classes}.")
+        return src
     arrays = data.load(config.data, split)
     if "label" not in arrays:
         raise ValueError(
@@ -37,7 +48,6 @@ def make_source(config, split: str) -> dict[str, np.ndarray]:
             "class-conditional and needs labels."
         )
     images = pad_images(arrays["image"], int(config.data.pad_to))
-    m = config.model
     if images.shape[1:] != (m.resolution, m.resolution, m.img_channels):
         raise ValueError(
             f"Images {images.shape[1:]} do not match the model "

@@ -6,12 +6,13 @@ uint8 batch has been transferred.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxpapers import data
-from jaxpapers.data import faces
+from jaxpapers.data import faces, stream
 from jaxpapers.lib import augment
 from jaxpapers.methods.stra import reid
 
@@ -26,9 +27,24 @@ def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
     }
 
 
-def make_source(config, split: str) -> dict[str, np.ndarray]:
-    """Training arrays: re-ID folders read here, everything else through ``data.load``."""
+def make_source(config, split: str):
+    """Training arrays: re-ID folders read here, everything else through ``data.load``; with
+    data.pipeline='stream' (training split) a source decoded in grain workers instead."""
     name, shape = config.data.name, tuple(config.data.image_shape)
+    if split == "train" and stream.streaming(config.data):
+        if name == "market1501":
+            items = reid.market1501_items(config.data.path, split)
+            root = os.path.dirname(items[0][0])
+            return stream.FileImageSource(
+                root,
+                [os.path.basename(p) for p, _, _ in items],
+                reid.train_labels([pid for _, pid, _ in items]),
+                image_size=shape[:2],
+                channels=shape[2],
+            )
+        return stream.open_stream_source(
+            config.data, split, image_size=shape[:2], channels=shape[2]
+        )
     if name == "market1501":
         src = reid.read_market1501(config.data.path, split, shape[:2])
     elif name == "att_faces":

@@ -20,11 +20,8 @@ MARKET_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "boun
 _MARKET_NAME = re.compile(r"([-\d]+)_c(\d)")
 
 
-def read_market1501(root: str, split: str, image_size=(256, 128)) -> dict[str, np.ndarray]:
-    """One Market-1501 split as arrays: image uint8 (N,H,W,3), pid, camid (and 'label' for train).
-
-    Training pids are relabelled to 0..K-1 in sorted order (the classifier's targets).
-    """
+def market1501_items(root: str, split: str) -> list[tuple[str, int, int]]:
+    """(path, pid, camid) of one Market-1501 split in sorted file order, junk (pid -1) skipped."""
     if split not in MARKET_DIRS:
         raise ValueError(f"Market-1501 split must be one of {sorted(MARKET_DIRS)}, got {split!r}.")
     d = os.path.join(root, MARKET_DIRS[split])
@@ -44,10 +41,23 @@ def read_market1501(root: str, split: str, image_size=(256, 128)) -> dict[str, n
         items.append((os.path.join(d, name), pid, cam))
     if not items:
         raise ValueError(f"No Market-1501 images (PPPP_cC....jpg) in {d!r}.")
-    out = _stack(items, image_size, 3)
+    return items
+
+
+def train_labels(pids) -> np.ndarray:
+    """Training pids relabelled to 0..K-1 in sorted order (the classifier's targets)."""
+    relabel = {p: i for i, p in enumerate(sorted(set(int(p) for p in pids)))}
+    return np.array([relabel[int(p)] for p in pids], np.int32)
+
+
+def read_market1501(root: str, split: str, image_size=(256, 128)) -> dict[str, np.ndarray]:
+    """One Market-1501 split as arrays: image uint8 (N,H,W,3), pid, camid (and 'label' for train).
+
+    Training pids are relabelled to 0..K-1 in sorted order (the classifier's targets).
+    """
+    out = _stack(market1501_items(root, split), image_size, 3)
     if split == "train":
-        relabel = {p: i for i, p in enumerate(sorted(set(out["pid"].tolist())))}
-        out["label"] = np.array([relabel[p] for p in out["pid"]], np.int32)
+        out["label"] = train_labels(out["pid"])
     return out
 
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import data
+from jaxpapers.data import stream
 
 
 def input_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
@@ -39,10 +40,18 @@ def fit_resolution(images: np.ndarray, pad_to: int, resolution: int, channels: i
     return images
 
 
-def make_source(config, split: str) -> dict[str, np.ndarray]:
-    """Images only (unconditional GAN), padded/resized on the host once."""
-    arrays = data.load(config.data, split)
+def make_source(config, split: str):
+    """Images only (unconditional GAN), padded/resized on the host once; with
+    data.pipeline='stream' a source decoded at the model resolution in grain workers."""
     m = config.model
+    if stream.streaming(config.data):
+        if int(config.data.pad_to):
+            raise ValueError("data.pad_to is for in-memory data; the stream resizes, set it to 0.")
+        size = (m.resolution, m.resolution)
+        return stream.open_stream_source(
+            config.data, split, image_size=size, channels=m.img_channels, labels=False
+        )
+    arrays = data.load(config.data, split)
     return {
         "image": fit_resolution(
             arrays["image"], int(config.data.pad_to), m.resolution, m.img_channels
