@@ -146,6 +146,34 @@ def _augment(key: Array, x: Array, pad: int) -> Array:
     return jnp.clip(x * gain + bias, -1.0, 1.0)
 
 
+def _arcface_step(net, head, tx, data, labs, pad: int, batch_size: int):
+    """One SGD step of ``train_identity_net`` as a ``lax.scan`` body over per-step keys: a batch
+    drawn with replacement, augmented, ArcFace loss, BN statistics updated in train mode."""
+
+    def step(carry, k):
+        params, stats, opt = carry
+        ki, ka = jax.random.split(k)
+        idx = jax.random.randint(ki, (batch_size,), 0, data.shape[0])
+        x, y = _augment(ka, data[idx], pad), labs[idx]
+
+        def loss_fn(p):
+            emb, upd = net.apply(
+                {"params": p["net"], "batch_stats": stats},
+                x,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            logits, cos = head.apply({"params": p["head"]}, emb, y)
+            acc = jnp.mean(jnp.argmax(cos, -1) == y)
+            return mh.softmax_cross_entropy(logits, y), (upd["batch_stats"], acc)
+
+        (loss, (stats, acc)), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        upd, opt = tx.update(g, opt, params)
+        return (optax.apply_updates(params, upd), stats, opt), (loss, acc)
+
+    return step
+
+
 def train_identity_net(
     images: np.ndarray,
     labels: np.ndarray,
@@ -213,26 +241,7 @@ def train_identity_net(
         }
         stats = v["batch_stats"]
 
-        def step(carry, k):
-            params, stats, opt = carry
-            ki, ka = jax.random.split(k)
-            idx = jax.random.randint(ki, (batch_size,), 0, data.shape[0])
-            x, y = _augment(ka, data[idx], pad), labs[idx]
-
-            def loss_fn(p):
-                emb, upd = net.apply(
-                    {"params": p["net"], "batch_stats": stats},
-                    x,
-                    train=True,
-                    mutable=["batch_stats"],
-                )
-                logits, cos = head.apply({"params": p["head"]}, emb, y)
-                acc = jnp.mean(jnp.argmax(cos, -1) == y)
-                return mh.softmax_cross_entropy(logits, y), (upd["batch_stats"], acc)
-
-            (loss, (stats, acc)), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            upd, opt = tx.update(g, opt, params)
-            return (optax.apply_updates(params, upd), stats, opt), (loss, acc)
+        step = _arcface_step(net, head, tx, data, labs, pad, batch_size)
 
         carry = (params, stats, tx.init(params))
         (params, stats, _), (losses, accs) = jax.lax.scan(

@@ -19,6 +19,8 @@ and the randomness comes from a JAX key, so draws differ from the reference's to
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -51,6 +53,42 @@ def _normalize(v: jax.Array, norm: str) -> jax.Array:
     return v / _bcast(n + 1e-12, v)
 
 
+def _loss_grad(logits_fn, loss_fn, xa: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-example losses, logits and the gradient of the summed loss at ``xa``."""
+
+    def f(v):
+        z = logits_fn(v)
+        li = loss_fn(z)
+        return jnp.sum(li), (li, z)
+
+    (_, (li, z)), g = jax.value_and_grad(f, has_aux=True)(xa)
+    return li, z, g
+
+
+def _checkpoint(i, c: dict, *, x, rho: float, size_decr: int, n_iter_min: int) -> dict:
+    """APGD's step-size checkpoint after ``k`` iterations: halve the step of every example whose
+    loss oscillated (``check_oscillation``) or did not improve, and restart it from its best."""
+    num_steps = c["loss_steps"].shape[0]
+    cs = jnp.arange(num_steps)
+    # check_oscillation: #increases over the last k steps (index −1 wraps, as in torch).
+    ia, ib = (i - cs) % num_steps, (i - cs - 1) % num_steps
+    inc = (c["loss_steps"][ia] > c["loss_steps"][ib]) & (cs < c["k"])[:, None]
+    osc = jnp.sum(inc, axis=0).astype(jnp.float32) <= c["k"].astype(jnp.float32) * rho
+    no_impr = (~c["reduced_last"]) & (c["loss_best_last"] >= c["loss_best"])
+    fl = osc | no_impr
+    m = _bcast(fl, x)
+    return dict(
+        c,
+        step=jnp.where(fl, c["step"] / 2.0, c["step"]),
+        x_adv=jnp.where(m, c["x_best"], c["x_adv"]),
+        grad=jnp.where(m, c["grad_best"], c["grad"]),
+        reduced_last=fl,
+        loss_best_last=c["loss_best"],
+        k=jnp.maximum(c["k"] - size_decr, n_iter_min),
+        counter=jnp.int32(0),
+    )
+
+
 def apgd_single_run(
     logits_fn: LogitsFn,
     x: jax.Array,
@@ -78,15 +116,7 @@ def apgd_single_run(
     )
     x_adv = jnp.clip(x + eps * _normalize(t, norm), 0.0, 1.0)
 
-    def loss_grad(xa: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        def f(v):
-            z = logits_fn(v)
-            li = loss_fn(z)
-            return jnp.sum(li), (li, z)
-
-        (_, (li, z)), g = jax.value_and_grad(f, has_aux=True)(xa)
-        return li, z, g
-
+    loss_grad = functools.partial(_loss_grad, logits_fn, loss_fn)
     loss0, z0, grad0 = loss_grad(x_adv)
     carry = dict(
         x_adv=x_adv,
@@ -104,26 +134,9 @@ def apgd_single_run(
         loss_best_last=loss0,
         reduced_last=jnp.ones((b,), bool),
     )
-    cs = jnp.arange(num_steps)
-
-    def checkpoint(i: jax.Array, c: dict) -> dict:
-        # check_oscillation: #increases over the last k steps (index −1 wraps, as in torch).
-        ia, ib = (i - cs) % num_steps, (i - cs - 1) % num_steps
-        inc = (c["loss_steps"][ia] > c["loss_steps"][ib]) & (cs < c["k"])[:, None]
-        osc = jnp.sum(inc, axis=0).astype(jnp.float32) <= c["k"].astype(jnp.float32) * rho
-        no_impr = (~c["reduced_last"]) & (c["loss_best_last"] >= c["loss_best"])
-        fl = osc | no_impr
-        m = _bcast(fl, x)
-        return dict(
-            c,
-            step=jnp.where(fl, c["step"] / 2.0, c["step"]),
-            x_adv=jnp.where(m, c["x_best"], c["x_adv"]),
-            grad=jnp.where(m, c["grad_best"], c["grad"]),
-            reduced_last=fl,
-            loss_best_last=c["loss_best"],
-            k=jnp.maximum(c["k"] - size_decr, n_iter_min),
-            counter=jnp.int32(0),
-        )
+    checkpoint = functools.partial(
+        _checkpoint, x=x, rho=rho, size_decr=size_decr, n_iter_min=n_iter_min
+    )
 
     def body(i: jax.Array, c: dict) -> dict:
         xa, grad2 = c["x_adv"], c["x_adv"] - c["x_old"]
