@@ -158,9 +158,10 @@ def _trace_prepared(config):
     return {}
 
 
-# Methods whose prepare() reads data or pre-trained files at paper scale: the shapes of its result
-# (same tree and shapes as the real prepare; tests/test_memory_report.py checks it on the smoke
-# presets). stylegan2_dgl's prepare needs only `teacher.weights`, empty in the paper presets.
+# Methods whose prepare() reads data or pre-trained files at paper scale: a stand-in of its result
+# as shapes, from which init_state builds a state of the same shapes as from the real one
+# (tests/test_memory_report.py checks it on smoke presets). stylegan2_dgl's prepare needs only
+# `teacher.weights`, empty in the paper presets.
 ABSTRACT_PREPARE = {
     "faceanime": _faceanime_prepared,
     "unifacegan": _unifacegan_prepared,
@@ -300,16 +301,23 @@ def measure_in_child(preset: Preset, per_device_batch: int = 0, timeout_s: float
 
 
 def verdict(peak_bytes: float, per_device_batch: int, paper_batch: int) -> str:
-    """Which common accelerator memory holds the step at this per-device batch."""
-    sizes = (("a 16 GB TPU v4 core", 16), ("a 40 GB GPU", 40), ("an 80 GB GPU", 80))
-    sizes += (("a 141 GB H200", 141),)
-    need = -(-paper_batch // per_device_batch)  # devices for the paper batch
-    for name, gb in sizes:
-        if peak_bytes <= 0.9 * gb * GB:  # 10 % left to the runtime and fragmentation
-            return (
-                f"fits {name} at batch {per_device_batch}/device ({need} for batch {paper_batch})"
-            )
-    return f"over 141 GB at batch {per_device_batch}/device: lower the per-device batch"
+    """Which common accelerator memory holds the step at this per-device batch (10 % of each
+    device's memory is left to the runtime and fragmentation)."""
+    b, need = per_device_batch, -(-paper_batch // per_device_batch)
+    layout = f"at batch {b}/device ({need} device(s) for batch {paper_batch})"
+    fits = lambda gb: peak_bytes <= 0.9 * gb * GB  # noqa: E731
+    if fits(16):
+        return f"fits a 16 GB TPU v4 core {layout}"
+    if fits(40):
+        return f"fits a 40 GB GPU {layout}; not a 16 GB TPU v4 core"
+    if fits(80):
+        return f"fits an 80 GB GPU {layout}; not a 40 GB GPU"
+    h200 = "fits a 141 GB H200" if fits(141) else "over 141 GB too"
+    return f"over 80 GB {layout} ({h200}): more devices or gradient accumulation"
+
+
+def _gb(x: float) -> str:
+    return f"{x / GB:.3g}"
 
 
 def markdown(results: list[dict]) -> str:
@@ -329,9 +337,9 @@ def markdown(results: list[dict]) -> str:
         m = r["memory"]
         rows.append(
             f"| `{r['preset']}` | {r['paper_batch']} | {r['devices_assumed']} "
-            f"| {r['per_device_batch']} | `{r['phase']}` | {r['peak_bytes_per_device'] / GB:.2f} "
-            f"| {r['state_bytes'] / GB:.3f} | {m['temp_size_in_bytes'] / GB:.2f} "
-            f"| {r['flops_per_step'] / 1e9:,.0f} | {r['compile_seconds']:.0f} "
+            f"| {r['per_device_batch']} | `{r['phase']}` | {_gb(r['peak_bytes_per_device'])} "
+            f"| {_gb(r['state_bytes'])} | {_gb(m['temp_size_in_bytes'])} "
+            f"| {r['flops_per_step'] / 1e9:.4g} | {r['compile_seconds']:.0f} "
             f"| {verdict(r['peak_bytes_per_device'], r['per_device_batch'], r['paper_batch'])} |"
         )
     return head + "\n".join(rows) + "\n"
