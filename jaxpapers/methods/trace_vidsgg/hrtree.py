@@ -29,7 +29,8 @@ AVX2/AVX-512 CPUs) whose tie order differs again and depends on the CPU. ``tie_o
 (`introsort_argsort`); NumPy itself still runs that algorithm for dtypes it has no SIMD sort for,
 e.g. ``np.argsort(x.astype(np.longdouble))``, which the tests compare against.
 ``tie_order="stable"`` breaks ties by index (our order before; it equals the introsort whenever
-a layer has at most 16 nodes, or all its scores tie, or none do).
+a layer has at most 16 nodes or no two of its scores tie: even all-tied scores come out of an
+introsort partition in another order).
 
 ``build_tree_np`` is the NumPy reference used by the tests; ``build_tree`` is the jittable
 construction over a padded box set (fixed maximum number of boxes, nodes and levels, masks)
