@@ -7,6 +7,8 @@
 Reports compile seconds (ahead-of-time lower + compile), steps/s and examples/s over ``--steps``
 timed steps after one warm-up, achieved GFLOP/s from XLA's cost analysis, and peak memory
 (device memory stats where the backend has them, else the process's peak RSS).
+Per-device memory of the paper presets from XLA's memory analysis (no run, no data):
+``python -m jaxpapers.tools.memory_report``.
 """
 
 from __future__ import annotations

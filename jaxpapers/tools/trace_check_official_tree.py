@@ -16,6 +16,7 @@ The file is executed (its extracted methods only): run it only on a checkout you
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import os
@@ -37,8 +38,17 @@ _METHODS = (
 )
 
 
-def load_official(path: str, stable_argsort: bool = False) -> types.SimpleNamespace:
-    """An object carrying the official tree methods, bound to max height 7 and partition 2."""
+ARGSORTS = ("default", "stable", "introsort")
+
+
+def load_official(path: str, argsort: str = "default") -> types.SimpleNamespace:
+    """An object carrying the official tree methods, bound to max height 7 and partition 2.
+
+    ``argsort``: the official code's ``np.argsort(score)`` as is ("default": this NumPy's, which
+    may dispatch to a CPU-dependent SIMD sort), made stable ("stable"), or NumPy's introsort
+    ("introsort": ``np.argsort`` of the scores as long double, for which NumPy has no SIMD sort,
+    i.e. what NumPy before its SIMD sorts computed for float32 scores on every machine).
+    """
     with open(path) as f:
         tree = ast.parse(f.read())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "cluster_tree2D")
@@ -51,8 +61,12 @@ def load_official(path: str, stable_argsort: bool = False) -> types.SimpleNamesp
         **{k: getattr(np, k) for k in dir(np) if not k.startswith("__")}
     )
     np_shim.int = int
-    if stable_argsort:
+    if argsort == "stable":
         np_shim.argsort = lambda a, *args, **kw: np.argsort(a, kind="stable")
+    elif argsort == "introsort":
+        np_shim.argsort = lambda a, *args, **kw: np.argsort(np.asarray(a, np.longdouble))
+    elif argsort != "default":
+        raise ValueError(f"argsort must be one of {ARGSORTS}, got {argsort!r}.")
     namespace = {"np": np_shim, "math": math}
     exec(compile(ast.Module(body=funcs, type_ignores=[]), path, "exec"), namespace)
     obj = types.SimpleNamespace(max_tree_height=7, cluster_num_partition=2)
@@ -87,10 +101,11 @@ def compare(path: str, trials: int, n_max: int, seed: int = 0) -> dict:
     import jax
     import jax.numpy as jnp
 
-    build = jax.jit(hrtree.build_tree)
     results = {}
-    for stable in (False, True):
-        obj = load_official(path, stable_argsort=stable)
+    for argsort in ARGSORTS:
+        obj = load_official(path, argsort)
+        tie_order = "stable" if argsort == "stable" else "numpy"
+        build = jax.jit(functools.partial(hrtree.build_tree, tie_order=tie_order))
         for kind in ("pixels", "near_duplicates", "unit"):
             rng = np.random.default_rng(seed)
             same_ref = same_jax = 0
@@ -98,7 +113,7 @@ def compare(path: str, trials: int, n_max: int, seed: int = 0) -> dict:
                 n = int(rng.integers(1, n_max + 1))
                 boxes = random_boxes(rng, n, kind)
                 layers, feat, link = official_tree(obj, boxes)
-                ref_layers, ref_feat = hrtree.build_layers_np(boxes)
+                ref_layers, ref_feat = hrtree.build_layers_np(boxes, tie_order=tie_order)
                 ok = [
                     {k: list(map(int, v)) for k, v in lay.items()} for lay in layers
                 ] == ref_layers and np.array_equal(feat, ref_feat)
@@ -112,25 +127,25 @@ def compare(path: str, trials: int, n_max: int, seed: int = 0) -> dict:
                     and np.array_equal(np.asarray(t.link)[:total, : levels + 1], link)
                     and np.array_equal(np.asarray(t.boxes)[:total], feat)
                 )
-            key = f"{kind}/{'stable_argsort' if stable else 'numpy_default_argsort'}"
+            key = f"{kind}/official_{argsort}_argsort/ours_{tie_order}"
             results[key] = {"trials": trials, "ours_np_equal": same_ref, "ours_jax_equal": same_jax}
     return results
 
 
 def write_fixture(path: str, out: str, seed: int = 1) -> None:
-    """Official layers/boxes/link of 24 small box sets (all three kinds) as JSON test fixture.
+    """Official layers/boxes/link of 32 box sets as a JSON test fixture (field ``argsort``).
 
-    Near-duplicate sets have partially tied density scores, where NumPy's default (SIMD)
-    argsort order is machine-dependent; those cases are recorded with the official code run
-    with a stable argsort (field ``argsort``).
+    24 small sets (1-18 boxes, all three kinds): the near-duplicate ones (partially tied density
+    scores) with the official code's argsort made stable, the others with it run as NumPy's
+    introsort (this NumPy's default argsort may be a CPU-dependent SIMD sort instead). 8 more
+    near-duplicate sets of 17-40 boxes (where the introsort partitions, so its tie order is not
+    the stable one) with the introsort.
     """
-    objs = {"default": load_official(path), "stable": load_official(path, stable_argsort=True)}
+    objs = {a: load_official(path, a) for a in ARGSORTS}
     rng = np.random.default_rng(seed)
     cases = []
-    for i in range(24):
-        kind = ("pixels", "near_duplicates", "unit")[i % 3]
-        boxes = random_boxes(rng, int(rng.integers(1, 19)), kind)
-        sort = "stable" if kind == "near_duplicates" else "default"
+
+    def add(kind, sort, boxes):
         layers, feat, link = official_tree(objs[sort], boxes)
         cases.append(
             {
@@ -141,6 +156,18 @@ def write_fixture(path: str, out: str, seed: int = 1) -> None:
                 "node_boxes": feat.tolist(),
                 "link": link.tolist(),
             }
+        )
+
+    for i in range(24):
+        kind = ("pixels", "near_duplicates", "unit")[i % 3]
+        boxes = random_boxes(rng, int(rng.integers(1, 19)), kind)
+        add(kind, "stable" if kind == "near_duplicates" else "introsort", boxes)
+    rng = np.random.default_rng(seed + 1)
+    for _ in range(8):
+        add(
+            "near_duplicates",
+            "introsort",
+            random_boxes(rng, int(rng.integers(17, 41)), "near_duplicates"),
         )
     with open(out, "w") as f:
         json.dump(

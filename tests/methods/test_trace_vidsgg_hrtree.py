@@ -1,5 +1,6 @@
 """HRTree: hand-checked trees, official outputs (fixture), NumPy == jitted JAX, LCA, RoIAlign."""
 
+import functools
 import json
 import os
 import subprocess
@@ -67,15 +68,96 @@ def test_matches_official_fixture(build):
     path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "trace_hrtree_official.json")
     with open(path) as f:
         cases = json.load(f)["cases"]
+    stable_build = jax.jit(jax.vmap(functools.partial(H.build_tree, tie_order="stable")))
+    assert sum(c["argsort"] == "introsort" and len(c["boxes"]) > 16 for c in cases) == 9
     for c in cases:
+        tie_order = "stable" if c["argsort"] == "stable" else "numpy"
         boxes = np.asarray(c["boxes"], np.float32)
-        layers, nb = H.build_layers_np(boxes)
+        layers, nb = H.build_layers_np(boxes, tie_order=tie_order)
         assert [{str(k): v for k, v in lay.items()} for lay in layers] == c["layers"]
         np.testing.assert_array_equal(nb, np.asarray(c["node_boxes"], np.float32))
-        t = jax_tree(build, boxes)
+        t = jax_tree(stable_build if tie_order == "stable" else build, boxes)
         total, levels = int(t.num_nodes), int(t.num_levels)
         np.testing.assert_array_equal(t.link[:total, : levels + 1], c["link"])
         np.testing.assert_array_equal(t.boxes[:total], np.asarray(c["node_boxes"], np.float32))
+
+
+def _tied_keys(rng, n):
+    """Scores with many exact ties (a few distinct values), some NaN and -0.0."""
+    x = rng.integers(-2, 3, n).astype(np.float32) * np.float32(rng.choice([1.0, 0.5]))
+    if n and rng.random() < 0.3:
+        x[rng.integers(0, n, 2)] = np.nan
+    return np.where(x == 0, np.float32(-0.0), x) if rng.random() < 0.3 else x
+
+
+def test_introsort_equals_numpy_argsort_on_ties():
+    # np.argsort of long double (and int16) runs NumPy's introsort on every machine (no SIMD
+    # sort for those dtypes): the official code's order for float32 scores in NumPy < 1.25.
+    rng = np.random.default_rng(0)
+    differs = 0
+    for _ in range(300):
+        x = _tied_keys(rng, int(rng.integers(0, 90)))
+        got = H.introsort_argsort_np(x)
+        np.testing.assert_array_equal(got, np.argsort(x.astype(np.longdouble)))
+        xi = np.nan_to_num(x, nan=9).astype(np.int16)
+        np.testing.assert_array_equal(H.introsort_argsort_np(xi), np.argsort(xi))
+        differs += not np.array_equal(got, np.argsort(x, kind="stable"))
+    assert differs > 100  # ties above 16 elements: not the stable order
+
+
+def _quicksort_adversary(n):
+    """McIlroy's 'killer adversary' input for our introsort: makes it run out of depth."""
+    val, gas, state = [n] * n, n, {"solid": 0, "candidate": 0}
+
+    def less(x, y):
+        if val[x] == gas and val[y] == gas:
+            z = x if x == state["candidate"] else y
+            val[z], state["solid"] = state["solid"], state["solid"] + 1
+        if val[x] == gas:
+            state["candidate"] = x
+        elif val[y] == gas:
+            state["candidate"] = y
+        return val[x] < val[y]
+
+    H._introsort(list(range(n)), less)
+    return np.asarray(val, np.float32)
+
+
+def test_introsort_jax_equals_numpy_including_heapsort_fallback():
+    rng = np.random.default_rng(1)
+    w = 48
+    keys, ms = [], []
+    for i in range(40):
+        m = int(rng.integers(0, w + 1)) if i else w
+        x = np.full(w, 5.0, np.float32)
+        x[:m] = _tied_keys(rng, m)
+        keys.append(x)
+        ms.append(m)
+    adv = _quicksort_adversary(w)  # the introsort falls back to heapsort on it
+    heaps = []
+    H._introsort(list(range(w)), lambda i, j: adv[i] < adv[j], lambda lo, hi: heaps.append(lo))
+    assert heaps
+    keys.append(adv)
+    ms.append(w)
+    got = np.asarray(
+        jax.jit(jax.vmap(H.introsort_argsort))(jnp.asarray(np.stack(keys)), jnp.asarray(ms))
+    )
+    for x, m, g in zip(keys, ms, got, strict=True):
+        want = np.argsort(x[:m].astype(np.longdouble))
+        np.testing.assert_array_equal(g, np.concatenate([want, np.arange(m, w)]))
+
+
+def test_tie_order_stable_differs_only_above_16_nodes():
+    # Near-duplicate boxes: partial ties. Up to 16 boxes the two orders build the same tree.
+    rng = np.random.default_rng(2)
+    for n, same in ((12, True), (16, True), (40, False)):
+        xy = np.round(rng.uniform(0, 4, (n, 2)))
+        boxes = np.concatenate([xy, xy + 1], 1).astype(np.float32)
+        a = H.build_layers_np(boxes, tie_order="numpy")[0]
+        b = H.build_layers_np(boxes, tie_order="stable")[0]
+        assert (a == b) == same, n
+    with pytest.raises(ValueError, match="tie_order"):
+        H.build_layers_np(boxes, tie_order="quick")
 
 
 def test_jax_equals_numpy_reference(build):
