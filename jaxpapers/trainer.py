@@ -195,7 +195,9 @@ def train(config, workdir: str) -> dict:
     metrics.write_run_info(workdir)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_ckpts)
     writer = None
-    restore_signals = stopping.install(signal.SIGTERM)
+    # SIGTERM (preemption) and SIGINT (Ctrl-C, a notebook's interrupt) stop after the current
+    # step with a checkpoint; a second Ctrl-C interrupts at once (`jaxpapers.stopping`).
+    restore_signals = stopping.install(signal.SIGTERM, signal.SIGINT)
     loader = None
     profiler = None
     finished = False
@@ -247,31 +249,11 @@ def train(config, workdir: str) -> dict:
                     and done < config.num_train_steps
                 ):
                     _evaluate(method, state, config, workdir, writer, done, progress)
-                if _stop_agreed(stopping.requested() is not None, done, config):
-                    # The cadence above may just have saved this very step (orbax refuses a
-                    # second save of one step, which lost the stop message and crashed).
-                    if ckpt.latest_step() != done:
-                        _save_if_finite(ckpt, done, state, scalars, force=True)
-                    ckpt.wait()
-                    print(
-                        f"Stopped by SIGTERM at step {done}; checkpoint saved. "
-                        "Re-run the same command to resume.",
-                        flush=True,
-                    )
-                    return {"stopped_at": done, **_prefixed(last, "train/")}
-            final_step = int(jax.device_get(state.step))
-            if jax.process_count() > 1:  # Lets a multi-host user (and the test) compare hosts.
-                print(
-                    f"process {jax.process_index()}/{jax.process_count()}: final state "
-                    f"checksum {state_checksum(state)}",
-                    flush=True,
-                )
-            if ckpt.latest_step() != final_step:
-                _save_if_finite(ckpt, final_step, state, None, force=True)
-            ckpt.wait()
-            result = _prefixed(last, "train/")
+                signum = _stop_agreed(stopping.requested(), done, config)
+                if signum is not None:
+                    return _stop(ckpt, done, state, scalars, last, signum)
+            result = _finish(method, state, config, workdir, ckpt, writer, progress, last)
             result["train/seconds"] = time.time() - t_start
-            result.update(_evaluate(method, state, config, workdir, writer, final_step, progress))
             metrics.write_final(workdir, result)
             finished = True
             return result
@@ -284,6 +266,38 @@ def train(config, workdir: str) -> dict:
         ckpt.close()
         if writer is not None:
             writer.close(success=finished)
+
+
+def _stop(ckpt, done: int, state, scalars, last: dict, signum: int) -> dict:
+    """Saves step ``done`` after a stop by ``signum`` and says how to resume."""
+    # The cadence may just have saved this very step (orbax refuses a second save of one step,
+    # which lost the stop message and crashed).
+    if ckpt.latest_step() != done:
+        _save_if_finite(ckpt, done, state, scalars, force=True)
+    ckpt.wait()
+    print(
+        f"Stopped by {stopping.name(signum)} at step {done}; checkpoint saved. "
+        "Re-run the same command to resume.",
+        flush=True,
+    )
+    return {"stopped_at": done, "stopped_by": signum, **_prefixed(last, "train/")}
+
+
+def _finish(method, state, config, workdir, ckpt, writer, progress, last: dict) -> dict:
+    """The final checkpoint and evaluation: ``train/<k>`` (last logged) and ``eval/<k>``."""
+    final_step = int(jax.device_get(state.step))
+    if jax.process_count() > 1:  # Lets a multi-host user (and the test) compare hosts.
+        print(
+            f"process {jax.process_index()}/{jax.process_count()}: final state "
+            f"checksum {state_checksum(state)}",
+            flush=True,
+        )
+    if ckpt.latest_step() != final_step:
+        _save_if_finite(ckpt, final_step, state, None, force=True)
+    ckpt.wait()
+    result = _prefixed(last, "train/")
+    result.update(_evaluate(method, state, config, workdir, writer, final_step, progress))
+    return result
 
 
 class Profiler:
@@ -338,20 +352,21 @@ def _compile_ends(step_fn: StepFunction, step: int, scalars, progress: metrics.P
     progress.restart(step + 1)
 
 
-def _stop_agreed(local_stop: bool, done: int, config) -> bool:
-    """Whether to stop after step ``done`` on a SIGTERM (preemption).
+def _stop_agreed(local: int | None, done: int, config) -> int | None:
+    """The signal to stop by after step ``done`` (SIGTERM: preemption; SIGINT: Ctrl-C), or None.
 
     With several processes the signal may reach them at different steps, and a host that stops
     alone would leave the others waiting in the next collective (or in the checkpoint save).
     So the hosts agree: at every ``log_every``-th step (the same steps on every host) they
-    all-gather their flags and all stop if any got the signal.
+    all-gather their signals and all stop by the first host's, so they also exit alike.
     """
     if jax.process_count() == 1:
-        return local_stop
+        return local
     if done % config.log_every:
-        return False
-    flags = multihost_utils.process_allgather(np.int32(local_stop))
-    return bool(np.any(flags))
+        return None
+    signums = np.ravel(multihost_utils.process_allgather(np.int32(local or 0)))
+    received = [int(s) for s in signums if s]
+    return received[0] if received else None
 
 
 def state_checksum(state) -> str:

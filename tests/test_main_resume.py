@@ -148,3 +148,25 @@ def test_sigterm_on_a_checkpoint_step_stops_cleanly(tmp_path):
     resumed = trainer.train(config, work)
     assert "stopped_at" not in resumed
     assert max(_rows(work)) == stopped + 2
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    """SIGINT (Ctrl-C, a notebook's interrupt) stops training like SIGTERM, at the next step,
+    with a checkpoint of that step; the exit status is the shell's Ctrl-C status."""
+    workdir = str(tmp_path / "run")
+    proc = subprocess.Popen(
+        _main(workdir), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and max(_rows(workdir), default=0) < 3:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0].decode()
+    stopped = [line for line in out.splitlines() if "Stopped by SIGINT at step" in line]
+    if not stopped:
+        pytest.fail(f"the run finished before SIGINT landed; output tail: {out[-2000:]}")
+    assert proc.returncode == 130, out[-2000:]
+    step = stopped[0].split("at step ")[1].split(";")[0]
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", step))
+    assert not os.path.exists(os.path.join(workdir, "final_metrics.json"))
