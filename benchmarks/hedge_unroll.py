@@ -37,6 +37,9 @@ _STEP_SIZE = flags.DEFINE_float("step_size", 0.007, "Defense step α (official: 
 _UNROLL = flags.DEFINE_enum("unroll", "auto", defense.UNROLL_MODES, "hedge.unroll mode.")
 _STEPS = flags.DEFINE_integer("steps", 2, "Timed defense calls (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed warm-up calls.")
+_CONV = flags.DEFINE_enum(
+    "conv", "lax", list(resnet.CONV_FNS), "PreActResNet conv gradients (layers.resnet.CONV_FNS)."
+)
 _OUT = flags.DEFINE_string("out", "", "JSON output path (printed in any case).")
 
 
@@ -53,7 +56,7 @@ def main(argv) -> None:
         shape = tuple(int(s) for s in _SHAPE.value)
         if len(shape) != 3:
             raise app.UsageError(f"--shape must be H,W,C, got {_SHAPE.value}.")
-        model = resnet.PreActResNet18(10)
+        model = resnet.PreActResNet18(10, conv=_CONV.value)
         variables = model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False)
         apply = lambda variables, v: model.apply(variables, v, train=False)
     b = _BATCH.value
@@ -81,6 +84,7 @@ def main(argv) -> None:
         "framework_version": jax.__version__,
         "threads": os.cpu_count(),  # XLA:CPU's intra-op pool: one thread per core
         "layout": "nhwc",
+        "conv": _CONV.value,
         "model": _MODEL.value,
         "image_shape": list(shape),
         "batch": b,

@@ -38,6 +38,9 @@ _WIDTH = flags.DEFINE_integer("width", 64, "Base width (64 = PreActResNet-18).")
 _UNROLL = flags.DEFINE_enum(
     "unroll", "auto", ["auto", "yes", "no"], "PGD lax.scan unroll (auto: unrolled on CPU)."
 )
+_CONV = flags.DEFINE_enum(
+    "conv", "lax", list(resnet.CONV_FNS), "PreActResNet conv gradients (layers.resnet.CONV_FNS)."
+)
 _OUT = flags.DEFINE_string("out", "", "JSON output path (printed in any case).")
 
 EPS, STEP_SIZE = 8 / 255, 2 / 255
@@ -78,7 +81,7 @@ def main(argv):
     if len(shape) != 3:
         raise app.UsageError(f"--shape must be H,W,C, got {_SHAPE.value}.")
     b = _BATCH.value
-    model = resnet.PreActResNet18(10, _WIDTH.value)
+    model = resnet.PreActResNet18(10, _WIDTH.value, conv=_CONV.value)
     tx = optim.make(optimizer_config())
     variables = model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False)
     st = state.TrainState.create(
@@ -96,6 +99,7 @@ def main(argv):
         "framework_version": jax.__version__,
         "threads": os.cpu_count(),  # XLA:CPU's intra-op pool: one thread per core
         "layout": "nhwc",
+        "conv": _CONV.value,
         "image_shape": list(shape),
         "batch": b,
         "pgd_steps": _PGD.value,
