@@ -5,8 +5,8 @@ convolution whose window is the whole activation, with the batch in the feature 
 generic path runs it several times slower than the forward conv of the same FLOPs, and it is most
 of the gap between a PreActResNet train step in XLA:CPU and in PyTorch (benchmarks/README.md). The
 same gradient is, for every kernel tap (i, j), one matmul of the shifted input with the output
-gradient, dW[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ · g[b, h, w, :] — and XLA's matmul is
-on par with PyTorch's. ``conv_general_dilated`` keeps the forward convolution and XLA's input
+gradient, dW[i, j] = Σ_{b,h,w} x_pad[b, s·h + i, s·w + j, :]ᵀ · g[b, h, w, :], and XLA's matmul
+is on par with PyTorch's. ``conv_general_dilated`` keeps the forward convolution and XLA's input
 gradient and computes the kernel gradient that way (a ``jax.custom_vjp``); results equal
 ``lax.conv_general_dilated`` to float32 rounding (only the summation order differs).
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from functools import partial
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxpapers.layers import conv as conv_lib
@@ -33,9 +34,18 @@ BatchNorm = lambda train, **kw: TorchBatchNorm(
     use_running_average=not train, momentum=0.9, epsilon=1e-5, **kw
 )
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # Kaiming (fan_out, relu).
-# ``conv`` option: 'lax' = XLA's convolution gradients; 'mm_grad' = kernel gradients as matmuls
-# (``layers.conv``, same parameters and results, faster on XLA:CPU: benchmarks/README.md).
-CONV_FNS = {"lax": None, "mm_grad": conv_lib.conv_general_dilated}
+CONV_OPTIONS = ("auto", "lax", "mm_grad")
+
+
+def conv_fn(option: str):
+    """``nn.Conv``'s convolution for a ``conv`` option: 'lax' = XLA's convolution and gradients;
+    'mm_grad' = kernel gradients as matmuls (``layers.conv``: same parameters, results equal to
+    float32 rounding, faster on XLA:CPU, benchmarks/README.md); 'auto' = 'mm_grad' on CPU."""
+    if option not in CONV_OPTIONS:
+        raise ValueError(f"conv must be one of {CONV_OPTIONS}, got {option!r}.")
+    if option == "auto":
+        option = "mm_grad" if jax.default_backend() == "cpu" else "lax"
+    return conv_lib.conv_general_dilated if option == "mm_grad" else None
 
 
 class PreActBlock(nn.Module):
@@ -52,7 +62,7 @@ class PreActBlock(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         Conv = partial(
-            nn.Conv, use_bias=False, kernel_init=conv_init, conv_general_dilated=CONV_FNS[self.conv]
+            nn.Conv, use_bias=False, kernel_init=conv_init, conv_general_dilated=conv_fn(self.conv)
         )  # noqa: N806
         out = nn.relu(BatchNorm(train)(x))
         shortcut = x
@@ -70,7 +80,7 @@ class PreActResNet(nn.Module):
     num_classes: int = 10
     width: int = 64
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
-    conv: str = "lax"  # a CONV_FNS key
+    conv: str = "lax"  # see conv_fn
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -80,7 +90,7 @@ class PreActResNet(nn.Module):
             padding=1,
             use_bias=False,
             kernel_init=conv_init,
-            conv_general_dilated=CONV_FNS[self.conv],
+            conv_general_dilated=conv_fn(self.conv),
         )(x)
         for i, n in enumerate(self.stage_sizes):
             for j in range(n):
@@ -91,7 +101,7 @@ class PreActResNet(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
-def PreActResNet18(num_classes: int = 10, width: int = 64, conv: str = "lax") -> PreActResNet:  # noqa: N802
+def PreActResNet18(num_classes=10, width=64, conv="lax") -> PreActResNet:  # noqa: N802
     return PreActResNet(num_classes, width, (2, 2, 2, 2), conv)
 
 
