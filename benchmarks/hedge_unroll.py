@@ -38,7 +38,10 @@ _UNROLL = flags.DEFINE_enum("unroll", "auto", defense.UNROLL_MODES, "hedge.unrol
 _STEPS = flags.DEFINE_integer("steps", 2, "Timed defense calls (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed warm-up calls.")
 _CONV = flags.DEFINE_enum(
-    "conv", "lax", list(resnet.CONV_OPTIONS), "PreActResNet conv gradients (layers.resnet.conv_fn)."
+    "conv",
+    "auto",
+    list(resnet.CONV_OPTIONS),
+    "PreActResNet conv gradients (layers.resnet.conv_fn).",
 )
 _OUT = flags.DEFINE_string("out", "", "JSON output path (printed in any case).")
 

@@ -39,7 +39,10 @@ _UNROLL = flags.DEFINE_enum(
     "unroll", "auto", ["auto", "yes", "no"], "PGD lax.scan unroll (auto: unrolled on CPU)."
 )
 _CONV = flags.DEFINE_enum(
-    "conv", "lax", list(resnet.CONV_OPTIONS), "PreActResNet conv gradients (layers.resnet.conv_fn)."
+    "conv",
+    "auto",
+    list(resnet.CONV_OPTIONS),
+    "PreActResNet conv gradients (layers.resnet.conv_fn).",
 )
 _OUT = flags.DEFINE_string("out", "", "JSON output path (printed in any case).")
 

@@ -57,7 +57,7 @@ class PreActBlock(nn.Module):
 
     features: int
     stride: int = 1
-    conv: str = "lax"
+    conv: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -80,7 +80,7 @@ class PreActResNet(nn.Module):
     num_classes: int = 10
     width: int = 64
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
-    conv: str = "lax"  # see conv_fn
+    conv: str = "auto"  # see conv_fn
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -101,7 +101,7 @@ class PreActResNet(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
-def PreActResNet18(num_classes=10, width=64, conv="lax") -> PreActResNet:  # noqa: N802
+def PreActResNet18(num_classes=10, width=64, conv="auto") -> PreActResNet:  # noqa: N802
     return PreActResNet(num_classes, width, (2, 2, 2, 2), conv)
 
 

@@ -104,3 +104,12 @@ def test_preact_resnet_mm_grad_same_params_loss_and_gradients():
     np.testing.assert_allclose(got_l, ref_l, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(got_g), jax.tree.leaves(ref_g), strict=True):
         assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * float(jnp.max(jnp.abs(b))) + 1e-7
+
+
+def test_conv_option_resolves_on_the_host():
+    assert resnet.conv_fn("auto") is (
+        conv.conv_general_dilated if jax.default_backend() == "cpu" else None
+    )
+    assert resnet.conv_fn("lax") is None  # flax's default, lax.conv_general_dilated
+    with pytest.raises(ValueError, match="conv must be one of"):
+        resnet.conv_fn("im2col")
