@@ -3,7 +3,8 @@ unrolled, JSON out.
 
     python -m benchmarks.hedge_unroll --steps=2 --out=hedge.json              # unrolled (CPU auto)
     python -m benchmarks.hedge_unroll --unroll=no --steps=2                    # rolled lax.scan
-    python -m benchmarks.hedge_unroll --model=rat_quick --batch=16 --shape=28,28,1
+    python -m benchmarks.hedge_unroll --model=rat_quick --batch=16 --eps=0.1 --step_size=0.0226 \
+        --predict=path_logit_sum --unroll=no     # the hedge_defense README's CPU-preset timing
 
 ``--model=preact_resnet18`` (default): PreActResNet-18 (``layers.resnet``) in eval mode, batch
 128 of uniform images, 20 steps of 0.007 at ε 0.031, prediction from the final point — the same
@@ -34,6 +35,7 @@ _BATCH = flags.DEFINE_integer("batch", 128, "Images per defense call.")
 _HEDGE_STEPS = flags.DEFINE_integer("hedge_steps", 20, "Defense steps (official: 20).")
 _EPS = flags.DEFINE_float("eps", 0.031, "Defense radius ε (official CIFAR-10: 0.031).")
 _STEP_SIZE = flags.DEFINE_float("step_size", 0.007, "Defense step α (official: 0.007).")
+_PREDICT = flags.DEFINE_enum("predict", "final", defense.PREDICT_MODES, "hedge prediction mode.")
 _UNROLL = flags.DEFINE_enum("unroll", "auto", defense.UNROLL_MODES, "hedge.unroll mode.")
 _STEPS = flags.DEFINE_integer("steps", 2, "Timed defense calls (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed warm-up calls.")
@@ -74,7 +76,7 @@ def main(argv) -> None:
             eps=_EPS.value,
             step_size=_STEP_SIZE.value,
             num_steps=_HEDGE_STEPS.value,
-            predict="final",
+            predict=_PREDICT.value,
             unroll=unroll,
         )
 
@@ -94,6 +96,7 @@ def main(argv) -> None:
         "hedge_steps": _HEDGE_STEPS.value,
         "eps": _EPS.value,
         "step_size": _STEP_SIZE.value,
+        "predict": _PREDICT.value,
         "unroll": _UNROLL.value,
         **timing,
         "images_per_second": round(b / timing["step_seconds_mean"], 3),
