@@ -61,16 +61,16 @@ class PreActBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        Conv = partial(
+        conv = partial(
             nn.Conv, use_bias=False, kernel_init=conv_init, conv_general_dilated=conv_fn(self.conv)
-        )  # noqa: N806
+        )
         out = nn.relu(BatchNorm(train)(x))
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = Conv(self.features, (1, 1), self.stride)(out)
-        out = Conv(self.features, (3, 3), self.stride, padding=1)(out)
+            shortcut = conv(self.features, (1, 1), self.stride)(out)
+        out = conv(self.features, (3, 3), self.stride, padding=1)(out)
         out = nn.relu(BatchNorm(train)(out))
-        out = Conv(self.features, (3, 3), padding=1)(out)
+        out = conv(self.features, (3, 3), padding=1)(out)
         return out + shortcut
 
 
@@ -101,7 +101,9 @@ class PreActResNet(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
-def PreActResNet18(num_classes=10, width=64, conv="auto") -> PreActResNet:  # noqa: N802
+def PreActResNet18(  # noqa: N802
+    num_classes: int = 10, width: int = 64, conv: str = "auto"
+) -> PreActResNet:
     return PreActResNet(num_classes, width, (2, 2, 2, 2), conv)
 
 
