@@ -9,11 +9,14 @@ optimizer (``optim.make``: SGD lr 0.1 momentum 0.9, weight decay 5e-4 on ALL par
 gradient term, PyTorch semantics), batch ``--batch`` of random images in [0, 1) and random labels,
 no augmentation: the same workload as benchmarks/reference/torch_resnet.py. With ``--pgd_steps``
 > 0 the step first runs L∞ PGD from ``jaxpapers.lib.attacks`` (uniform random start, ε 8/255,
-step 2/255, BatchNorm in eval mode, as the RAT/Madry-AT steps do) and trains on the adversarial
-batch. Compile time is AOT and reported apart; warm-up steps are not timed.
+step 2/255, BatchNorm in eval mode, as the RAT/Madry-AT steps do; its ``lax.scan`` unrolled on
+CPU, ``--unroll``) and trains on the adversarial batch. Compile time is AOT and reported apart;
+warm-up steps are not timed.
 """
 
 from __future__ import annotations
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +35,15 @@ _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed warm-up steps.")
 _PGD = flags.DEFINE_integer("pgd_steps", 0, "PGD iterations before the update (0: clean step).")
 _WIDTH = flags.DEFINE_integer("width", 64, "Base width (64 = PreActResNet-18).")
+_UNROLL = flags.DEFINE_enum(
+    "unroll", "auto", ["auto", "yes", "no"], "PGD lax.scan unroll (auto: unrolled on CPU)."
+)
+_CONV = flags.DEFINE_enum(
+    "conv",
+    "auto",
+    list(resnet.CONV_OPTIONS),
+    "PreActResNet conv gradients (layers.resnet.conv_fn).",
+)
 _OUT = flags.DEFINE_string("out", "", "JSON output path (printed in any case).")
 
 EPS, STEP_SIZE = 8 / 255, 2 / 255
@@ -41,7 +53,7 @@ def optimizer_config():
     return optim.config(name="momentum", lr=0.1, momentum=0.9, weight_decay=5e-4, decay_mask="all")
 
 
-def make_step(model, tx, pgd_steps: int):
+def make_step(model, tx, pgd_steps: int, unroll: bool | int = 1):
     def loss_fn(params, batch_stats, x, y):
         logits, upd = model.apply(
             {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
@@ -54,7 +66,9 @@ def make_step(model, tx, pgd_steps: int):
             variables = {"params": st.params, "batch_stats": st.batch_stats}
             logits = lambda v: model.apply(variables, v, train=False)
             key = jax.random.fold_in(st.rng, st.step)
-            x = attacks.pgd(logits, x, y, key, eps=EPS, step_size=STEP_SIZE, num_steps=pgd_steps)
+            x = attacks.pgd(
+                logits, x, y, key, eps=EPS, step_size=STEP_SIZE, num_steps=pgd_steps, unroll=unroll
+            )
             x = jax.lax.stop_gradient(x)
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             st.params, st.batch_stats, x, y
@@ -70,7 +84,7 @@ def main(argv):
     if len(shape) != 3:
         raise app.UsageError(f"--shape must be H,W,C, got {_SHAPE.value}.")
     b = _BATCH.value
-    model = resnet.PreActResNet18(10, _WIDTH.value)
+    model = resnet.PreActResNet18(10, _WIDTH.value, conv=_CONV.value)
     tx = optim.make(optimizer_config())
     variables = model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False)
     st = state.TrainState.create(
@@ -79,15 +93,20 @@ def main(argv):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.random((b, *shape), np.float32))
     y = jnp.asarray(rng.integers(0, 10, b), jnp.int32)
-    timing = _timing.time_compiled(
-        make_step(model, tx, _PGD.value), (st, x, y), _STEPS.value, _WARMUP.value
-    )
+    unroll = _UNROLL.value == "yes" or (_UNROLL.value == "auto" and jax.default_backend() == "cpu")
+    step = make_step(model, tx, _PGD.value, True if unroll else 1)
+    timing = _timing.time_compiled(step, (st, x, y), _STEPS.value, _WARMUP.value)
     result = {
         "workload": "preact_resnet18_pgd_step" if _PGD.value else "preact_resnet18_train_step",
         "framework": "jax",
+        "framework_version": jax.__version__,
+        "threads": os.cpu_count(),  # XLA:CPU's intra-op pool: one thread per core
+        "layout": "nhwc",
+        "conv": _CONV.value,
         "image_shape": list(shape),
         "batch": b,
         "pgd_steps": _PGD.value,
+        "unroll": _UNROLL.value,
         **timing,
         "images_per_second": round(b / timing["step_seconds_mean"], 3),
         **_timing.environment(),

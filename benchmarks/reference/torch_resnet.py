@@ -79,6 +79,40 @@ def pgd(model, x, y, steps):
     return (x + delta).detach()
 
 
+def time_steps(step, warmup: int, steps: int) -> dict:
+    """Runs ``warmup`` untimed then ``steps`` timed calls of ``step``; the same timing fields as
+    the JAX side (benchmarks/_timing.py): wall and process CPU seconds per call, load averages."""
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    for _ in range(warmup):
+        step()
+    walls, cpus = [], []
+    for _ in range(steps):
+        c0, t0 = time.process_time(), time.perf_counter()
+        step()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return {
+        "compile_seconds": None,  # eager: no ahead-of-time compile
+        "warmup_steps": warmup,
+        "steps": steps,
+        "step_seconds_mean": round(sum(walls) / len(walls), 4),
+        "step_seconds_min": round(min(walls), 4),
+        "step_seconds_max": round(max(walls), 4),
+        "cpu_seconds_per_step": round(sum(cpus) / len(cpus), 4),
+        "load_average_before": load_before,
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def emit(result: dict, out: str) -> None:
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", default="32,32,3", help="H,W,C")
@@ -108,41 +142,20 @@ def main():
         opt.step()
         return loss
 
-    load_before = [round(v, 2) for v in os.getloadavg()]
-    for _ in range(a.warmup):
-        step()
-    walls, cpus = [], []
-    for _ in range(a.steps):
-        c0, t0 = time.process_time(), time.perf_counter()
-        step()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    mean = sum(walls) / len(walls)
+    timing = time_steps(step, a.warmup, a.steps)
     result = {
         "workload": "preact_resnet18_pgd_step" if a.pgd_steps else "preact_resnet18_train_step",
         "framework": "torch",
-        "torch": torch.__version__,
+        "framework_version": torch.__version__,
         "threads": torch.get_num_threads(),
-        "channels_last": a.channels_last,
+        "layout": "channels_last" if a.channels_last else "nchw",
         "image_shape": [h, w, c],
         "batch": a.batch,
         "pgd_steps": a.pgd_steps,
-        "warmup_steps": a.warmup,
-        "steps": a.steps,
-        "step_seconds_mean": round(mean, 4),
-        "step_seconds_min": round(min(walls), 4),
-        "step_seconds_max": round(max(walls), 4),
-        "cpu_seconds_per_step": round(sum(cpus) / len(cpus), 4),
-        "images_per_second": round(a.batch / mean, 3),
-        "load_average_before": load_before,
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        **timing,
+        "images_per_second": round(a.batch / timing["step_seconds_mean"], 3),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, a.out)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,13 @@ bias; same parameter count as BN), ``norm='batch'`` a BatchNorm with running sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
+from jaxpapers.layers import conv as conv_lib
 from jaxpapers.layers.norm import TorchBatchNorm
 
 # PyTorch's default BatchNorm: momentum 0.1 (flax: 0.9), eps 1e-5, unbiased running variance.
@@ -31,6 +34,18 @@ BatchNorm = lambda train, **kw: TorchBatchNorm(
     use_running_average=not train, momentum=0.9, epsilon=1e-5, **kw
 )
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # Kaiming (fan_out, relu).
+CONV_OPTIONS = ("auto", "lax", "mm_grad")
+
+
+def conv_fn(option: str):
+    """``nn.Conv``'s convolution for a ``conv`` option: 'lax' = XLA's convolution and gradients;
+    'mm_grad' = kernel gradients as matmuls (``layers.conv``: same parameters, results equal to
+    float32 rounding, faster on XLA:CPU, benchmarks/README.md); 'auto' = 'mm_grad' on CPU."""
+    if option not in CONV_OPTIONS:
+        raise ValueError(f"conv must be one of {CONV_OPTIONS}, got {option!r}.")
+    if option == "auto":
+        option = "mm_grad" if jax.default_backend() == "cpu" else "lax"
+    return conv_lib.conv_general_dilated if option == "mm_grad" else None
 
 
 class PreActBlock(nn.Module):
@@ -42,20 +57,20 @@ class PreActBlock(nn.Module):
 
     features: int
     stride: int = 1
+    conv: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
+        conv = partial(
+            nn.Conv, use_bias=False, kernel_init=conv_init, conv_general_dilated=conv_fn(self.conv)
+        )
         out = nn.relu(BatchNorm(train)(x))
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = nn.Conv(
-                self.features, (1, 1), self.stride, use_bias=False, kernel_init=conv_init
-            )(out)
-        out = nn.Conv(
-            self.features, (3, 3), self.stride, padding=1, use_bias=False, kernel_init=conv_init
-        )(out)
+            shortcut = conv(self.features, (1, 1), self.stride)(out)
+        out = conv(self.features, (3, 3), self.stride, padding=1)(out)
         out = nn.relu(BatchNorm(train)(out))
-        out = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, kernel_init=conv_init)(out)
+        out = conv(self.features, (3, 3), padding=1)(out)
         return out + shortcut
 
 
@@ -65,20 +80,31 @@ class PreActResNet(nn.Module):
     num_classes: int = 10
     width: int = 64
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
+    conv: str = "auto"  # see conv_fn
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, kernel_init=conv_init)(x)
+        x = nn.Conv(
+            self.width,
+            (3, 3),
+            padding=1,
+            use_bias=False,
+            kernel_init=conv_init,
+            conv_general_dilated=conv_fn(self.conv),
+        )(x)
         for i, n in enumerate(self.stage_sizes):
             for j in range(n):
-                x = PreActBlock(self.width * 2**i, stride=2 if i > 0 and j == 0 else 1)(x, train)
+                stride = 2 if i > 0 and j == 0 else 1
+                x = PreActBlock(self.width * 2**i, stride, self.conv)(x, train)
         x = nn.relu(BatchNorm(train)(x))
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes)(x)
 
 
-def PreActResNet18(num_classes: int = 10, width: int = 64) -> PreActResNet:  # noqa: N802
-    return PreActResNet(num_classes=num_classes, width=width, stage_sizes=(2, 2, 2, 2))
+def PreActResNet18(  # noqa: N802
+    num_classes: int = 10, width: int = 64, conv: str = "auto"
+) -> PreActResNet:
+    return PreActResNet(num_classes, width, (2, 2, 2, 2), conv)
 
 
 class WideResNet(nn.Module):
