@@ -169,6 +169,7 @@ def check_mixed_precision_step(
     metric_keys=("loss",),
     rtol_metrics: float = 2e-2,
     rtol_update: float = 5e-2,
+    rtol_leaf: float = 0.25,
 ):
     """One train step with ``model.dtype`` float32 and one with bfloat16, from the same state and
     batch (``layers.precision`` policy).
@@ -177,10 +178,11 @@ def check_mixed_precision_step(
     params, optimizer state, statistics); each metric in ``metric_keys`` agrees within
     ``rtol_metrics`` (relative to max(|f32 value|, 1)); the state change of the step (new - old,
     over every floating leaf: params, optimizer moments, running statistics) agrees within
-    ``rtol_update`` in relative L2 norm; the two steps differ (the switch took effect); the step
+    ``rtol_update`` in relative L2 norm, and that of every single leaf within ``rtol_leaf``;
+    the two steps differ (the switch took effect); the step
     runs some convolutions/matmuls in bfloat16.
     Returns ``(relative update error, {metric: (f32, bf16)}, matmul dtype counts of the bf16
-    step)``.
+    step, {leaf: relative update error})``.
     """
     import copy
     import functools
@@ -210,16 +212,25 @@ def check_mixed_precision_step(
     for k, (a, b) in metrics.items():
         assert abs(a - b) <= rtol_metrics * max(abs(a), 1.0), f"metric {k}: f32 {a} vs bf16 {b}"
     old = jax.device_get(state)
-    d32, d16 = [], []
-    for o, a, b in zip(
-        jax.tree.leaves(old), jax.tree.leaves(new32), jax.tree.leaves(new16), strict=True
+    d32, d16, leaf_err = [], [], {}
+    for (path, o), a, b in zip(
+        jax.tree_util.tree_leaves_with_path(old),
+        jax.tree.leaves(new32),
+        jax.tree.leaves(new16),
+        strict=True,
     ):
         if jnp.issubdtype(o.dtype, jnp.floating):
             d32.append((np.asarray(a, np.float64) - o).ravel())
             d16.append((np.asarray(b, np.float64) - o).ravel())
+            scale = np.linalg.norm(d32[-1])
+            if scale > 0:
+                leaf_err[jax.tree_util.keystr(path)] = np.linalg.norm(d16[-1] - d32[-1]) / scale
     d32, d16 = np.concatenate(d32), np.concatenate(d16)
     rel = float(np.linalg.norm(d16 - d32) / max(np.linalg.norm(d32), 1e-30))
     assert 0.0 < rel <= rtol_update, f"bf16 update relative error {rel:.3g} (limit {rtol_update})"
+    # Per leaf too: a small tensor (a bias, a gain) can be badly off inside a good total.
+    worst = max(leaf_err, key=leaf_err.get)
+    assert leaf_err[worst] <= rtol_leaf, f"bf16 update of {worst}: error {leaf_err[worst]:.3g}"
     counts = precision.matmul_dtypes(steps["bf16"], state, batch)
     assert sum(n for (_, dt), n in counts.items() if dt == "bfloat16") > 0, counts
-    return rel, metrics, counts
+    return rel, metrics, counts, leaf_err

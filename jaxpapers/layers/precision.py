@@ -98,6 +98,15 @@ def apply(module, variables: dict, *args, dtype, keep: Sequence[str] = (), **kwa
     return to_float32(out)
 
 
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """``y + bias`` (bias broadcast over the leading axes) whose bias gradient is summed in
+    float32: the plain add's transpose sums the output gradient over batch and positions in the
+    compute dtype, and XLA:CPU accumulates a bfloat16 sum in bfloat16 (measured: 50-90 % error on
+    the conv biases of a 32x32 BigGAN D, batch 16). Output in ``y``'s dtype; identical to
+    ``y + bias`` in float32."""
+    return (y + bias.astype(jnp.float32)).astype(y.dtype)
+
+
 _MATMULS = ("conv_general_dilated", "dot_general")
 
 
