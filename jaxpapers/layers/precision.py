@@ -18,6 +18,10 @@ One policy for the whole suite (the PyTorch-AMP / ``jmp`` recipe), applied in on
   training and changes nothing a run reports except through the trained weights (an attack on a
   bfloat16 forward pass would also see rounding noise in its input gradients).
 
+Methods with the switch: classifier, rat (and hedge_defense's base model), from_occlusion, stra,
+biggan_dgl, synface (recognition phase). granular_avalanche is a physics simulation and stays
+float32 (contact forces and integration need float32's 24 bits).
+
 bfloat16 keeps 8 significant bits (unit roundoff 2**-8 ~ 0.4 %) and float32's exponent range, so
 no loss scaling is needed (unlike float16). ``float32`` is bit-identical to not using this module.
 """
@@ -29,6 +33,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -85,13 +90,15 @@ def apply(module, variables: dict, *args, dtype, keep: Sequence[str] = (), **kwa
     ``dtype`` (``keep``: parameter paths that stay float32); other collections (BN statistics,
     spectral-norm vectors) are passed as stored. Floating outputs come back as float32; with
     ``mutable`` the updated collections come back as the model wrote them (float32 for every
-    layer of this suite; the mixed-precision tests check it).
+    layer of this suite; the mixed-precision tests check it). Biases of Flax ``Dense`` / ``Conv``
+    / ``ConvTranspose`` layers are added by `add_bias` (their gradients summed in float32).
     """
     if dtype == jnp.float32:
         return module.apply(variables, *args, **kwargs)
     variables = dict(variables, params=cast(variables["params"], dtype, keep))
     args = tuple(cast(a, dtype) for a in args)
-    out = module.apply(variables, *args, **kwargs)
+    with nn.intercept_methods(_bias_in_float32):
+        out = module.apply(variables, *args, **kwargs)
     if kwargs.get("mutable", False) is not False:
         y, mutated = out
         return to_float32(y), mutated
@@ -105,6 +112,23 @@ def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
     the conv biases of a 32x32 BigGAN D, batch 16). Output in ``y``'s dtype; identical to
     ``y + bias`` in float32."""
     return (y + bias.astype(jnp.float32)).astype(y.dtype)
+
+
+_BIASED = (nn.Dense, nn.Conv, nn.ConvTranspose)
+
+
+def _bias_in_float32(next_fun, args, kwargs, context):
+    """Flax Dense / Conv / ConvTranspose with a bias, under `apply`: the layer without its bias
+    (same kernel, same compute), then `add_bias`, so every bias gradient is summed in float32."""
+    m = context.module
+    if context.method_name != "__call__" or not isinstance(m, _BIASED) or not m.use_bias:
+        return next_fun(*args, **kwargs)
+    if m.is_initializing():
+        return next_fun(*args, **kwargs)
+    kernel, bias = m.get_variable("params", "kernel"), m.get_variable("params", "bias")
+    plain = m.clone(parent=None, use_bias=False)
+    y = plain.apply({"params": {"kernel": kernel}}, *args, **kwargs)
+    return add_bias(y, bias)
 
 
 _MATMULS = ("conv_general_dilated", "dot_general")

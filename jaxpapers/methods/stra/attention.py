@@ -13,9 +13,7 @@ The diversity loss is returned explicitly (and ``sow``-n into the 'losses' colle
 bottleneck), not kept in a module-level buffer as the official code does.
 
 Mixed precision (``layers.precision``): the softmaxes (window weights, pooling maps pi, routing)
-and the diversity loss are float32; the mask and pooling-weight branches (``F32_PARAMS``: small
-1x1 grouped convs with biases, whose bias gradients would otherwise be summed over all positions
-in bfloat16) compute in float32; the value conv, the weighted sums and the hub updates run in the
+and the diversity loss are float32; convolutions, the weighted sums and the hub updates run in the
 compute dtype.
 """
 
@@ -27,9 +25,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# Parameters kept float32 under bfloat16 compute (``layers.precision``): the biased 1x1 convs of
-# the mask and pooling branches.
-F32_PARAMS = (r"/(mask_conv\d|gap_conv\d)/",)
 # torch kaiming_normal_(mode='fan_out', nonlinearity='relu'): N(0, 2 / (out*kh*kw)), untruncated.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 

@@ -22,14 +22,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpapers.methods.stra import attention
 from jaxpapers.methods.stra.attention import LocalStructuralAttention, batch_norm, conv_init
 from jaxpapers.methods.stra.baselines import CBAM, NonLocal, SqueezeExcite
 
 BLOCKS = ("stra", "plain", "se", "cbam", "nonlocal")
-# Parameters that stay float32 under bfloat16 compute (``layers.precision``): the classifier (logits
-# in float32) and StRA's biased mask / pooling-branch convs (``attention.F32_PARAMS``).
-F32_PARAMS = (r"^classifier/", *attention.F32_PARAMS)
+# Parameters that stay float32 under bfloat16 compute (``layers.precision``): the classifier, so
+# logits are computed in float32.
+F32_PARAMS = (r"^classifier/",)
 
 
 def conv(features: int, kernel: int, stride: int = 1, pad: int = 0, name: str | None = None):
