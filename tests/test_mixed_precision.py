@@ -111,6 +111,13 @@ def test_biggan_dgl_bf16_step_close_to_f32_step():
     print(rel, metrics, dict(counts), max(leaves.values()))
 
 
+# Face recognition trains on scaled-cosine logits s * cos(theta) (ArcFace s = 64, CosFace
+# s = 30): the bf16 rounding of the embedding (~0.4 % of cos theta) moves each logit by up to
+# ~0.1-0.25, so the softmax-CE gradient of one step differs by ~10 % (measured 10.3 % for SynFace);
+# the loss itself stays within 2 %.
+FACE_TOLERANCES = dict(rtol_update=0.2, rtol_leaf=0.5)
+
+
 def _random_batch(method: str, config):
     from jaxpapers import methods
 
@@ -134,6 +141,7 @@ def test_from_occlusion_bf16_step_close_to_f32_step():
         cfg,
         batch=_random_batch("from_occlusion", cfg),
         metric_keys=("loss_cls", "loss_pred"),
+        **FACE_TOLERANCES,
     )
     print(rel, metrics, dict(counts), max(leaves.items(), key=lambda kv: kv[1]))
 
@@ -158,7 +166,12 @@ def test_synface_recognition_bf16_step_close_to_f32_step():
     rows = inputs.pair_rows(plan, real, 0)
     batch = {k: v[: cfg.batch_size] for k, v in rows.items()}
     rel, metrics, counts, leaves = testing.check_mixed_precision_step(
-        "synface", cfg, phase=steps.Phase(1, False), batch=batch, metric_keys=("rec_loss",)
+        "synface",
+        cfg,
+        phase=steps.Phase(1, False),
+        batch=batch,
+        metric_keys=("rec_loss",),
+        **FACE_TOLERANCES,
     )
     print(rel, metrics, dict(counts), max(leaves.items(), key=lambda kv: kv[1]))
 
