@@ -184,6 +184,7 @@ MIXED_PRECISION_METHODS = (
     "stra",
     "biggan_dgl",
     "synface",
+    "unifacegan",
 )
 
 
@@ -195,3 +196,23 @@ def test_config_declares_model_dtype(method):
     assert precision.compute_dtype(c.model) == jnp.bfloat16
     with pytest.raises(config_lib.ConfigKeyError):
         config_lib.load(method, {"model.dtyp": "bfloat16"})
+
+
+@pytest.mark.slow
+def test_unifacegan_bf16_step_close_to_f32_step():
+    """G (RACN res-blocks) and the multi-scale D; SGD so the update error is the gradients'."""
+    cfg = _config("unifacegan", "smoke,optim.g.name=sgd,optim.d.name=sgd")
+    rel, metrics, counts, leaves = testing.check_mixed_precision_step(
+        "unifacegan", cfg, metric_keys=("g_loss", "d_loss")
+    )
+    print(rel, metrics, dict(counts), max(leaves.items(), key=lambda kv: kv[1]))
+
+
+def test_hedge_defense_trains_its_base_model_in_the_configured_dtype():
+    from jaxpapers.methods.hedge_defense import base_model
+
+    cfg = config_lib.load("hedge_defense", {"model.dtype": "bfloat16"})
+    rat = config_lib.load_config_file(config_lib.config_path("rat"), base_model._train_arg(cfg))
+    assert rat.model.dtype == "bfloat16" and rat.method_variant == cfg.base.variant
+    default = config_lib.load("hedge_defense")
+    assert "dtype" not in base_model._train_arg(default)  # runs made before stay the same run
