@@ -10,9 +10,11 @@ Presets:
               prepared TFDS cifar10 and a teacher (init_from) or teacher.steps > 0:
       python -m jaxpapers.main --config=configs/biggan_dgl.py:cifar10 --workdir=DIR
   imagenet128 the paper's setting (official BigGAN 128 arch, ch 96 teacher / 48 student, hier z
-              120 + shared 128, attention at 64, batch 2048 (= the official 256 x 8 accumulation,
-              here one step), G/D lr 1e-4/4e-4, Adam (0, 0.999, 1e-6), 1 D step, EMA 0.9999
-              from 20k); the teacher is the official 138k release converted to a checkpoint:
+              120 + shared 128, attention at 64, batch 256 x 8 gradient accumulations as the
+              official launch_BigGAN_bs256x8.sh: one trainer step is one micro-batch of 256 and
+              every step count below is in micro-steps = 8 x iterations; G/D lr 1e-4/4e-4, Adam
+              (0, 0.999, 1e-6), 1 D step, EMA 0.9999 from iteration 20k); the teacher is the
+              official 138k release converted to a checkpoint:
       python -m jaxpapers.main --config=configs/biggan_dgl.py:imagenet128 --workdir=DIR \
           --config.data.path=/data/imagenet128 --config.init_from=TEACHER_DIR
   smoke       tiny 32x32 model, 1 teacher step, 1 stage-1 step, then stage 2 (tests).
@@ -34,8 +36,8 @@ from jaxpapers.data import stream
 PRESETS = ("default", "cifar10", "imagenet128", "smoke")
 
 
-def _adam(lr: float, eps: float = 1e-6):
-    return optim.config(name="adam", lr=lr, b1=0.0, b2=0.999, eps=eps)
+def _adam(lr: float, eps: float = 1e-6, accum_steps: int = 1):
+    return optim.config(name="adam", lr=lr, b1=0.0, b2=0.999, eps=eps, accum_steps=accum_steps)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -64,6 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             bn_eps=1e-5,
             g_init="ortho",
             d_init="ortho",
+            dtype="float32",  # "bfloat16": mixed precision (jaxpapers/layers/precision.py)
         )
     )
     c.gan = ml_collections.ConfigDict(
@@ -92,6 +95,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 50
     c.ckpt_every = 500
     lr_g, lr_d = 2e-4, 2e-4
+    accum = 1  # optim.accum_steps of G and D: micro-batches per optimizer update
     if preset == "cifar10":
         c.data.update(dict(name="cifar10", pad_to=0))
         c.model.update(
@@ -134,15 +138,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 d_attn="64",
             )
         )
-        c.student.update(dict(g_divisor=2, d_divisor=1, stage1_steps=20_000))
-        c.gan.update(dict(num_d_steps=1, ema_decay=0.9999, ema_start=20_000))
+        # --batch_size 256 --num_G_accumulations 8 --num_D_accumulations 8: 2048 images per
+        # update, BN statistics per micro-batch of 256; step counts are in micro-steps.
+        accum = 8
+        c.student.update(dict(g_divisor=2, d_divisor=1, stage1_steps=20_000 * accum))
+        c.gan.update(dict(num_d_steps=1, ema_decay=0.9999, ema_start=20_000 * accum))
         c.teacher.steps = 0
-        c.batch_size = 2048
-        c.num_train_steps = 150_000
+        c.batch_size = 256
+        c.num_train_steps = 150_000 * accum
         c.eval.update(
             dict(feature_net="inception", num_samples=50_000, per_class=4, truncation=0.0)
         )
-        c.log_every, c.ckpt_every = 100, 2000
+        c.log_every, c.ckpt_every = 100 * accum, 2000 * accum
         lr_g, lr_d = 1e-4, 4e-4
     elif preset == "smoke":
         c.model.update(dict(dim_z=16, shared_dim=8, g_ch=4, d_ch=4, g_attn="0", d_attn="0"))
@@ -154,5 +161,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.gan.ema_start = 2
         c.eval.update(dict(per_class=2, fd=False, num_samples=64, batch_size=32))
         c.log_every, c.ckpt_every = 1, 2
-    c.optim = ml_collections.ConfigDict(dict(g=_adam(lr_g), d=_adam(lr_d)))
+    c.optim = ml_collections.ConfigDict(
+        dict(g=_adam(lr_g, accum_steps=accum), d=_adam(lr_d, accum_steps=accum))
+    )
     return config_lib.finalize(c, overrides)

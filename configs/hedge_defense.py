@@ -34,6 +34,9 @@ def get_config(arg=None):
     c.base = config_lib.ConfigDict(
         dict(run_dir="", rat_preset="quick", variant="sat", train_steps=0)
     )
+    # Compute dtype of the SAT base model trained here (rat's model.dtype; "bfloat16" = mixed
+    # precision). The defense and every attack run in float32 whatever the base model trained in.
+    c.model.dtype = "float32"
     # The defense (official defaults: 20 steps, step 0.007, eps 0.031, random start, path sum).
     # unroll: 'auto' unrolls the step loop on CPU only (same iterates, faster there), 'yes', 'no'.
     c.hedge = config_lib.ConfigDict(

@@ -60,6 +60,7 @@ def get_config(arg=None):
     c.data.update(stream.config_keys())
     # ResNet-50 / StRA-ResNet-50 defaults (official models/StRARes.py); small presets shrink them.
     c.model.num_classes = 10
+    c.model.dtype = "float32"  # "bfloat16": mixed precision (jaxpapers/layers/precision.py)
     c.model.block = "stra"  # 'stra' | 'plain' | 'se' | 'cbam' | 'nonlocal' (models in attn_stages)
     c.model.stage_sizes = (3, 4, 6, 3)
     c.model.attn_stages = (3,)

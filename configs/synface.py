@@ -101,6 +101,9 @@ def get_config(arg=None):
         )
     )
     c.dm = ml_collections.ConfigDict(dict(enabled=True))
+    # Compute dtype of the recognition network ("bfloat16": mixed precision,
+    # jaxpapers/layers/precision.py); the StyleGAN2 phase and the identity synthesis stay float32.
+    c.model.dtype = "float32"
     c.rec = ml_collections.ConfigDict(
         dict(
             widths=(16, 16, 32, 64, 128),

@@ -61,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     c.model = ml_collections.ConfigDict(
         dict(
+            dtype="float32",  # "bfloat16": mixed precision (jaxpapers/layers/precision.py)
             g_base=16,
             n_down=2,
             n_res=2,

@@ -179,6 +179,17 @@ def make(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
     return tx
 
 
+def applied(opt_state):
+    """Whether the ``update`` that returned ``opt_state`` changed the parameters: always True
+    without accumulation; with ``accum_steps=k`` on every k-th call only (a boolean array). For
+    what must happen once per optimizer update, e.g. an EMA of the weights."""
+    import optax
+
+    if isinstance(opt_state, optax.MultiStepsState):
+        return opt_state.mini_step == 0
+    return True
+
+
 def ema_update(ema, new, decay):
     """``ema <- decay * ema + (1 - decay) * new`` leaf by leaf (decay may be a traced scalar)."""
     import jax

@@ -175,3 +175,85 @@ def copy_checkout(root: str, dst: str) -> None:
         if os.path.isfile(src):
             os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)
             shutil.copy2(src, os.path.join(dst, f))
+
+
+def check_mixed_precision_step(
+    method_name: str,
+    config,
+    *,
+    phase=None,
+    state=None,
+    batch=None,
+    metric_keys=("loss",),
+    rtol_metrics: float = 2e-2,
+    rtol_update: float = 5e-2,
+    rtol_leaf: float = 0.25,
+):
+    """One train step with ``model.dtype`` float32 and one with bfloat16, from the same state and
+    batch (``layers.precision`` policy).
+
+    Asserts: the bfloat16 step's new state has the f32 step's tree, shapes and dtypes (float32
+    params, optimizer state, statistics); each metric in ``metric_keys`` agrees within
+    ``rtol_metrics`` (relative to max(|f32 value|, 1)); the state change of the step (new - old,
+    over every floating leaf: params, optimizer moments, running statistics) agrees within
+    ``rtol_update`` in relative L2 norm, and that of every single leaf within ``rtol_leaf``
+    (relative to the larger of its f32 update and 1 % of the step's);
+    the two steps differ (the switch took effect); the step
+    runs some convolutions/matmuls in bfloat16.
+    Returns ``(relative update error, {metric: (f32, bf16)}, matmul dtype counts of the bf16
+    step, {leaf: relative update error})``.
+    """
+    import copy
+    import functools
+
+    from jaxpapers import config_lib
+    from jaxpapers.layers import precision
+
+    method = methods.get(method_name)
+    assert precision.compute_dtype(config.model) == jnp.float32, "pass the float32 config"
+    config16 = copy.deepcopy(config)
+    config_lib.set_dotted(config16, "model.dtype", "bfloat16")
+    if state is None:
+        fn, args = trainer.init_fn(method, config)
+        state = jax.jit(fn)(*args)
+    if batch is None:
+        batch = make_batches(method, config, 1)[0]
+    extra = {} if phase is None else {"phase": phase}
+    steps = {
+        name: functools.partial(method.train_step, config=c, **extra)
+        for name, c in (("f32", config), ("bf16", config16))
+    }
+    new32, m32 = jax.device_get(jax.jit(steps["f32"])(state, batch))
+    new16, m16 = jax.device_get(jax.jit(steps["bf16"])(state, batch))
+    sig = lambda t: (jax.tree.structure(t), [(x.shape, x.dtype) for x in jax.tree.leaves(t)])
+    assert sig(new16) == sig(new32) == sig(state), "bf16 step changed the state's tree or dtypes"
+    metrics = {k: (float(np.mean(m32[k])), float(np.mean(m16[k]))) for k in metric_keys}
+    for k, (a, b) in metrics.items():
+        assert abs(a - b) <= rtol_metrics * max(abs(a), 1.0), f"metric {k}: f32 {a} vs bf16 {b}"
+    old = jax.device_get(state)
+    d32, d16, names = [], [], []
+    for (path, o), a, b in zip(
+        jax.tree_util.tree_leaves_with_path(old),
+        jax.tree.leaves(new32),
+        jax.tree.leaves(new16),
+        strict=True,
+    ):
+        if jnp.issubdtype(o.dtype, jnp.floating):
+            d32.append((np.asarray(a, np.float64) - o).ravel())
+            d16.append((np.asarray(b, np.float64) - o).ravel())
+            names.append(jax.tree_util.keystr(path))
+    total = np.linalg.norm(np.concatenate(d32))
+    rel = float(np.linalg.norm(np.concatenate(d16) - np.concatenate(d32)) / max(total, 1e-30))
+    assert 0.0 < rel <= rtol_update, f"bf16 update relative error {rel:.3g} (limit {rtol_update})"
+    # Per leaf too (a bias or a gain can be badly off inside a good total), relative to the leaf's
+    # f32 update but at least 1 % of the whole step's: a leaf that (nearly) does not move in f32
+    # (e.g. a BN bias whose gradient cancels) is judged on its absolute error.
+    leaf_err = {
+        n: float(np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-2 * total))
+        for n, a, b in zip(names, d32, d16, strict=True)
+    }
+    worst = max(leaf_err, key=leaf_err.get)
+    assert leaf_err[worst] <= rtol_leaf, f"bf16 update of {worst}: error {leaf_err[worst]:.3g}"
+    counts = precision.matmul_dtypes(steps["bf16"], state, batch)
+    assert sum(n for (_, dt), n in counts.items() if dt == "bfloat16") > 0, counts
+    return rel, metrics, counts, leaf_err

@@ -121,3 +121,19 @@ def test_accumulated_update_equals_the_large_batch_update(name):
 def test_accum_steps_must_be_positive():
     with pytest.raises(ValueError, match="accum_steps"):
         optim.make(optim.config(accum_steps=0))
+
+
+def test_applied_marks_the_steps_that_update_the_parameters():
+    """What must happen once per update (e.g. BigGAN's G EMA) follows ``optim.applied``."""
+    p = {"w": jnp.ones((2,))}
+    g = {"w": jnp.ones((2,))}
+    plain = optim.make(optim.config(name="sgd", lr=0.1))
+    _, s = plain.update(g, plain.init(p), p)
+    assert optim.applied(s) is True
+    acc = optim.make(optim.config(name="sgd", lr=0.1, accum_steps=3))
+    s, seen = acc.init(p), []
+    for _ in range(6):
+        u, s = acc.update(g, s, p)
+        seen.append(bool(optim.applied(s)))
+        assert bool(np.any(u["w"] != 0)) == seen[-1]
+    assert seen == [False, False, True, False, False, True]

@@ -86,7 +86,10 @@ class PReLU(nn.Module):
         slope = self.param(
             "slope", nn.initializers.constant(self.init_slope), (x.shape[-1],), jnp.float32
         )
-        return jnp.where(x >= 0, x, slope.astype(x.dtype) * x)
+        # The negative branch in float32 (no-op casts in float32): the slope's gradient sums over
+        # batch and positions, which a bfloat16 sum would round away (layers.precision).
+        neg = (slope.astype(jnp.float32) * x.astype(jnp.float32)).astype(x.dtype)
+        return jnp.where(x >= 0, x, neg)
 
 
 def _conv(features: int, k: int, stride: int, init: Any, dtype, name: str) -> nn.Conv:

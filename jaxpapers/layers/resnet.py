@@ -15,6 +15,10 @@ conv5 (``res5_dilation=2``: stride 1 in stage 5, output stride 16 — Detectron'
 ``ResNet50_conv5_body_dilation2``, TRACE's 2D relation backbone, ``resnet50_dc5``), optional
 GAP + fc head. ``norm='affine'`` is Detectron's AffineChannel (frozen BN folded into scale and
 bias; same parameter count as BN), ``norm='batch'`` a BatchNorm with running statistics.
+
+Mixed precision (``layers.precision``): every conv and activation follows the compute dtype;
+BatchNorm statistics are float32 (`TorchBatchNorm`) and the logit layer (``F32_PARAMS``) stays
+float32.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ def conv_fn(option: str):
     if option == "auto":
         option = "mm_grad" if jax.default_backend() == "cpu" else "lax"
     return conv_lib.conv_general_dilated if option == "mm_grad" else None
+
+
+# Parameters that stay float32 under bfloat16 compute: the final linear layer of the classifiers
+# (its float32 kernel promotes the matmul, so logits are computed in float32).
+F32_PARAMS = (r"^(Dense_0|fc)/",)
 
 
 class PreActBlock(nn.Module):

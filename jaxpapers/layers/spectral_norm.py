@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpapers.layers import precision
+
 COLLECTION = "spectral"
 Initializer = Callable[..., jax.Array]
 
@@ -92,7 +94,7 @@ class SNDense(nn.Module, _SNMixin):
         y = x @ w.astype(x.dtype)
         if self.use_bias:
             b = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-            y = y + b.astype(x.dtype)
+            y = precision.add_bias(y, b)  # bias gradient summed in float32
         return y
 
 
@@ -118,7 +120,7 @@ class SNConv(nn.Module, _SNMixin):
         )
         if self.use_bias:
             b = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-            y = y + b.astype(x.dtype)
+            y = precision.add_bias(y, b)  # bias gradient summed in float32
         return y
 
 

@@ -122,3 +122,13 @@ def test_sampler_uses_ema_or_raw_generator():
     sample = make_sampler(cfg, "student", *sampled_generator(cfg, st))
     np.testing.assert_allclose(sample(z, y), raw, atol=1e-5)
     assert float(jnp.max(jnp.abs(raw - ema))) > 1e-3
+
+
+def test_imagenet128_preset_is_the_official_256x8_accumulation():
+    """launch_BigGAN_bs256x8.sh: batch 256, 8 G and 8 D accumulations; step counts in micro-steps
+    (8 per iteration), lr schedules in updates."""
+    c = config_lib.load_config_file(CFG, "imagenet128")
+    assert c.batch_size == 256 and c.gan.num_d_steps == 1
+    assert c.optim.g.accum_steps == c.optim.d.accum_steps == 8
+    assert c.num_train_steps == 8 * 150_000 and c.student.stage1_steps == 8 * 20_000
+    assert c.gan.ema_start == 8 * 20_000

@@ -15,7 +15,8 @@ Follows ajbrock/BigGAN-PyTorch (``BigGAN.py``, ``layers.py``); read, not copied.
   2x2), attention at the configured resolution, ReLU, global **sum** pooling, SN-linear -> 1
   plus the projection term ``<embed_SN(y), h>``.
 Spectral norm state lives in the ``'spectral'`` collection, BN running stats in
-``'batch_stats'``. ``train=True`` updates both (BigGAN-PyTorch's ``module.training``).
+``'batch_stats'`` (both float32 under mixed precision). ``train=True`` updates both
+(BigGAN-PyTorch's ``module.training``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from jaxpapers.layers.spectral_norm import SNConv, SNDense, SNEmbed
 from jaxpapers.lib import dgl
 
 OUTPUT_BN_EPS = 1e-5  # BigGAN-PyTorch ``layers.bn`` default; the output BN is not given BN_eps.
+# Mixed precision (``model.dtype``, ``layers.precision``): parameters that stay float32 in the
+# bfloat16 step. D's output layer and class projection compute the logits in float32; in G and in
+# the D trunk every conv/linear/embedding runs in bfloat16, while BN statistics, spectral-norm
+# power iterations (on the bfloat16-rounded weight) and the attention softmax are float32.
+G_F32_PARAMS: tuple[str, ...] = ()
+D_F32_PARAMS = (r"^(linear|embed)/",)
 
 
 def make_init(name: str):
@@ -142,8 +149,11 @@ class CondBN(nn.Module):
                 name=name,
             )(c, train)
             gain, bias = 1.0 + lin("gain"), lin("bias")
-        h = BatchNorm(eps=self.bn_eps, name="bn")(x, train)
-        return h * gain[:, None, None, :].astype(h.dtype) + bias[:, None, None, :].astype(h.dtype)
+        # The affine step in float32 (no-op casts in float32): the per-sample gain and bias
+        # gradients sum over all positions, which bfloat16 would round away.
+        h = BatchNorm(eps=self.bn_eps, name="bn")(x, train).astype(jnp.float32)
+        f32 = lambda a: a[:, None, None, :].astype(jnp.float32)
+        return (h * f32(gain) + f32(bias)).astype(x.dtype)
 
 
 def upsample2(x: jax.Array) -> jax.Array:
@@ -183,11 +193,14 @@ class Attention(nn.Module):
         theta = conv(ch // 8, "theta")(x, train).reshape(n, h * w, ch // 8)
         phi = maxpool2(conv(ch // 8, "phi")(x, train)).reshape(n, h * w // 4, ch // 8)
         g = maxpool2(conv(ch // 2, "g")(x, train)).reshape(n, h * w // 4, ch // 2)
-        beta = jax.nn.softmax(jnp.einsum("nqc,nkc->nqk", theta, phi), axis=-1)
+        # Softmax in float32 under mixed precision (a no-op cast in float32).
+        logits = jnp.einsum("nqc,nkc->nqk", theta, phi).astype(jnp.float32)
+        beta = jax.nn.softmax(logits, axis=-1).astype(g.dtype)
         o = jnp.einsum("nqk,nkc->nqc", beta, g).reshape(n, h, w, ch // 2)
         o = conv(ch, "o")(o, train)
         gamma = self.param("gamma", nn.initializers.zeros, ())
-        return x + gamma.astype(x.dtype) * o
+        # gamma's gradient sums over every element of o: in float32 (no-op casts in float32).
+        return x + (gamma.astype(jnp.float32) * o.astype(jnp.float32)).astype(x.dtype)
 
 
 class GBlock(nn.Module):
@@ -322,7 +335,9 @@ class Discriminator(nn.Module):
             h = DBlock(o, i > 0, dn, self.sn_eps, self.init_name, name=f"block{i}")(h, train)
             if r in attn:
                 h = Attention(self.sn_eps, self.init_name, name=f"attn{i}")(h, train)
-        h = jnp.sum(nn.relu(h), axis=(1, 2))  # global sum pooling
+        # Global sum pooling; the pooled features, the linear output and the projection are
+        # float32 under mixed precision (their parameters are D_F32_PARAMS).
+        h = jnp.sum(nn.relu(h.astype(jnp.float32)), axis=(1, 2))
         self.sow("intermediates", "features", h)
         init = make_init(self.init_name)
         out = SNDense(1, eps=self.sn_eps, kernel_init=init, name="linear")(h, train)[:, 0]

@@ -19,6 +19,7 @@ G step, then the G EMA (decay 0 before ``gan.ema_start``, over params and buffer
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -27,8 +28,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng
+from jaxpapers.layers import precision
 from jaxpapers.lib import dgl
-from jaxpapers.methods.biggan_dgl import losses
+from jaxpapers.methods.biggan_dgl import losses, model
 from jaxpapers.methods.biggan_dgl.model import make_nets
 
 G_COLS = ("batch_stats", "spectral")
@@ -121,6 +123,29 @@ def gan_update(
     tx_g, tx_d = optim.make(config.optim.g), optim.make(config.optim.d)
     n_d, per = int(config.gan.num_d_steps), d_batch(config)
     k_d, k_g = jax.random.split(key)
+    # Mixed precision (layers.precision): bf16 compute, float32 params/statistics/outputs.
+    dtype = precision.compute_dtype(config.model)
+    apply_g = functools.partial(
+        precision.apply,
+        g_net,
+        dtype=dtype,
+        keep=model.G_F32_PARAMS,
+        train=True,
+        mutable=list(G_COLS),
+    )
+
+    def apply_d(net, variables, x, y, train=True):
+        return precision.apply(
+            net,
+            variables,
+            x,
+            y,
+            dtype=dtype,
+            keep=model.D_F32_PARAMS,
+            train=train,
+            mutable=list(D_COLS),
+        )
+
     xs = (
         reals.reshape(n_d, per, *reals.shape[1:]),
         labels.reshape(n_d, per),
@@ -131,18 +156,15 @@ def gan_update(
         g_vars, d, d_vars, d_opt = carry
         x, y_real, k = inp
         z, y_fake = sample_zy(k, per, config)
-        fake, g_vars = g_net.apply(
-            {"params": gs.g, **g_vars}, z, y_fake, train=True, mutable=list(G_COLS)
-        )
+        fake, g_vars = apply_g({"params": gs.g, **g_vars}, z, y_fake)
         fake = jax.lax.stop_gradient(fake)
 
         def loss_fn(dp):
-            out, new_dv = d_net.apply(
+            out, new_dv = apply_d(
+                d_net,
                 {"params": dp, **d_vars},
                 jnp.concatenate([fake, x]),
                 jnp.concatenate([y_fake, y_real]),
-                train=True,
-                mutable=list(D_COLS),
             )
             d_fake, d_real = out[:per], out[per:]
             l_real, l_fake = losses.hinge_d(d_real, d_fake)
@@ -166,18 +188,12 @@ def gan_update(
     t_update = bool(config.student.teacher_sn_update)
 
     def g_loss_fn(gp):
-        fake, new_gv = g_net.apply({"params": gp, **g_vars}, z, y, train=True, mutable=list(G_COLS))
-        logits, new_dv = d_net.apply(
-            {"params": d, **d_vars}, fake, y, train=True, mutable=list(D_COLS)
-        )
+        fake, new_gv = apply_g({"params": gp, **g_vars}, z, y)
+        logits, new_dv = apply_d(d_net, {"params": d, **d_vars}, fake, y)
         t_logits, t_vars = None, None
         if t_net is not None and teacher_on:
-            t_logits, t_vars = t_net.apply(
-                {"params": teacher.d, **teacher.d_vars},
-                fake,
-                y,
-                train=t_update,
-                mutable=list(D_COLS),
+            t_logits, t_vars = apply_d(
+                t_net, {"params": teacher.d, **teacher.d_vars}, fake, y, train=t_update
             )
         total, term = dgl.generator_loss(losses.hinge_g, logits, t_logits, lam)
         g_main = losses.hinge_g(logits)
@@ -191,8 +207,10 @@ def gan_update(
     upd, g_opt = tx_g.update(grads, gs.g_opt, gs.g)
     g = optax.apply_updates(gs.g, upd)
 
-    # utils.ema: decay 0 (a copy) before ema_start, over params and buffers alike.
+    # utils.ema: decay 0 (a copy) before ema_start, over params and buffers alike, once per G
+    # update (with optim.accum_steps = k: on the k-th micro-step, when the update is applied).
     decay = jnp.where(itr < config.gan.ema_start, 0.0, config.gan.ema_decay)
+    decay = jnp.where(optim.applied(g_opt), decay, 1.0)
     g_ema = optim.ema_update(gs.g_ema, g, decay)
     g_ema_vars = optim.ema_update(gs.g_ema_vars, g_vars, decay)
     new = GanState(

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng, state
-from jaxpapers.layers import resnet
+from jaxpapers.layers import precision, resnet
 from jaxpapers.lib import augment
 
 
@@ -34,9 +34,12 @@ def train_step(st: state.TrainState, batch, *, config):
     )
 
     def loss_fn(params):
-        logits, updates = model.apply(
+        logits, updates = precision.apply(
+            model,
             {"params": params, "batch_stats": st.batch_stats},
             x,
+            dtype=precision.compute_dtype(config.model),
+            keep=resnet.F32_PARAMS,
             train=True,
             mutable=["batch_stats"],
         )

@@ -11,6 +11,11 @@ multiplied onto the embedding).
 
 Only P3 feeds the decoder; the official FPN also computes P4/P5 smoothing convs and P6/P7, whose
 outputs are unused, so they are left out here (a converter drops those weights).
+
+Mixed precision (``model.dtype``, ``layers.precision``): the train step casts the whole network's
+parameters, so backbone, FPN, mask decoder and OPP convs/matmuls run in bfloat16; BatchNorm
+statistics, the embeddings, the mask and the OPP logits come out float32, and the margin head
+(cosine logits, CosFace/ArcFace margins, softmax) is applied to them in float32.
 """
 
 from __future__ import annotations
@@ -175,7 +180,6 @@ def build_net(config) -> FROMNet:
         fpn_features=m.fpn_features,
         num_patterns=oc.num_patterns(config.occlusion.grid),
         variant=m.variant,
-        dtype=jnp.bfloat16 if m.bf16 else None,
     )
 
 

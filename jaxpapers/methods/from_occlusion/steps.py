@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import checkpoint, optim, rng
+from jaxpapers.layers import precision
 from jaxpapers.lib import margin_heads as mh
 from jaxpapers.lib import occlusion as oc
 from jaxpapers.methods.from_occlusion.inputs import normalize
@@ -99,9 +100,11 @@ def train_step(state: FromState, batch: dict, *, config) -> tuple[FromState, dic
     lam = jnp.where(is_mask, config.loss.weight_pred, 0.0)
 
     def loss_fn(params):
-        out, upd = net.apply(
+        out, upd = precision.apply(
+            net,
             {"params": params["net"], "batch_stats": state.batch_stats},
             x,
+            dtype=precision.compute_dtype(config.model),
             train=True,
             rngs={"dropout": k_drop},
             mutable=["batch_stats"],

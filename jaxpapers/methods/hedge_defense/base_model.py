@@ -25,6 +25,8 @@ from jaxpapers import config_lib
 def _train_arg(config) -> str:
     """The ``configs/rat.py`` argument of the SAT base model that ``config.base`` describes."""
     arg = f"{config.base.rat_preset},method_variant={config.base.variant}"
+    if config.model.get("dtype", "float32") != "float32":  # runs made before the key existed
+        arg += f",model.dtype={config.model.dtype}"
     if config.base.train_steps:
         arg += f",num_train_steps={config.base.train_steps}"
     return arg

@@ -8,6 +8,7 @@ normalises inside (`config.model.mean/std`, Rice et al.).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -15,11 +16,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng, state
-from jaxpapers.layers import resnet
+from jaxpapers.layers import precision, resnet
 from jaxpapers.lib import attacks, augment
 from jaxpapers.lib.attacks import losses
+from jaxpapers.methods.rat import model as rat_model
 from jaxpapers.methods.rat import region
-from jaxpapers.methods.rat.model import apply_model, eval_logits
 
 VARIANTS = ("standard", "sat", "trades", "rat")
 
@@ -128,6 +129,9 @@ def attack_inputs(
 def objective(params, st: state.TrainState, x, y, x_train, targets, config):
     """The training loss of ``config.method_variant`` and (logits, new BN statistics, metrics)."""
     variables = {"params": params, "batch_stats": st.batch_stats}
+    apply_model = functools.partial(
+        rat_model.apply_model, dtype=precision.compute_dtype(config.model)
+    )
     if config.method_variant == "trades":
         # TRADES eq. (5): CE(f(x), y) + β·KL(f(x) ‖ f(x')) with the clean probabilities NOT
         # detached; two train-mode passes update BN statistics in turn, as the reference.
@@ -155,8 +159,12 @@ def train_step(st: state.TrainState, batch: dict, *, config) -> tuple[state.Trai
         k_aug, augment.to_float(batch["image"]), config.data.crop_pad, config.data.flip
     )
     y = batch["label"]
-    # Attacks run on the eval-mode model (BatchNorm running statistics).
-    f_eval = eval_logits({"params": st.params, "batch_stats": st.batch_stats}, config)
+    # Attacks run on the eval-mode model (BatchNorm running statistics), in the compute dtype.
+    f_eval = rat_model.eval_logits(
+        {"params": st.params, "batch_stats": st.batch_stats},
+        config,
+        precision.compute_dtype(config.model),
+    )
     x_train, targets, extra = attack_inputs(config.method_variant, f_eval, x, y, k_att, config)
     loss_fn = lambda p: objective(p, st, x, y, x_train, targets, config)
     (loss, (z, stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params)

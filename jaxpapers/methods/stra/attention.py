@@ -11,6 +11,10 @@ the official grouped convolutions, so official weights convert one-to-one (see `
 
 The diversity loss is returned explicitly (and ``sow``-n into the 'losses' collection by the
 bottleneck), not kept in a module-level buffer as the official code does.
+
+Mixed precision (``layers.precision``): the softmaxes (window weights, pooling maps pi, routing)
+and the diversity loss are float32; convolutions, the weighted sums and the hub updates run in the
+compute dtype.
 """
 
 from __future__ import annotations
@@ -114,19 +118,22 @@ class HubRouting(nn.Module):
         t = jnp.tanh(batch_norm(train, "gap_bn1")(t))
         t = nn.Conv(g, (1, 1), feature_group_count=g, kernel_init=conv_init, name="gap_conv2")(t)
         t = batch_norm(train, "gap_bn2")(t)
-        pi = jax.nn.softmax(t.reshape(b, h * w, g), axis=1)  # (B, P, G)
+        # Softmax (and the diversity loss) in float32; the rest in x's (compute) dtype.
+        pi = jax.nn.softmax(t.reshape(b, h * w, g).astype(jnp.float32), axis=1)  # (B, P, G)
         y = x.reshape(b, h * w, g, n)
-        hubs = jnp.einsum("bpg,bpgn->bgn", pi, y)  # z_g = sum_p pi_g(p) Y_g(p)
+        hubs = jnp.einsum("bpg,bpgn->bgn", pi.astype(x.dtype), y)  # z_g = sum_p pi_g(p) Y_g(p)
 
         # Phase 1: gamma_g(p) = sigmoid(BN(z_g . Y_g(p))); Y' = Y + gamma z.
         dot = jnp.einsum("bgn,bpgn->bpg", hubs, y).reshape(b, h, w, g)
-        gate = jax.nn.sigmoid(batch_norm(train, "bn")(dot)).reshape(b, h * w, g, 1)
+        gate = jax.nn.sigmoid(batch_norm(train, "bn")(dot)).reshape(b, h * w, g, 1).astype(x.dtype)
         y = y + gate * hubs[:, None]
 
         # Routing between heads, then phase 2 with the routed hubs z' = R Z.
-        routed = jnp.einsum("bgh,bhn->bgn", routing_matrix(hubs), hubs)
+        r = routing_matrix(hubs.astype(jnp.float32)).astype(x.dtype)
+        routed = jnp.einsum("bgh,bhn->bgn", r, hubs)
         dot2 = jnp.einsum("bgn,bpgn->bpg", routed, y).reshape(b, h, w, g)
         gate2 = jax.nn.sigmoid(batch_norm(train, "bn2")(dot2)).reshape(b, h * w, g, 1)
+        gate2 = gate2.astype(x.dtype)
         y = y + gate2 * routed[:, None]
         return y.reshape(b, h, w, c), diversity_loss(pi), pi.reshape(b, h, w, g)
 
@@ -180,7 +187,9 @@ class LocalStructuralAttention(nn.Module):
         ho, wo = logits.shape[1], logits.shape[2]
         logits = logits.reshape(b, ho, wo, g, k2)
         nu_win = shifted_windows(nu, self.kernel_size, self.dilation, s)  # k2 x (B,H',W',G)
-        att = jax.nn.softmax(logits + jnp.stack(nu_win, axis=-1), axis=-1)  # softmax over k^2
+        # Softmax over k^2 in float32, weights back in the compute dtype of the values.
+        att = jax.nn.softmax((logits + jnp.stack(nu_win, axis=-1)).astype(jnp.float32), axis=-1)
+        att = att.astype(x.dtype)
 
         value = nn.Conv(
             self.features,
@@ -194,7 +203,7 @@ class LocalStructuralAttention(nn.Module):
         v_win = shifted_windows(value, self.kernel_size, self.dilation, s)
         # Y_g(p) = sum_o w_g(p,o) V_g(p+o): all n channels of a head share the weights.
         out = sum(att[..., o, None] * v_win[o] for o in range(k2))
-        out = out.reshape(b, ho, wo, self.features)
+        out = out.reshape(b, ho, wo, self.features).astype(x.dtype)
         if not self.use_hub:
             return out, jnp.zeros((b,), out.dtype), None
         return HubRouting(groups=g, name="moe")(out, train)

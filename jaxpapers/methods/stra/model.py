@@ -26,6 +26,9 @@ from jaxpapers.methods.stra.attention import LocalStructuralAttention, batch_nor
 from jaxpapers.methods.stra.baselines import CBAM, NonLocal, SqueezeExcite
 
 BLOCKS = ("stra", "plain", "se", "cbam", "nonlocal")
+# Parameters that stay float32 under bfloat16 compute (``layers.precision``): the classifier, so
+# logits are computed in float32.
+F32_PARAMS = (r"^classifier/",)
 
 
 def conv(features: int, kernel: int, stride: int = 1, pad: int = 0, name: str | None = None):

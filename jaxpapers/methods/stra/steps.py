@@ -19,10 +19,11 @@ import numpy as np
 import optax
 
 from jaxpapers import optim, rng, state
+from jaxpapers.layers import precision
 from jaxpapers.lib import augment
 from jaxpapers.methods.stra import convert
 from jaxpapers.methods.stra.inputs import normalise
-from jaxpapers.methods.stra.model import build_model, total_diversity
+from jaxpapers.methods.stra.model import F32_PARAMS, build_model, total_diversity
 
 
 def init_state(key, config) -> state.TrainState:
@@ -102,9 +103,12 @@ def train_step(st: state.TrainState, batch, *, config):
     labels = batch["label"]
 
     def loss_fn(params):
-        (logits, feat), upd = model.apply(
+        (logits, feat), upd = precision.apply(
+            model,
             {"params": params, "batch_stats": st.batch_stats},
             x,
+            dtype=precision.compute_dtype(config.model),
+            keep=F32_PARAMS,
             train=True,
             mutable=["batch_stats", "losses"],
         )

@@ -27,6 +27,7 @@ import optax
 
 from jaxpapers import batching, checkpoint, optim, parallel, rng
 from jaxpapers.layers import face_backbones as fb
+from jaxpapers.layers import precision
 from jaxpapers.lib import gan
 from jaxpapers.lib import margin_heads as mh
 from jaxpapers.methods.synface import losses, synthesis
@@ -223,9 +224,12 @@ def rec_update(st: SynFaceState, batch: dict, key: jax.Array, config) -> tuple[R
     net, head = build_net(config), build_head(config)
 
     def loss_fn(params):
-        emb, upd = net.apply(
+        # Mixed precision (model.dtype, layers.precision): the recognition network only.
+        emb, upd = precision.apply(
+            net,
             {"params": params["net"], "batch_stats": st.rec.batch_stats},
             x,
+            dtype=precision.compute_dtype(config.model),
             train=True,
             rngs={"dropout": rng.fast_key(k_drop)},
             mutable=["batch_stats"],

@@ -29,10 +29,12 @@ import jax.numpy as jnp
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """Parameter-free per-sample, per-channel normalisation over H, W (NHWC)."""
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    var = jnp.var(x, axis=(1, 2), keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + eps)
+    """Parameter-free per-sample, per-channel normalisation over H, W (NHWC); statistics and
+    normalisation in float32, output in ``x``'s dtype (mixed precision, ``layers.precision``)."""
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=(1, 2), keepdims=True)
+    var = jnp.var(xf, axis=(1, 2), keepdims=True)
+    return ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
 def resize_to(x: jax.Array, hw: tuple[int, int]) -> jax.Array:

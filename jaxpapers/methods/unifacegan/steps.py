@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng
+from jaxpapers.layers import precision
 from jaxpapers.lib.face3d import topology
 from jaxpapers.methods.unifacegan import conditioning, identity
 from jaxpapers.methods.unifacegan import losses as L
@@ -148,11 +149,16 @@ def build_inputs(batch: dict, pairs: dict, config) -> dict:
     return {"cond": cond, "face": face, "raster": g["raster"], "verts": verts, "real": real}
 
 
-def discriminate(d_net, d_params, fake, real, cond):
-    """One D pass over [fake; real] (half the ops of two passes) -> (fake outs, real outs)."""
+def discriminate(d_net, d_params, fake, real, cond, dtype=jnp.float32):
+    """One D pass over [fake; real] (half the ops of two passes) -> (fake outs, real outs).
+    ``dtype``: compute dtype (``layers.precision``); the outputs are float32."""
     n = fake.shape[0]
-    outs = d_net.apply(
-        {"params": d_params}, jnp.concatenate([fake, real], 0), jnp.concatenate([cond, cond], 0)
+    outs = precision.apply(
+        d_net,
+        {"params": d_params},
+        jnp.concatenate([fake, real], 0),
+        jnp.concatenate([cond, cond], 0),
+        dtype=dtype,
     )
     split = lambda i: [[f[i * n : (i + 1) * n] for f in o] for o in outs]  # noqa: E731
     return split(0), split(1)
@@ -163,8 +169,9 @@ def generator_losses(g_params, d_params, inp, pairs, batch, config, id_model):
     g_net, d_net = make_nets(config)
     w = config.loss
     b = batch["image"].shape[0]
-    fake = g_net.apply({"params": g_params}, inp["cond"], inp["face"])
-    d_fake, d_real = discriminate(d_net, d_params, fake, inp["real"], inp["cond"])
+    dtype = precision.compute_dtype(config.model)  # mixed precision: G and D compute dtype
+    fake = precision.apply(g_net, {"params": g_params}, inp["cond"], inp["face"], dtype=dtype)
+    d_fake, d_real = discriminate(d_net, d_params, fake, inp["real"], inp["cond"], dtype)
     d_real = jax.tree.map(jax.lax.stop_gradient, d_real)
     gt = jnp.concatenate([pairs["has_gt"], pairs["has_gt"]], 0).astype(jnp.float32)
     terms = {
@@ -225,7 +232,9 @@ def train_step(state: UniState, batch: dict, *, config) -> tuple[UniState, dict]
     gt = jnp.concatenate([pairs["has_gt"], pairs["has_gt"]], 0).astype(jnp.float32)
 
     def d_loss_fn(d_params):
-        fake_out, real_out = discriminate(d_net, d_params, fake, inp["real"], inp["cond"])
+        fake_out, real_out = discriminate(
+            d_net, d_params, fake, inp["real"], inp["cond"], precision.compute_dtype(config.model)
+        )
         loss = 0.0
         for ro, fo in zip(real_out, fake_out, strict=True):
             per_real = jnp.mean(jax.nn.relu(1.0 - ro[-1]), axis=(1, 2, 3))
