@@ -250,3 +250,35 @@ def test_polyphase_up_second_order_gradients_match():
     got = penalty(lambda x, w: ops.conv2d_resample(x, w, f, up=True))
     ref = penalty(lambda x, w: _zero_insert_conv_up(x, w, f))
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5 * float(jnp.max(jnp.abs(ref))))
+
+
+@pytest.mark.parametrize(
+    "k,pad",
+    [(3, ((1, 1), (1, 1))), (2, ((1, 1), (0, 0))), (1, ((0, 0), (0, 0))), (2, ((1, 0), (0, 1)))],
+)
+def test_conv2d_matmul_weight_grad_equals_native_conv_to_second_order(k, pad):
+    """`ops.conv2d` (weight gradient as per-tap matmuls on CPU) against XLA's own convolution:
+    values, first-order gradients and the double backward R1 / path length take."""
+    rng = np.random.default_rng(k)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, 3, 4)).astype(np.float32))
+    native = lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    ours = lambda x, w: ops.conv2d(x, w, pad)
+
+    def second_order(conv):
+        def pen(x, w):
+            g = jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, w))))(x)
+            return jnp.sum(jnp.square(g))
+
+        return jax.grad(pen, (0, 1))(x, w)
+
+    def first_order(conv):
+        return jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), (0, 1))(x, w)
+
+    np.testing.assert_allclose(ours(x, w), native(x, w), atol=1e-5)
+    pairs = [*zip(first_order(ours), first_order(native), strict=True)]
+    pairs += zip(second_order(ours), second_order(native), strict=True)
+    for got, ref in pairs:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(ref))))
