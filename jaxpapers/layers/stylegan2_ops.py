@@ -14,6 +14,9 @@ with ``lax.pad``/``lax.conv_general_dilated`` so it runs on CPU, GPU and TPU wit
   transposed conv is four stride-1 convs of the input with the sub-kernels ``w[a::2, b::2]``,
   interleaved, and the stride-2 conv the sum of four stride-1 convs of the input phases; same
   sums as the zero-insertion / stride-1-then-subsample forms at 1/4 of their multiplications.
+* Every stride-1 convolution goes through `conv2d`: on CPU its weight gradient is one matmul per
+  kernel tap (XLA:CPU's own weight-gradient convolution, a whole-image window, ran 4-17x slower
+  than the forward pass on the StyleGAN2 layers), also in the double backward of R1 / path length.
 * Equalized learning rate (Karras et al. 2018): parameters are stored at unit scale (N(0,1) init)
   and multiplied at run time by ``gain * lr_mul / sqrt(fan_in)``; biases by ``lr_mul``.
 * Modulated convolution (StyleGAN2 Eq. 1-3): ``w'_ijk = s_i * w_ijk``,

@@ -282,3 +282,39 @@ def test_conv2d_matmul_weight_grad_equals_native_conv_to_second_order(k, pad):
     pairs += zip(second_order(ours), second_order(native), strict=True)
     for got, ref in pairs:
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_networks_with_matmul_weight_grads_equal_native_convs(monkeypatch):
+    """Whole tiny G and D (polyphase up/down convs included): the G loss gradient and the R1
+    gradient (double backward) with `conv2d`'s matmul weight gradients equal those with XLA's
+    native convolution substituted, to float32 rounding; the parameter trees are the same."""
+    from jaxpapers.layers import stylegan2 as sg
+
+    g_net = sg.Generator(8, 3, 16, 16, 2, 64, 8)
+    d_net = sg.Discriminator(8, 64, 8, mbstd_group_size=2)
+    z = jax.random.normal(jax.random.key(0), (4, 16))
+    reals = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+    g = g_net.init({"params": jax.random.key(2), "noise": jax.random.key(3)}, z)["params"]
+    d = d_net.init(jax.random.key(4), reals)["params"]
+
+    def grads():
+        def g_loss(gp):
+            fake = g_net.apply({"params": gp}, z, rngs={"noise": jax.random.key(5)})
+            return jnp.mean(jax.nn.softplus(-d_net.apply({"params": d}, fake)))
+
+        def r1(dp):
+            gx = jax.grad(lambda x: jnp.sum(d_net.apply({"params": dp}, x)))(reals)
+            return jnp.mean(jnp.sum(jnp.square(gx), axis=(1, 2, 3)))
+
+        return jax.grad(g_loss)(g), jax.grad(r1)(d)
+
+    ours = grads()
+    native = lambda x, w, padding: jax.lax.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    monkeypatch.setattr(ops, "_conv_s1", native)
+    ref = grads()
+    assert jax.tree.structure(ours) == jax.tree.structure(ref)
+    for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        scale = float(jnp.max(jnp.abs(want))) + 1e-12
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
