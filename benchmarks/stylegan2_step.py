@@ -2,6 +2,7 @@
 
     python -m benchmarks.stylegan2_step --steps=2 --out=sg2.json
     python -m benchmarks.stylegan2_step --what=plain --steps=2
+    python -m benchmarks.stylegan2_step --network=teacher --steps=3
 
 The ``stylegan2_dgl`` train step (teacher stage) with the official stylegan2-ada ``cifar``
 configuration's network: resolution 32, RGB, z = w = 512, 2 mapping layers, synthesis/D widths
@@ -11,6 +12,8 @@ R1 gamma 0.01 every 16 D steps. The step's phases are static (``phase(config, st
 (stage, pl, r1)): ``plain`` times the phase without regularizers (one full G+D iteration),
 ``r1`` the phase that adds the lazy R1 update; the R1 cost is their difference. Each is AOT
 compiled (reported apart) and timed after ``--warmup`` untimed steps on random uint8 images.
+``--network=teacher`` times the ``configs/stylegan2_dgl.py:teacher`` preset's network and recipe
+instead (the Fashion-MNIST teacher: 1 channel, z = w = 128, widths 64 at 4-16 and 32 at 32).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ _STEPS = flags.DEFINE_integer("steps", 2, "Timed steps per phase (after the warm
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed warm-up steps per phase.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _OUT = flags.DEFINE_string("out", "", "JSON output path (printed in any case).")
+_NETWORK = flags.DEFINE_enum(
+    "network", "cifar", ["cifar", "teacher"], "cifar shapes or the teacher preset."
+)
 
 CIFAR = (
     "model.resolution=32,model.img_channels=3,model.z_dim=512,model.w_dim=512,"
@@ -39,17 +45,24 @@ CIFAR = (
 )
 
 
-def cifar_config(batch: int):
+def preset_config(arg: str):
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "stylegan2_dgl.py")
     spec = importlib.util.spec_from_file_location("stylegan2_dgl_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(f"default,{CIFAR},batch_size={batch}")
+    return module.get_config(arg)
+
+
+def cifar_config(batch: int):
+    return preset_config(f"default,{CIFAR},batch_size={batch}")
 
 
 def main(argv):
     del argv
-    config = cifar_config(_BATCH.value)
+    if _NETWORK.value == "cifar":
+        config = cifar_config(_BATCH.value)
+    else:
+        config = preset_config(f"teacher,batch_size={_BATCH.value}")
     method = methods.get("stylegan2_dgl")
     phases = {"plain": method.phase(config, 1), "r1": method.phase(config, 0)}
     if tuple(phases["plain"]) != (0, False, False) or tuple(phases["r1"]) != (0, False, True):
@@ -67,7 +80,7 @@ def main(argv):
         if optim.param_path(path).endswith("conv1/weight")
     }
     result = {
-        "workload": "stylegan2_cifar_res32",
+        "workload": f"stylegan2_{_NETWORK.value}_res32",
         "framework": "jax",
         "batch": config.batch_size,
         "g_conv1_widths": widths,

@@ -250,3 +250,71 @@ def test_polyphase_up_second_order_gradients_match():
     got = penalty(lambda x, w: ops.conv2d_resample(x, w, f, up=True))
     ref = penalty(lambda x, w: _zero_insert_conv_up(x, w, f))
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5 * float(jnp.max(jnp.abs(ref))))
+
+
+@pytest.mark.parametrize(
+    "k,pad",
+    [(3, ((1, 1), (1, 1))), (2, ((1, 1), (0, 0))), (1, ((0, 0), (0, 0))), (2, ((1, 0), (0, 1)))],
+)
+def test_conv2d_matmul_weight_grad_equals_native_conv_to_second_order(k, pad):
+    """`ops.conv2d` (weight gradient as per-tap matmuls on CPU) against XLA's own convolution:
+    values, first-order gradients and the double backward R1 / path length take."""
+    rng = np.random.default_rng(k)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, 3, 4)).astype(np.float32))
+    native = lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    ours = lambda x, w: ops.conv2d(x, w, pad)
+
+    def second_order(conv):
+        def pen(x, w):
+            g = jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, w))))(x)
+            return jnp.sum(jnp.square(g))
+
+        return jax.grad(pen, (0, 1))(x, w)
+
+    def first_order(conv):
+        return jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), (0, 1))(x, w)
+
+    np.testing.assert_allclose(ours(x, w), native(x, w), atol=1e-5)
+    pairs = [*zip(first_order(ours), first_order(native), strict=True)]
+    pairs += zip(second_order(ours), second_order(native), strict=True)
+    for got, ref in pairs:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_networks_with_matmul_weight_grads_equal_native_convs(monkeypatch):
+    """Whole tiny G and D (polyphase up/down convs included): the G loss gradient and the R1
+    gradient (double backward) with `conv2d`'s matmul weight gradients equal those with XLA's
+    native convolution substituted, to float32 rounding; the parameter trees are the same."""
+    from jaxpapers.layers import stylegan2 as sg
+
+    g_net = sg.Generator(8, 3, 16, 16, 2, 64, 8)
+    d_net = sg.Discriminator(8, 64, 8, mbstd_group_size=2)
+    z = jax.random.normal(jax.random.key(0), (4, 16))
+    reals = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+    g = g_net.init({"params": jax.random.key(2), "noise": jax.random.key(3)}, z)["params"]
+    d = d_net.init(jax.random.key(4), reals)["params"]
+
+    def grads():
+        def g_loss(gp):
+            fake = g_net.apply({"params": gp}, z, rngs={"noise": jax.random.key(5)})
+            return jnp.mean(jax.nn.softplus(-d_net.apply({"params": d}, fake)))
+
+        def r1(dp):
+            gx = jax.grad(lambda x: jnp.sum(d_net.apply({"params": dp}, x)))(reals)
+            return jnp.mean(jnp.sum(jnp.square(gx), axis=(1, 2, 3)))
+
+        return jax.grad(g_loss)(g), jax.grad(r1)(d)
+
+    ours = grads()
+    native = lambda x, w, padding: jax.lax.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    monkeypatch.setattr(ops, "_conv_s1", native)
+    ref = grads()
+    assert jax.tree.structure(ours) == jax.tree.structure(ref)
+    for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        scale = float(jnp.max(jnp.abs(want))) + 1e-12
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
