@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run with the reference implementation's own environment (torch), never by the suite.
 NOT_SUITE = {"jaxpapers/methods/stra/official_dump.py"}
 # Test-extra tools used as programs, not imports.
-TOOLS = {"ipykernel", "ruff", "setuptools", "wheel"}
+TOOLS = {"ipykernel", "pytest-xdist", "ruff", "setuptools", "wheel"}
 # Needed at run time by a declared package that does not declare them itself on every Python:
 # TFDS imports importlib_resources through etils, and writes array_record files.
 INDIRECT = {"importlib-resources", "array-record"}
