@@ -82,13 +82,22 @@ def smoke_run(tmp_path_factory):
 
 
 # The longest test files start first, so that the two worker processes of the README's command
-# (``-n 2 --dist loadfile``: whole files per worker, in collection order) finish together instead
-# of one worker starting the overview notebook (several minutes) when the other is nearly done.
+# (``-n 2 --dist loadfile``: whole files per worker) finish together instead of one worker
+# starting the overview notebook (several minutes, one test) when the other is nearly done.
+# pytest-xdist would hand out the files with the most tests first; `pytest_configure` keeps this
+# collection order instead.
 LONGEST_FIRST = (
     "tests/test_notebooks.py",
+    "tests/test_methods.py",
+    "tests/test_distributed.py",
     "tests/test_runs.py",
     "tests/methods/test_biggan_dgl.py",
 )
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist present
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items):
