@@ -385,9 +385,12 @@ def open_stream_source(
     'casia_webface' / 'ms1m': ``face_recognition.open_train_source``; any other name: the
     prepared TFDS data set (or a local builder) as a `ShapedSource` (encoded images are decoded
     in the workers with the bounds check). ``data.crop`` ('stretch' | 'center'),
-    ``data.max_pixels`` and ``data.train_limit`` apply to all of them.
+    ``data.max_pixels`` and ``data.train_limit`` apply to all of them; ``data.pad_to`` (host padding
+    of in-memory images) must be 0.
     """
     d = data_cfg
+    if int(d.get("pad_to", 0)):
+        raise ValueError("data.pad_to is for in-memory data; the stream resizes, set it to 0.")
     size, crop = tuple(int(s) for s in image_size), d.get("crop", "stretch")
     max_pixels = int(d.get("max_pixels", decode.MAX_PIXELS))
     name = d.name

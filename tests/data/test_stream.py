@@ -156,6 +156,12 @@ def test_paths_stay_inside_the_root(tmp_path):
         src.__getitems__([0])
 
 
+def test_host_padding_is_refused_on_the_stream(tmp_path):
+    root = _folder(tmp_path / "imgs", classes=1, per_class=2)
+    with pytest.raises(ValueError, match="data.pad_to is for in-memory data"):
+        _source(root, pad_to=32)
+
+
 def test_flat_layout_and_center_crop(tmp_path):
     root = tmp_path / "ffhq"
     (root / "00000").mkdir(parents=True)

@@ -34,8 +34,6 @@ def make_source(config, split: str):
     data.pipeline='stream' a source decoded at the model resolution in grain workers."""
     m = config.model
     if stream.streaming(config.data):
-        if int(config.data.pad_to):
-            raise ValueError("data.pad_to is for in-memory data; the stream resizes, set it to 0.")
         size, c = (m.resolution, m.resolution), m.img_channels
         src = stream.open_stream_source(config.data, split, image_size=size, channels=c)
         if src.num_classes > m.num_classes:

@@ -45,8 +45,6 @@ def make_source(config, split: str):
     data.pipeline='stream' a source decoded at the model resolution in grain workers."""
     m = config.model
     if stream.streaming(config.data):
-        if int(config.data.pad_to):
-            raise ValueError("data.pad_to is for in-memory data; the stream resizes, set it to 0.")
         size = (m.resolution, m.resolution)
         return stream.open_stream_source(
             config.data, split, image_size=size, channels=m.img_channels, labels=False
