@@ -24,6 +24,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
+from benchmarks import _timing
+
 _IMAGES = flags.DEFINE_integer("images", 512, "JPEG files to generate.")
 _SIZE = flags.DEFINE_integer("size", 128, "Output resolution (square, centre crop).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Images per batch.")
@@ -118,7 +120,7 @@ def main(argv):
         "size": _SIZE.value,
         "batch": _BATCH.value,
         "cpus": os.cpu_count(),
-        "load_average_before": [round(v, 2) for v in os.getloadavg()],
+        "load_average_before": _timing.load_average(),
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="jaxpapers_jpegs_") as folder:
@@ -133,15 +135,11 @@ def main(argv):
                 run["repeat"] = r
                 result["runs"].append(run)
                 print(json.dumps(run), flush=True)
-    result["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    result["load_average_after"] = _timing.load_average()
     best = {w: max(x["images_per_s"] for x in result["runs"] if x["workers"] == w) for w in workers}
     result["best_images_per_s"] = best
     result["speedup_vs_0_workers"] = {w: round(best[w] / best[0], 2) for w in workers if 0 in best}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
-            f.write(text + "\n")
+    _timing.emit(result, _OUT.value)
 
 
 if __name__ == "__main__":

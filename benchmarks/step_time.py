@@ -13,7 +13,6 @@ Per-device memory of the paper presets from XLA's memory analysis (no run, no da
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 
@@ -22,6 +21,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from benchmarks import _timing
 from jaxpapers import methods, parallel, testing, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<method>.py[:preset]")
@@ -106,11 +106,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     result = benchmark(_CONFIG.value, _STEPS.value, _AOT.value, _STEP.value)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
-            f.write(text + "\n")
+    _timing.emit(result, _OUT.value)
 
 
 if __name__ == "__main__":
