@@ -136,6 +136,57 @@ def initial_run(config, workdir: str):
     return state
 
 
+def launch_processes(
+    cmd: list[str], *, cwd: str, num: int = 2, devices: int = 2, env: dict | None = None
+) -> list:
+    """Starts ``num`` copies of ``cmd`` as one ``jax.distributed`` job on loopback (the
+    ``JAXPAPERS_DISTRIBUTED`` variables `jaxpapers.parallel` reads), ``devices`` CPU devices
+    each; stdout and stderr merged, as text. ``env``: the base environment (default: this
+    process's). Collect them with `finish_processes`."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for pid in range(num):
+        penv = dict(os.environ if env is None else env)
+        penv.update(
+            JAXPAPERS_DISTRIBUTED="1",
+            JAXPAPERS_COORDINATOR=f"127.0.0.1:{port}",
+            JAXPAPERS_NUM_PROCESSES=str(num),
+            JAXPAPERS_PROCESS_ID=str(pid),
+            JAX_PLATFORMS="cpu",
+            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=penv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    return procs
+
+
+def finish_processes(procs, timeout: float = 400) -> list[str]:
+    """The outputs of `launch_processes`' processes once they end (killed after ``timeout``
+    seconds each); asserts that each exited 0, showing its output's tail otherwise."""
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=timeout)[0])
+        finally:
+            p.kill()
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+    return outs
+
+
 def write_orl_faces(root: str, n_ids: int = 40, per_id: int = 10, seed: int = 0) -> str:
     """An ORL-layout folder ``root/s<k>/<j>.pgm`` of generated 28x23 grey faces (each identity a
     random base image plus noise): what the face methods' presets read from

@@ -10,59 +10,22 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from jaxpapers import testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "--config=configs/classifier.py:smoke,log_every=1,ckpt_every=0,eval_every=0"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(workdir: str, steps: int) -> list[subprocess.Popen]:
-    port, procs = _free_port(), []
-    for pid in range(2):
-        env = dict(os.environ)
-        # As launched by a user: no test-session compile cache shared between the hosts.
-        env.pop("JAX_COMPILATION_CACHE_DIR", None)
-        env.update(
-            JAXPAPERS_DISTRIBUTED="1",
-            JAXPAPERS_COORDINATOR=f"127.0.0.1:{port}",
-            JAXPAPERS_NUM_PROCESSES="2",
-            JAXPAPERS_PROCESS_ID=str(pid),
-            JAX_PLATFORMS="cpu",
-            XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        )
-        cmd = [sys.executable, "-m", "jaxpapers.main", f"{CONFIG},num_train_steps={steps}"]
-        procs.append(
-            subprocess.Popen(
-                cmd + [f"--workdir={workdir}"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    return procs
-
-
-def _finish(procs, timeout=400) -> list[str]:
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=timeout)[0])
-        finally:
-            p.kill()
-    for p, out in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out[-3000:]
-    return outs
+    env = dict(os.environ)
+    # As launched by a user: no test-session compile cache shared between the hosts.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    cmd = [sys.executable, "-m", "jaxpapers.main", f"{CONFIG},num_train_steps={steps}"]
+    return testing.launch_processes(cmd + [f"--workdir={workdir}"], cwd=ROOT, env=env)
 
 
 def _train_steps(workdir: str) -> list[int]:
@@ -83,7 +46,7 @@ def test_main_two_processes_sigterm_on_one_host_then_resume(tmp_path):
             raise AssertionError(f"a process died before training: {[o[-3000:] for o in outs]}")
         time.sleep(0.5)
     procs[1].send_signal(signal.SIGTERM)
-    outs = _finish(procs)
+    outs = testing.finish_processes(procs)
     stops = [re.search(r"Stopped by SIGTERM at step (\d+)", o) for o in outs]
     assert all(stops), [o[-2000:] for o in outs]
     stopped = int(stops[0].group(1))
@@ -93,7 +56,7 @@ def test_main_two_processes_sigterm_on_one_host_then_resume(tmp_path):
     assert not os.path.exists(os.path.join(workdir, "final_metrics.json"))
 
     final = stopped + 3
-    outs = _finish(_launch(workdir, steps=final))
+    outs = testing.finish_processes(_launch(workdir, steps=final))
     for out in outs:
         assert f"step {stopped}" in out and "Resuming from" in out, out[-2000:]
     sums = [re.search(r"process (\d)/2: final state checksum (\w+)", o) for o in outs]
