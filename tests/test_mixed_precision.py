@@ -228,6 +228,7 @@ def test_hedge_defense_trains_its_base_model_in_the_configured_dtype():
 SG2 = "smoke,model.resolution=16"
 
 
+@pytest.mark.slow
 def test_stylegan2_dgl_bf16_step_close_to_f32_step():
     """Student stage 2 with both lazy regularizers: G main + the teacher-D term, path length, D
     main, R1 (double backward through `stylegan2_ops.conv2d`'s matmul weight gradients), the G
