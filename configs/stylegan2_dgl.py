@@ -86,6 +86,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             mbstd_num_features=1,
             resample_filter=(1, 3, 3, 1),
             w_avg_beta=0.995,
+            # "bfloat16": mixed precision (jaxpapers/layers/precision.py) in the blocks of the
+            # `bf16_res` highest resolutions (official num_fp16_res; README "Mixed precision").
+            dtype="float32",
+            bf16_res=4,
+            conv_clamp=0.0,  # Official conv_clamp (clip conv outputs to +-X); 0 = off.
         )
     )
     # teacher.steps = 0 when init_from or weights (a teacher file, see steps.prepare) give it.

@@ -18,6 +18,14 @@ Noise inputs (``noise_mode``): ``'random'`` (default, training) draws per-sample
 converted generator reproduces the official images for fixed latents). The buffers are not params:
 pass them as ``{'params': ..., 'noise_const': noise_const_from_official(...)}`` or
 `noise_const_buffers` for a network trained here.
+
+``conv_clamp`` (stylegan2-ada-pytorch's option, default off) clips the outputs of the synthesis
+layers, the ToRGB layers and D's convolutions other than the skips to [-conv_clamp, conv_clamp]
+where the official code does. Mixed precision (``layers.precision``): every layer computes in the
+dtype of its weight (see ``stylegan2_ops``), so a model picks which blocks run in bfloat16 by
+which parameters its policy keeps in float32 (``stylegan2_dgl.model.f32_params``: the official
+``num_fp16_res`` layout). As officially, the image skip path of G (ToRGB outputs and their
+upsampling) is float32 and D's minibatch-std statistic stays float32.
 """
 
 from __future__ import annotations
@@ -97,6 +105,7 @@ class SynthesisNetwork(nn.Module):
     fmap_max: int = 512
     channel_divisor: int = 1
     resample_filter: tuple[float, ...] = (1, 3, 3, 1)
+    conv_clamp: float | None = None
 
     def width(self, stage: int) -> int:
         return max(1, nf(stage, self.fmap_base, self.fmap_max) // self.channel_divisor)
@@ -107,11 +116,11 @@ class SynthesisNetwork(nn.Module):
         ``lrelu(conv + noise * strength + bias)`` with the same params."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}.")
-        f = self.resample_filter
+        f, clamp = self.resample_filter, self.conv_clamp
         if noise_mode != "const":
-            return ops.ModulatedConv2d(features, 3, up=up, resample_filter=f, name=name)(
-                x, w, noise_mode
-            )
+            return ops.ModulatedConv2d(
+                features, 3, up=up, resample_filter=f, clamp=clamp, name=name
+            )(x, w, noise_mode)
         conv = ops.ModulatedConv2d(features, 3, up=up, act="linear", resample_filter=f, name=name)
         y = conv(x, w, "none")
         if not self.has_variable("noise_const", name):
@@ -121,13 +130,21 @@ class SynthesisNetwork(nn.Module):
             )
         buf = self.get_variable("noise_const", name)
         strength = conv.variables["params"]["noise_strength"]
-        return ops.bias_act(y + (buf * strength).astype(y.dtype)[None], None, "lrelu")
+        y = (y.astype(jnp.float32) + (buf * strength.astype(jnp.float32))[None]).astype(y.dtype)
+        return ops.bias_act(y, None, "lrelu", clamp)
 
     def torgb(self, x, w, name: str):
-        """ToRGB: a 1x1 modulated conv without demodulation, noise or activation."""
+        """ToRGB: a 1x1 modulated conv without demodulation, noise or activation; float32 out
+        (the image skip path stays float32, as officially)."""
         return ops.ModulatedConv2d(
-            self.img_channels, 1, demodulate=False, use_noise=False, act="linear", name=name
-        )(x, w)
+            self.img_channels,
+            1,
+            demodulate=False,
+            use_noise=False,
+            act="linear",
+            clamp=self.conv_clamp,
+            name=name,
+        )(x, w).astype(jnp.float32)
 
     @nn.compact
     def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
@@ -139,7 +156,7 @@ class SynthesisNetwork(nn.Module):
         const = self.param(
             "const", nn.initializers.normal(1.0), (4, 4, nf(1, self.fmap_base, self.fmap_max))
         )
-        x = jnp.broadcast_to(const[None].astype(ws.dtype), (n,) + const.shape)
+        x = jnp.broadcast_to(const[None], (n,) + const.shape)
         x = self.layer(self.width(1), x, ws[:, 0], noise_mode, "b4_conv1")
         img = self.torgb(x, ws[:, 1], "b4_torgb")
         filt = ops.setup_filter(f)
@@ -205,6 +222,7 @@ class Generator(nn.Module):
     fmap_max: int = 512
     channel_divisor: int = 1
     resample_filter: tuple[float, ...] = (1, 3, 3, 1)
+    conv_clamp: float | None = None
 
     def setup(self):
         self.mapping_net = MappingNetwork(self.w_dim, self.mapping_layers, name="mapping")
@@ -215,6 +233,7 @@ class Generator(nn.Module):
             self.fmap_max,
             self.channel_divisor,
             self.resample_filter,
+            self.conv_clamp,
             name="synthesis",
         )
 
@@ -264,6 +283,7 @@ class Discriminator(nn.Module):
     resample_filter: tuple[float, ...] = (1, 3, 3, 1)
     num_classes: int = 0
     cmap_dim: int = 0
+    conv_clamp: float | None = None
 
     def width(self, stage: int) -> int:
         return max(1, nf(stage, self.fmap_base, self.fmap_max) // self.channel_divisor)
@@ -275,28 +295,34 @@ class Discriminator(nn.Module):
             raise ValueError(
                 f"D expects [N, {self.resolution}, {self.resolution}, C], got {img.shape}."
             )
-        f = self.resample_filter
-        x = ops.EqualConv2d(self.width(lr - 1), 1, act="lrelu", name=f"b{2**lr}_fromrgb")(img)
+        f, clamp = self.resample_filter, self.conv_clamp
+        x = ops.EqualConv2d(
+            self.width(lr - 1), 1, act="lrelu", clamp=clamp, name=f"b{2**lr}_fromrgb"
+        )(img)
         filt = ops.setup_filter(f)
         for res in range(lr, 2, -1):
             r = 2**res
             t = x
-            x = ops.EqualConv2d(self.width(res - 1), 3, act="lrelu", name=f"b{r}_conv0")(x)
+            x = ops.EqualConv2d(
+                self.width(res - 1), 3, act="lrelu", clamp=clamp, name=f"b{r}_conv0"
+            )(x)
             x = ops.EqualConv2d(
                 self.width(res - 2),
                 3,
                 down=True,
                 act="lrelu",
                 resample_filter=f,
+                clamp=clamp,
                 name=f"b{r}_conv1",
             )(x)
-            # Official 1x1 skip conv downsamples first (blur + stride), no bias.
-            t = ops.downsample2d(t, filt)
+            # Official 1x1 skip conv downsamples first (blur + stride), no bias, no clamp; in the
+            # block's dtype (that of its convolutions' output).
+            t = ops.downsample2d(t.astype(x.dtype), filt)
             t = ops.EqualConv2d(self.width(res - 2), 1, use_bias=False, name=f"b{r}_skip")(t)
             x = (x + t) * (1.0 / math.sqrt(2.0))
         if self.mbstd_group_size > 1:
             x = ops.minibatch_std(x, self.mbstd_group_size, self.mbstd_num_features)
-        x = ops.EqualConv2d(self.width(1), 3, act="lrelu", name="b4_conv")(x)
+        x = ops.EqualConv2d(self.width(1), 3, act="lrelu", clamp=clamp, name="b4_conv")(x)
         x = x.reshape(x.shape[0], -1)
         x = ops.EqualDense(self.width(0), act="lrelu", name="b4_fc")(x)
         if self.cmap_dim <= 0:

@@ -23,6 +23,14 @@ with ``lax.pad``/``lax.conv_general_dilated`` so it runs on CPU, GPU and TPU wit
   ``w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps)``; computed "non-fused" (scale activations by
   ``s`` before and by the demodulation coefficients after a shared-weight conv), which equals the
   per-sample-weight form exactly in real arithmetic and batches well on every backend.
+
+Mixed precision (``layers.precision``): each layer computes in the dtype of its weight (the
+policy's bfloat16 copy, or float32 for the parameters a model keeps in float32) and casts its
+input to it, as the official blocks cast their input to the block's dtype. Whatever sums over
+positions stays float32: bias adds (`precision.add_bias`), the (de)modulation scales and the noise
+add (their gradients reduce over the batch and every pixel), the demodulation coefficients, the
+minibatch-std statistics and the matmul weight gradient of `conv2d`. With float32 weights and
+inputs every one of these casts is a no-op: the float32 computation is unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from jaxpapers.layers import precision
 
 _DN = ("NHWC", "HWIO", "NHWC")
 LRELU_GAIN = math.sqrt(2.0)
@@ -216,9 +226,15 @@ def _conv_s1_bwd(padding, res, dy):
     cin = x.shape[3]
     # dy^T [Cout, NHW] once, times each tap's [NHW, Cin] window: both operands then sit in the
     # layout the CPU matmul wants (transposing every window instead cost ~1.3x more).
+    # The products accumulate in float32 whatever the operands' dtype (a bfloat16 weight
+    # gradient sums N*H*W terms per entry); the result is rounded to the weight's dtype once.
     dy_t = dy.reshape(n * oh * ow, cout).T
     taps = [
-        dy_t @ xp[:, i : i + oh, j : j + ow].reshape(n * oh * ow, cin)
+        jnp.matmul(
+            dy_t,
+            xp[:, i : i + oh, j : j + ow].reshape(n * oh * ow, cin),
+            preferred_element_type=jnp.float32,
+        )
         for i in range(kh)
         for j in range(kw)
     ]
@@ -322,15 +338,28 @@ def conv2d_resample(
     return conv2d(x, w, ((pad, pad), (pad, pad)))
 
 
-def bias_act(x: jax.Array, b: jax.Array | None, act: str = "linear") -> jax.Array:
-    """Adds a channel bias, then 'linear' or 'lrelu' (slope 0.2, gain sqrt 2)."""
+def bias_act(
+    x: jax.Array, b: jax.Array | None, act: str = "linear", clamp: float | None = None
+) -> jax.Array:
+    """Adds a channel bias (its gradient summed in float32), then 'linear' or 'lrelu' (slope 0.2,
+    gain sqrt 2), then clips to [-clamp, clamp] when ``clamp`` (the official ``conv_clamp``)."""
     if b is not None:
-        x = x + b.astype(x.dtype)
-    if act == "linear":
-        return x
+        x = precision.add_bias(x, b)
     if act == "lrelu":
-        return jax.nn.leaky_relu(x, 0.2) * LRELU_GAIN
-    raise ValueError(f"Unknown activation {act!r}; expected 'linear' or 'lrelu'.")
+        x = jax.nn.leaky_relu(x, 0.2) * LRELU_GAIN
+    elif act != "linear":
+        raise ValueError(f"Unknown activation {act!r}; expected 'linear' or 'lrelu'.")
+    if clamp is not None:
+        x = jnp.clip(x, -clamp, clamp)
+    return x
+
+
+def scale_channels(x: jax.Array, s: jax.Array) -> jax.Array:
+    """``x * s`` with a per-sample, per-channel ``s`` [N, C], multiplied in float32 and rounded
+    to ``x``'s dtype: the gradient of ``s`` sums over all pixels, in float32 (XLA:CPU sums a
+    bfloat16 product in bfloat16). Plain ``x * s`` in float32."""
+    y = x.astype(jnp.float32) * s[:, None, None, :].astype(jnp.float32)
+    return y.astype(x.dtype)
 
 
 class EqualDense(nn.Module):
@@ -357,7 +386,7 @@ class EqualDense(nn.Module):
         w = self.param(
             "weight", lambda k, s: jax.random.normal(k, s) / self.lr_mul, (fan_in, self.features)
         )
-        x = x @ (w * (self.lr_mul / math.sqrt(fan_in))).astype(x.dtype)
+        x = x.astype(w.dtype) @ (w * (self.lr_mul / math.sqrt(fan_in)))
         b = None
         if self.use_bias:
             b = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
@@ -368,7 +397,8 @@ class EqualDense(nn.Module):
 class EqualConv2d(nn.Module):
     """Conv layer with equalized learning rate and optional FIR 2x up/downsampling.
 
-    Params: ``weight`` [k, k, in, out] (HWIO, N(0,1)), ``bias`` [out].
+    Params: ``weight`` [k, k, in, out] (HWIO, N(0,1)), ``bias`` [out]. Computes in the dtype of
+    ``weight`` (the input is cast to it).
     """
 
     features: int
@@ -378,17 +408,18 @@ class EqualConv2d(nn.Module):
     use_bias: bool = True
     act: str = "linear"
     resample_filter: tuple[float, ...] = (1, 3, 3, 1)
+    clamp: float | None = None  # Official conv_clamp: clip the output to [-clamp, clamp].
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cin = x.shape[-1]
         shape = (self.kernel, self.kernel, cin, self.features)
         w = self.param("weight", nn.initializers.normal(1.0), shape)
-        w = (w / math.sqrt(cin * self.kernel * self.kernel)).astype(x.dtype)
+        w = w / math.sqrt(cin * self.kernel * self.kernel)
         f = setup_filter(self.resample_filter)
-        x = conv2d_resample(x, w, f, up=self.up, down=self.down)
+        x = conv2d_resample(x.astype(w.dtype), w, f, up=self.up, down=self.down)
         b = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
-        return bias_act(x, b, self.act)
+        return bias_act(x, b, self.act, self.clamp)
 
 
 def modulated_conv2d(
@@ -403,22 +434,23 @@ def modulated_conv2d(
     """Modulated (and demodulated) convolution, StyleGAN2 Eq. 1-3, non-fused form.
 
     Args:
-      x: [N, H, W, Cin] activations.
-      weight: [k, k, Cin, Cout] kernel, equalized-lr scale already applied.
+      x: [N, H, W, Cin] activations (the computation's dtype; output in it too).
+      weight: [k, k, Cin, Cout] kernel, equalized-lr scale already applied, in ``x``'s dtype.
       styles: [N, Cin] per-sample scales s_i.
       demodulate: divide each output channel by sqrt(sum_{k,i} (s_i w_ijk)^2 + eps).
       up: 2x FIR upsampling transposed conv (needs ``resample_filter``).
     """
     if styles.shape != (x.shape[0], x.shape[-1]):
         raise ValueError(f"styles {styles.shape} must be [batch, in_channels] for x {x.shape}.")
-    x = x * styles[:, None, None, :].astype(x.dtype)
+    x = scale_channels(x, styles)
     f = setup_filter() if resample_filter is None else resample_filter
     x = conv2d_resample(x, weight, f, up=up)
     if demodulate:
-        # sum_{k,i} (s_i w_kij)^2 = sum_i s_i^2 * (sum_k w_kij^2): one [N,Cin]x[Cin,Cout] matmul.
+        # sum_{k,i} (s_i w_kij)^2 = sum_i s_i^2 * (sum_k w_kij^2): one [N,Cin]x[Cin,Cout] matmul,
+        # in float32 (a normalisation statistic) from the weight the convolution used.
         wsq = jnp.sum(jnp.square(weight.astype(jnp.float32)), axis=(0, 1))
         d = lax.rsqrt(jnp.square(styles.astype(jnp.float32)) @ wsq + eps)
-        x = x * d[:, None, None, :].astype(x.dtype)
+        x = scale_channels(x, d)
     return x
 
 
@@ -429,6 +461,10 @@ class ModulatedConv2d(nn.Module):
     affine A; ``mod_bias`` is stored without the +1, initialized 0, so s starts at 1), ``bias``,
     and ``noise_strength`` (init 0) when ``use_noise``. ToRGB is this layer with kernel 1,
     ``demodulate=False``, no noise and a linear activation.
+
+    The style affine computes in the dtype of ``mod_weight`` (float32 under the StyleGAN2 models'
+    mixed-precision policy, as officially), the convolution in that of ``weight``; the noise
+    (drawn in float32) is added in float32, its strength's gradient summed in float32.
     """
 
     features: int
@@ -438,6 +474,7 @@ class ModulatedConv2d(nn.Module):
     use_noise: bool = True
     act: str = "lrelu"
     resample_filter: tuple[float, ...] = (1, 3, 3, 1)
+    clamp: float | None = None  # Official conv_clamp: clip the output to [-clamp, clamp].
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str = "random") -> jax.Array:
@@ -446,26 +483,27 @@ class ModulatedConv2d(nn.Module):
         wdim = w.shape[-1]
         mw = self.param("mod_weight", nn.initializers.normal(1.0), (wdim, cin))
         mb = self.param("mod_bias", nn.initializers.zeros, (cin,))
-        s = w @ (mw / math.sqrt(wdim)).astype(w.dtype) + mb + 1.0
+        s = w.astype(mw.dtype) @ (mw / math.sqrt(wdim)) + mb + 1.0
         shape = (self.kernel, self.kernel, cin, self.features)
         weight = self.param("weight", nn.initializers.normal(1.0), shape)
         weight = weight / math.sqrt(cin * self.kernel * self.kernel)
         f = setup_filter(self.resample_filter)
-        x = modulated_conv2d(x, weight.astype(x.dtype), s, self.demodulate, self.up, f)
+        x = modulated_conv2d(x.astype(weight.dtype), weight, s, self.demodulate, self.up, f)
         if self.use_noise:
             strength = self.param("noise_strength", nn.initializers.zeros, ())
             if noise_mode == "random":
                 n, h, wd, _ = x.shape
-                noise = jax.random.normal(self.make_rng("noise"), (n, h, wd, 1), x.dtype)
-                x = x + noise * strength.astype(x.dtype)
+                noise = jax.random.normal(self.make_rng("noise"), (n, h, wd, 1))
+                x = (x.astype(jnp.float32) + noise * strength.astype(jnp.float32)).astype(x.dtype)
             elif noise_mode != "none":
                 raise ValueError(f"noise_mode must be 'random' or 'none', got {noise_mode!r}.")
         b = self.param("bias", nn.initializers.zeros, (self.features,))
-        return bias_act(x, b, self.act)
+        return bias_act(x, b, self.act, self.clamp)
 
 
 def minibatch_std(x: jax.Array, group_size: int = 4, num_features: int = 1) -> jax.Array:
-    """Appends the minibatch standard deviation as extra channels (official layout).
+    """Appends the minibatch standard deviation as extra channels (official layout), computed
+    and returned in float32 (or wider).
 
     Samples ``n = g*M + m`` (g < G groups of the reshape) share statistics over g, like the TF
     reshape ``[G, -1, ...]``; the std is averaged over channels (per feature group) and pixels.
@@ -482,5 +520,7 @@ def minibatch_std(x: jax.Array, group_size: int = 4, num_features: int = 1) -> j
     y = jnp.sqrt(jnp.square(y).mean(axis=0) + 1e-8)  # [M, H, W, F, c/F]
     y = y.mean(axis=(1, 2, 4))  # [M, F]
     y = jnp.tile(y, (g, 1))[:, None, None, :]  # sample n -> group-member index n % M
-    y = jnp.broadcast_to(y, (n, h, w, num_features)).astype(x.dtype)
-    return jnp.concatenate([x, y], axis=-1)
+    y = jnp.broadcast_to(y, (n, h, w, num_features))
+    # Float32 out for a bfloat16 input (the official epilogue runs in float32): the statistic
+    # is not rounded; the next layer casts to its own dtype.
+    return jnp.concatenate([x.astype(y.dtype), y], axis=-1)

@@ -17,6 +17,11 @@ stylegan2-ada-pytorch, whose phases share one optimizer). Whether a step runs th
 static phase (`Phase`), so each of the (at most four) variants per stage is its own executable and
 no convolution sits inside a ``lax.cond`` (XLA:CPU runs those far slower; the lazy R1 phase went
 from 0.018x the official PyTorch speed to top-level speed, see the README).
+
+Mixed precision (``model.dtype``, ``layers.precision``): G's synthesis and every D (the GAN's own,
+the frozen teacher's in stage 2, R1's) run under ``precision.apply`` with the float32 parameter
+patterns of ``model.f32_params`` (the official ``num_fp16_res`` layout); the mapping network runs
+in float32 as officially; losses, logits, R1 and path-length penalties are float32.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import optim, rng
+from jaxpapers.layers import precision
 from jaxpapers.layers import stylegan2 as sg
 from jaxpapers.lib import dgl, gan
-from jaxpapers.methods.stylegan2_dgl.model import make_nets, w_dim
+from jaxpapers.methods.stylegan2_dgl.model import f32_params, make_nets, w_dim
 
 
 class Phase(NamedTuple):
@@ -93,6 +99,9 @@ def init_gan(key: jax.Array, config, role: str) -> GanState:
 
 
 TEACHER_FIELDS = ("g", "d", "g_ema", "w_avg")
+# Model settings of how a teacher was trained, not of what its networks compute: a teacher file's
+# values need not match the student job's.
+TRAINING_ONLY_MODEL_KEYS = ("dtype", "bf16_res")
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 
 
@@ -106,6 +115,7 @@ def prepare(config):
         raise ValueError("Set teacher.weights or init_from, not both: each provides the teacher.")
     path = dgl.resolve_weights(name, WEIGHTS_DIR)
     tree, model = dgl.load_teacher_file(path, TEACHER_FIELDS)
+    model = {k: v for k, v in model.items() if k not in TRAINING_ONLY_MODEL_KEYS}
     dgl.check_teacher_model(model, config, path)
     return tree
 
@@ -130,8 +140,39 @@ def run_mapping(g_net: sg.Generator, params, z: jax.Array, key: jax.Array, mixin
     return ws
 
 
-def synth(g_net: sg.Generator, params, ws: jax.Array, key: jax.Array) -> jax.Array:
-    return g_net.apply({"params": params}, ws, rngs={"noise": key}, method=g_net.synthesis)
+class Policy(NamedTuple):
+    """The step's mixed-precision policy: compute dtype and the float32 G / D parameters."""
+
+    dtype: Any
+    g_keep: tuple[str, ...]
+    d_keep: tuple[str, ...]
+
+
+def policy(config) -> Policy:
+    return Policy(precision.compute_dtype(config.model), *f32_params(config))
+
+
+FLOAT32 = Policy(jnp.float32, (), ())
+
+
+def synth(g_net: sg.Generator, params, ws: jax.Array, key: jax.Array, pol=FLOAT32) -> jax.Array:
+    """Images (float32) from ws. ``ws`` goes in by keyword, which ``precision.apply`` does not
+    cast: the style affines read float32 ws, as officially."""
+    return precision.apply(
+        g_net,
+        {"params": params},
+        ws=ws,
+        dtype=pol.dtype,
+        keep=pol.g_keep,
+        rngs={"noise": key},
+        method=g_net.synthesis,
+    )
+
+
+def disc(d_net: sg.Discriminator, params, img: jax.Array, pol=FLOAT32) -> jax.Array:
+    """Logits (float32). ``img`` by keyword (not cast): D's first layer casts it to its own
+    dtype, as the official first block casts the image to the block's dtype."""
+    return precision.apply(d_net, {"params": params}, img=img, dtype=pol.dtype, keep=pol.d_keep)
 
 
 def preprocess(images: jax.Array, key: jax.Array, mirror: bool) -> jax.Array:
@@ -168,15 +209,16 @@ def gan_update(
     keys = jax.random.split(key, 12)
     z = jax.random.normal(keys[0], (n, config.model.z_dim))
     t_net = make_nets(config, "teacher")[1] if d_teacher is not None else None
+    pol = policy(config)
 
     # ---- G main: non-saturating loss (+ DGL teacher term in phase 2).
     def g_loss_fn(g_params):
         ws = run_mapping(g_net, g_params, z, keys[1], L.style_mixing_prob)
-        fake = synth(g_net, g_params, ws, keys[2])
-        logits = d_net.apply({"params": gs.d}, fake)
+        fake = synth(g_net, g_params, ws, keys[2], pol)
+        logits = disc(d_net, gs.d, fake, pol)
         t_logits = None
         if t_net is not None and teacher_on:
-            t_logits = t_net.apply({"params": d_teacher}, fake)
+            t_logits = disc(t_net, d_teacher, fake, pol)
         total, term = dgl.generator_loss(gan.g_nonsaturating, logits, t_logits, alpha)
         w_mean = jnp.mean(ws[:, 0], axis=0)
         return total, (gan.g_nonsaturating(logits), term, w_mean)
@@ -196,7 +238,7 @@ def gan_update(
         def pl_loss(g_params):
             ws = run_mapping(g_net, g_params, zp, keys[4], L.style_mixing_prob)
             lengths = gan.path_lengths(
-                lambda v: synth(g_net, g_params, v, keys[5]), ws, keys[6], shape
+                lambda v: synth(g_net, g_params, v, keys[5], pol), ws, keys[6], shape
             )
             pen, new_mean = gan.path_length_penalty(lengths, gs.pl_mean, L.pl_decay)
             return jnp.mean(pen) * L.pl_weight * L.g_reg_interval, (jnp.mean(pen), new_mean)
@@ -207,10 +249,10 @@ def gan_update(
 
     # ---- D main: logistic loss on fresh fakes from the updated G.
     ws_d = run_mapping(g_net, g, jax.random.normal(keys[7], z.shape), keys[8], L.style_mixing_prob)
-    fake_d = jax.lax.stop_gradient(synth(g_net, g, ws_d, keys[9]))
+    fake_d = jax.lax.stop_gradient(synth(g_net, g, ws_d, keys[9], pol))
 
     def d_apply(p, x):
-        return d_net.apply({"params": p}, x)
+        return disc(d_net, p, x, pol)
 
     d, d_opt, dm = gan.d_update(
         d_apply, d_apply, gs.d, gs.d_opt, tx_d, reals, fake_d, L, do_r1=do_r1, r1_last=gs.r1_last
