@@ -150,10 +150,10 @@ def test_bf16_step_close_to_f32_step_with_the_same_tree_and_entries():
     def forward(dtype):
         net = model.build_model(cfg, dtype)
         return jax.jit(
-            lambda p: precision.apply(
-                net, {"params": p}, batch=batch, train=False, dtype=dtype, keep=model.F32_PARAMS
+            lambda p, b: precision.apply(
+                net, {"params": p}, batch=b, train=False, dtype=dtype, keep=model.F32_PARAMS
             )
-        )(st.params)
+        )(st.params, batch)
 
     o32, o16 = forward(jnp.float32), forward(jnp.bfloat16)
     for k in ("tree_parent", "lca", "pair_mask"):
