@@ -70,6 +70,8 @@ def get_config(arg=None):
             dyn_hidden=64,
             dyn_latent=8,
             dyn_img_width=8,
+            # "bfloat16": mixed precision for G and the critic (jaxpapers/layers/precision.py)
+            dtype="float32",
         )
     )
     # Official weights (main_paraltrain_withMask_300vw_idloss.py): GP 10, L1 1e4, L_id 1e4, |w|.05

@@ -59,6 +59,7 @@ def _model(c, **kw):
         fg_fraction=0.25,
         obj_loss_weight=0.05,
         det_loss_weight=1.0,
+        dtype="float32",  # "bfloat16": mixed precision (jaxpapers/layers/precision.py)
     )
     m.update(kw)
     c.model = config_lib.ConfigDict(m)

@@ -182,14 +182,19 @@ WRN_SIZES = {"wrn34_10": (34, 10), "wrn28_10": (28, 10)}
 
 
 class Affine(nn.Module):
-    """Detectron ``AffineChannel``: y = x * scale + bias per channel (a frozen, folded BN)."""
+    """Detectron ``AffineChannel``: y = x * scale + bias per channel (a frozen, folded BN).
+
+    Computed in float32 and returned in ``x``'s dtype, like the other norms under mixed
+    precision (``layers.precision``): the scale and bias gradients sum over every position.
+    In float32 the casts are no-ops."""
 
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
-        return x * self.param("scale", nn.initializers.ones, (c,)) + self.param(
-            "bias", nn.initializers.zeros, (c,)
-        )
+        f32 = jnp.float32
+        scale = self.param("scale", nn.initializers.ones, (c,)).astype(f32)
+        bias = self.param("bias", nn.initializers.zeros, (c,)).astype(f32)
+        return (x.astype(f32) * scale + bias).astype(x.dtype)
 
 
 def _norm(kind: str, train: bool, name: str) -> nn.Module:

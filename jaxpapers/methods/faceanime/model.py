@@ -27,6 +27,11 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
+# Mixed precision (``layers.precision``): the output layers keep float32 parameters, so G's
+# colour/attention heads (tanh, sigmoid, the composite image) and the critic's score are float32.
+G_F32_PARAMS = (r"^(color|attention)/",)
+D_F32_PARAMS = (r"^out/",)
+
 
 def _norm(name: str | None = None) -> nn.Module:
     return nn.GroupNorm(num_groups=None, group_size=1, name=name)  # instance norm

@@ -7,6 +7,9 @@ Order inside the step follows the official loop (main_paraltrain_withMask_300vw_
   4. 3DDP update (dynamics.dynamics_loss) on the window that starts at the source frame.
 The 3DDP is trained in the same step only to keep one run = one command; it shares no parameter
 with the generator stage (the paper trains the two stages separately).
+Mixed precision (``model.dtype``, ``layers.precision``; README "Mixed precision"): G and the
+critic (also inside the gradient penalty) run on bfloat16 copies of their parameters; the
+frozen identity net, the 3DDP, the sparse renders and every loss stay float32.
 The identity net is frozen (trained beforehand on ORL, cached on disk; `lib/face_identity.py`)
 and the geometry constants (reference shape, expression PCA) come from the training frames:
 ``prepare`` computes both once on the host, ``init_state`` puts them into the state (so that a
@@ -28,9 +31,10 @@ import optax
 
 from jaxpapers import optim, rng
 from jaxpapers.data import faces
+from jaxpapers.layers import precision
 from jaxpapers.lib import face_identity as fi
 from jaxpapers.methods.faceanime import dynamics, inputs, losses, sparse_texture
-from jaxpapers.methods.faceanime.model import NetD, ResUNetG
+from jaxpapers.methods.faceanime.model import D_F32_PARAMS, G_F32_PARAMS, NetD, ResUNetG
 
 CONDITIONS = ("sparse", "landmarks")
 
@@ -179,23 +183,33 @@ def train_step(state: FaceAnimeState, batch: dict, *, config) -> tuple[FaceAnime
         optim.make(config.optim.dyn),
     )
 
-    x_fake, _ = g_net.apply({"params": state.g.params}, x_src, n_src, n_dst)
+    # Mixed precision: G and the critic compute in `dtype` (float32 outputs); the 3DDP and the
+    # frozen identity net stay float32 (README "Mixed precision").
+    dtype = precision.compute_dtype(config.model)
+
+    def generator(gp):
+        return precision.apply(
+            g_net, {"params": gp}, x_src, n_src, n_dst, dtype=dtype, keep=G_F32_PARAMS
+        )
+
+    def critic_of(dp):
+        return lambda z: precision.apply(d_net, {"params": dp}, z, dtype=dtype, keep=D_F32_PARAMS)
+
+    x_fake, _ = generator(state.g.params)
     eps = jax.random.uniform(k_eps, (x_src.shape[0],))
 
     def d_loss_fn(dp):
-        critic = lambda z: build_d(config).apply({"params": dp}, z)  # noqa: E731
-        return losses.critic_loss(critic, x_dst, x_fake, n_dst, eps, lw.gp)
+        return losses.critic_loss(critic_of(dp), x_dst, x_fake, n_dst, eps, lw.gp)
 
     (d_loss, d_aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d.params)
     d_upd, d_opt = tx_d.update(d_grads, state.d.opt_state, state.d.params)
     d_params = optax.apply_updates(state.d.params, d_upd)
 
     def g_loss_fn(gp):
-        fake, w = g_net.apply({"params": gp}, x_src, n_src, n_dst)
-        critic = lambda z: d_net.apply({"params": d_params}, z)  # noqa: E731
+        fake, w = generator(gp)
         id_term = fi.identity_loss(state.id_model, fake, x_dst) if lw.id > 0 else jnp.zeros(())
         return losses.generator_loss(
-            critic, fake, x_dst, n_dst, w, id_term, w_l1=lw.l1, w_w=lw.w, w_id=lw.id
+            critic_of(d_params), fake, x_dst, n_dst, w, id_term, w_l1=lw.l1, w_w=lw.w, w_id=lw.id
         )
 
     (g_loss, g_aux), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g.params)

@@ -8,6 +8,12 @@ refined object features -> target-adaptive spatial attention over each pair's un
 (subject and object queries) + semantic branch with the LCA region -> summed predicate logits
 with a learnable frequency bias. All shapes are padded (``n_max`` boxes, ``hrtree.max_nodes``
 node slots) and masked, so the whole forward pass jits.
+
+Mixed precision (``TRACE.dtype``, ``layers.precision``): the image/feature inputs and the box
+geometry features are cast to the compute dtype; the boxes themselves, the HRTree (its scores and
+sorts), the LCAs and RoIAlign's sampling stay float32. Gathers whose gradient sums many terms
+(`pick`, RoIAlign, the Tree-GRU's child sums) and the attention softmaxes run in float32; the
+classifier heads (`F32_PARAMS`) compute the logits in float32.
 """
 
 from __future__ import annotations
@@ -20,13 +26,27 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxpapers.layers import resnet
+from jaxpapers.layers import precision, resnet
 from jaxpapers.methods.trace_vidsgg import backbones, hrtree
 from jaxpapers.methods.trace_vidsgg.roi_align import roi_align
 
 xavier = nn.initializers.xavier_uniform()
 orth = nn.initializers.orthogonal()
 leaky = lambda x: nn.leaky_relu(x, 0.1)  # noqa: E731  (LeakyReLU(0.1) everywhere in TRACE)
+
+# Mixed precision: the layers that produce logits keep float32 parameters (`precision.apply`'s
+# ``keep``), so the predicate / object logits and the frequency bias are computed in float32.
+F32_PARAMS = (
+    r"^(relation_infer_spa|relation_infer_sem|sem_s|sem_o|cem_cls|det_cls)/",
+    r"^freq_bias$",
+)
+
+
+def pick(x: jax.Array, idx: jax.Array) -> jax.Array:
+    """``x[:, idx]`` in ``x``'s dtype, gathered from a float32 copy: the gradient of a gather is
+    a scatter-add, which sums in the operand's dtype, and rows here are read by up to n (pairs) or
+    all (children, LCA) entries; in float32 the casts are no-ops."""
+    return x.astype(jnp.float32)[:, idx].astype(x.dtype)
 
 
 def dense(features: int, bias: bool = True, init=xavier, name: str | None = None) -> nn.Dense:
@@ -73,11 +93,15 @@ class TreeGRU(nn.Module):
 
         def U(name, h):  # noqa: N802
             y = jnp.einsum("gmh,ghk->gmk", h, u[name])
-            return y + ub[name] if name in ub else y
+            return precision.add_bias(y, ub[name]) if name in ub else y
 
         seg = jnp.where(parent >= 0, parent, m)  # out of range -> dropped by segment_sum
         pidx = jnp.clip(parent, 0, m - 1)
-        segsum = jax.vmap(lambda v: jax.ops.segment_sum(v, seg, m + 1)[:m])
+
+        def segsum(v):  # sum over each node's children, in float32 (see `pick`)
+            f = jax.vmap(lambda a: jax.ops.segment_sum(a, seg, m + 1)[:m])
+            return f(v.astype(jnp.float32)).astype(v.dtype)
+
         # Leaves: h = (1 - z) * tanh(W_h x).
         h0 = jnp.where(
             (level == 0)[None, :, None], (1.0 - nn.sigmoid(wx["Wz"])) * jnp.tanh(wx["Wh"]), 0.0
@@ -86,7 +110,7 @@ class TreeGRU(nn.Module):
         def up(k, h):
             child = (level == k - 1)[None, :, None]
             h_sum = segsum(jnp.where(child, h, 0.0))
-            r = nn.sigmoid(wx["Wr"][:, pidx] + U("Ur", h))  # one reset gate per child
+            r = nn.sigmoid(pick(wx["Wr"], pidx) + U("Ur", h))  # one reset gate per child
             rh = segsum(jnp.where(child, r * h, 0.0))
             z = nn.sigmoid(wx["Wz"] + U("Uz", h_sum))
             hk = z * h_sum + (1.0 - z) * jnp.tanh(wx["Wh"] + U("Uh", rh))
@@ -96,7 +120,7 @@ class TreeGRU(nn.Module):
 
         def down(i, hd):  # levels num_layers-1 .. 0; each node reads its single parent
             k = self.num_layers - 1 - i
-            hp = hd[:, pidx]
+            hp = pick(hd, pidx)
             z, r = nn.sigmoid(wx["Wzd"] + U("Uzd", hp)), nn.sigmoid(wx["Wrd"] + U("Urd", hp))
             hk = z * hp + (1.0 - z) * jnp.tanh(wx["Whd"] + U("Uhd", r * hp))
             return jnp.where(((level == k) & (parent >= 0))[None, :, None], hk, hd)
@@ -108,7 +132,7 @@ class TreeGRU(nn.Module):
         def ffn(name, v):
             k = self.param(name, _per_group(xavier), (g, hdim, self.out_dim))
             b = self.param(name + "_bias", nn.initializers.zeros, (g, 1, self.out_dim))
-            return jnp.einsum("gmh,gho->gmo", v, k) + b
+            return precision.add_bias(jnp.einsum("gmh,gho->gmo", v, k), b)
 
         return ffn("FFN1", h) + ffn("FFN2", hd)
 
@@ -122,10 +146,11 @@ class TemporalAttention(nn.Module):
     def __call__(self, s, o):
         """s (..., K) key-frame feature; o (..., T, K') per-slice features -> (..., K)."""
         k = s.shape[-1]
-        q = dense(self.atten_dim, False, name="q_s")(s)[..., None, :]
-        kk = dense(self.atten_dim, False, name="q_o")(o)
+        f32 = jnp.float32  # attention logits, softmax and weighted sum in float32
+        q = dense(self.atten_dim, False, name="q_s")(s)[..., None, :].astype(f32)
+        kk = dense(self.atten_dim, False, name="q_o")(o).astype(f32)
         a = nn.softmax(jnp.sum(q * kk, -1) / math.sqrt(self.atten_dim), axis=-1)
-        v = jnp.sum(a[..., None] * o, axis=-2)
+        v = jnp.sum(a[..., None] * o.astype(f32), axis=-2).astype(o.dtype)
         v = dense(k // 4, False, name="val1")(v)
         v = dense(k, False, name="val2")(nn.relu(nn.LayerNorm(name="val_ln")(v)))
         return s + v
@@ -158,9 +183,15 @@ class SmallBackbone(nn.Module):
 
 
 class TRACE(nn.Module):
-    """The relation model. ``cfg`` is config.model (a frozen ConfigDict, hashable)."""
+    """The relation model. ``cfg`` is config.model (a frozen ConfigDict, hashable).
+
+    ``dtype``: compute dtype of the activations (module docstring); the train step passes the
+    parameters in it through ``precision.apply`` and the batch as a keyword argument, which
+    ``precision.apply`` leaves uncast (the boxes must stay float32).
+    """
 
     cfg: Any
+    dtype: Any = jnp.float32
 
     @property
     def m_pad(self) -> int:
@@ -213,6 +244,7 @@ class TRACE(nn.Module):
             p = jax.nn.one_hot(batch["labels"], num_cls)
         else:  # SGCls: the (stand-in) detector's class distribution, as embed_obj_det reads it
             p = jax.lax.stop_gradient(nn.softmax(det_logits))
+        p = p.astype(self.dtype)  # softmax in float32 (det_logits are), embedding lookups not
         embed = lambda name: self.param(name, nn.initializers.normal(0.1), (num_cls, c.embed_dim))  # noqa: E731
         # Created together, in this order: a parameter's init key follows its creation order.
         e_det, e_s, e_o = embed("embed_obj_det"), embed("embed_s"), embed("embed_o")
@@ -238,7 +270,8 @@ class TRACE(nn.Module):
         # (c) Groups of channels, each its own Tree-GRU.
         o2c = dense(c.hidden, False, name="o2c")(nn.relu(obj_vec))
         r2c = dense(c.hidden, False, name="r2c")(nn.relu(reg_vec))
-        o2c_nodes = jnp.zeros((obj_vec.shape[0], self.m_pad, c.hidden)).at[:, :n].set(o2c)
+        o2c_nodes = jnp.zeros((obj_vec.shape[0], self.m_pad, c.hidden), o2c.dtype)
+        o2c_nodes = o2c_nodes.at[:, :n].set(o2c)
         x_nodes = jnp.where((tree.level == 0)[..., None], o2c_nodes, r2c)
         if c.context == "none":
             return x_nodes
@@ -260,13 +293,13 @@ class TRACE(nn.Module):
         )
         kv = roi_align(kv, ub, c.pool, c.spatial_scale, c.sampling_ratio)  # (B, N², P, P, 2A)
         kq, vv = kv[..., :a], kv[..., a:]
-        q_s = dense(a, name="spatio_atten_s")(leaky(obj_feat))[:, si]
-        q_o = dense(a, name="spatio_atten_o")(leaky(obj_feat))[:, oi]
+        q_s = pick(dense(a, name="spatio_atten_s")(leaky(obj_feat)), si)
+        q_o = pick(dense(a, name="spatio_atten_o")(leaky(obj_feat)), oi)
 
-        def attend(q):
-            sc = jnp.einsum("bra,brxya->brxy", q, kq)
+        def attend(q):  # softmax and weighting in float32 (no-op casts in float32)
+            sc = jnp.einsum("bra,brxya->brxy", q, kq).astype(jnp.float32)
             w = nn.softmax(sc.reshape(sc.shape[:2] + (-1,)), -1).reshape(sc.shape)
-            return vv * w[..., None]
+            return (vv.astype(jnp.float32) * w[..., None]).astype(vv.dtype)
 
         spa = leaky(
             nn.Conv(a, (1, 1), name="spatio_inferA")(attend(q_s))
@@ -279,9 +312,8 @@ class TRACE(nn.Module):
         """(e) Subject / object embeddings + the LCA region's tree feature: (B, N², hidden), LCA."""
         c = self.cfg
         e_s, e_o = embeds
-        sem = (
-            dense(c.hidden, name="sem_s_e")(leaky(p @ e_s))[:, si]
-            + dense(c.hidden, name="sem_o_e")(leaky(p @ e_o))[:, oi]
+        sem = pick(dense(c.hidden, name="sem_s_e")(leaky(p @ e_s)), si) + pick(
+            dense(c.hidden, name="sem_o_e")(leaky(p @ e_o)), oi
         )
         b, pairs = p.shape[0], si.shape[0]
         if c.context == "none":
@@ -289,7 +321,9 @@ class TRACE(nn.Module):
         lca = jax.vmap(hrtree.lca)(
             tree.link, jnp.broadcast_to(si, (b, pairs)), jnp.broadcast_to(oi, (b, pairs))
         )
-        lca_feat = jnp.take_along_axis(node_out, jnp.clip(lca, 0)[..., None], axis=1)
+        lca_feat = jnp.take_along_axis(  # from float32: most pairs share few LCAs (see `pick`)
+            node_out.astype(jnp.float32), jnp.clip(lca, 0)[..., None], axis=1
+        ).astype(node_out.dtype)
         return sem + dense(c.hidden, name="sem_r")(leaky(lca_feat)), lca
 
     def predicate_logits(self, batch, spa, sem, det_pooled, det_logits, si, oi, train):
@@ -328,11 +362,11 @@ class TRACE(nn.Module):
         c = self.cfg
         if c.backbone == "precomputed":
             feat2d, feat3d = (
-                batch["feat2d"].astype(jnp.float32),
-                batch["feat3d"].astype(jnp.float32),
+                batch["feat2d"].astype(self.dtype),
+                batch["feat3d"].astype(self.dtype),
             )
             det_pooled = roi_align(feat2d, boxes, c.pool, c.spatial_scale, c.sampling_ratio)
-            return feat2d, feat3d, batch["obj_feat"].astype(jnp.float32), det_pooled
+            return feat2d, feat3d, batch["obj_feat"].astype(self.dtype), det_pooled
         if c.backbone == "resnet":
             return self.resnet_features(batch, boxes)
         if c.backbone != "small_cnn":
@@ -340,6 +374,7 @@ class TRACE(nn.Module):
                 f"Unknown model.backbone {c.backbone!r}; expected small_cnn, precomputed, resnet."
             )
         frames = batch["frames"].astype(jnp.float32) / 127.5 - 1.0  # (B, T, H, W, 3)
+        frames = frames.astype(self.dtype)
         key = frames[:, c.clip_len // 2]
         det_map = SmallBackbone(c.backbone_channels, name="det_body")(key)
         feat2d = SmallBackbone(c.backbone_channels, name="rel_body_2d")(key)
@@ -347,6 +382,7 @@ class TRACE(nn.Module):
         det_pooled = roi_align(det_map, boxes, c.pool, c.spatial_scale, c.sampling_ratio)
         size = jnp.asarray(frames.shape[3:1:-1] * 2, jnp.float32)  # (W, H, W, H)
         geom = jnp.concatenate([boxes / size, (boxes[..., 2:] - boxes[..., :2]) / size[:2]], -1)
+        geom = geom.astype(self.dtype)  # a network input; the boxes themselves stay float32
         det_feat = BoxHead(c.feat_dim, name="det_box_head")(det_pooled)
         det_feat = det_feat + dense(c.feat_dim, name="geom")(
             nn.relu(dense(c.feat_dim, name="geom0")(geom))
@@ -368,16 +404,17 @@ class TRACE(nn.Module):
         )
         stages, width = tuple(c.resnet_stages), c.resnet_width
         feat2d = resnet.resnet50_dc5(stage_sizes=stages, width=width, name="rel_body_2d")(
-            x[:, c.clip_len // 2]
+            x[:, c.clip_len // 2].astype(self.dtype)
         )
         ts = c.get("temporal_scale", 1.0)
         if ts != 1.0:
             b, t, h, w, ch = x.shape
             size = (b, t, round(h * ts), round(w * ts), ch)
             x = jax.image.resize(x, size, "bilinear", antialias=False)  # as cv2.resize
+        x = x.astype(self.dtype)  # resized in float32 (input preprocessing), then cast
         feat3d = backbones.I3DResNet(stage_sizes=stages, width=width, name="rel_body_3d")(x)
         det_pooled = roi_align(feat2d, boxes, c.pool, c.spatial_scale, c.sampling_ratio)
-        return feat2d, feat3d, batch["obj_feat"].astype(jnp.float32), det_pooled
+        return feat2d, feat3d, batch["obj_feat"].astype(self.dtype), det_pooled
 
     def build_tree(self, boxes, num):
         c = self.cfg
@@ -426,6 +463,9 @@ class TRACE(nn.Module):
         return dense(comb, name="FFN")(nn.relu(out))
 
 
-def build_model(config) -> TRACE:
-    """The relation model; its config is frozen so the module is hashable (jit static arg)."""
-    return TRACE(ml_collections.FrozenConfigDict(config.model))
+def build_model(config, dtype=jnp.float32) -> TRACE:
+    """The relation model; its config is frozen so the module is hashable (jit static arg).
+
+    ``dtype``: compute dtype (the train step's ``precision.compute_dtype(config.model)``);
+    evaluation uses the default float32."""
+    return TRACE(ml_collections.FrozenConfigDict(config.model), dtype)

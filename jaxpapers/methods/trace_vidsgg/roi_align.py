@@ -59,11 +59,17 @@ def roi_align_single(
 def roi_align(
     feat: jax.Array, boxes: jax.Array, out_size: int, spatial_scale: float, sampling_ratio: int = 2
 ) -> jax.Array:
-    """Batched RoIAlign: feat (B, H, W, C), boxes (B, R, 4) -> (B, R, P, P, C)."""
+    """Batched RoIAlign: feat (B, H, W, C), boxes (B, R, 4) -> (B, R, P, P, C) in feat's dtype.
+
+    Sampling and interpolation run in float32 whatever feat's dtype (mixed precision): the
+    gradient of the map is a scatter-add over every box's samples, which sums in the gathered
+    array's dtype. In float32 the casts are no-ops.
+    """
     if feat.ndim != 4 or boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(
             f"Expected feat (B,H,W,C), boxes (B,R,4); got {feat.shape}, {boxes.shape}."
         )
-    return jax.vmap(lambda f, b: roi_align_single(f, b, out_size, spatial_scale, sampling_ratio))(
-        feat, boxes
+    out = jax.vmap(lambda f, b: roi_align_single(f, b, out_size, spatial_scale, sampling_ratio))(
+        feat.astype(jnp.float32), boxes.astype(jnp.float32)
     )
+    return out.astype(feat.dtype)

@@ -10,6 +10,11 @@ real detector is frozen and pretrained) adds ``det_loss_weight`` x CE.
 Constants fitted to data or read from files (the frequency bias of the training split, official
 backbone weights, GloVe class vectors) come from ``prepare`` (host, once) and enter the state
 through ``init_state(..., prepared=...)``; ``init_state`` itself reads nothing.
+
+Mixed precision (``model.dtype``, ``layers.precision``; README "Mixed precision"): the step
+runs the model on a bfloat16 copy of the parameters (``model.F32_PARAMS`` kept float32);
+the logits, the losses and the entry sampling are float32, and nothing that is sorted or ranked
+(the HRTree, the sampled entries) depends on the compute dtype.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import numpy as np
 import optax
 
 from jaxpapers import optim, rng, state
+from jaxpapers.layers import precision
 from jaxpapers.methods.trace_vidsgg import backbones, formats
 from jaxpapers.methods.trace_vidsgg.inputs import input_spec, make_source
-from jaxpapers.methods.trace_vidsgg.model import build_model
+from jaxpapers.methods.trace_vidsgg.model import F32_PARAMS, build_model
 
 
 def freq_bias_init(
@@ -149,11 +155,22 @@ def losses(out, batch, key, config):
 
 
 def train_step(st: state.TrainState, batch, *, config):
-    model = build_model(config)
+    dtype = precision.compute_dtype(config.model)
+    model = build_model(config, dtype)
     k_drop, k_sample = jax.random.split(rng.step_key(st))
 
     def loss_fn(params):
-        out = model.apply({"params": params}, batch, train=True, rngs={"dropout": k_drop})
+        # The batch goes in by keyword, so precision.apply leaves it as it is: the boxes (tree,
+        # RoIAlign) stay float32; the model casts its image/feature inputs to `dtype` itself.
+        out = precision.apply(
+            model,
+            {"params": params},
+            batch=batch,
+            train=True,
+            rngs={"dropout": k_drop},
+            dtype=dtype,
+            keep=F32_PARAMS,
+        )
         return losses(out, batch, k_sample, config)
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params)
