@@ -175,6 +175,7 @@ def tracked_videos(tmp_path, monkeypatch):
         return face_video.FaceVideo(frames=frames, landmarks=lm.astype(np.float32), found=found)
 
     monkeypatch.setattr(face_video, "track_and_crop", fake_track)
+    monkeypatch.setattr(face_video, "FaceMeshTracker", lambda: None)  # no TFLite models needed
     over = {
         "data.videos": ",".join(paths),
         "data.stills": "False",
@@ -200,10 +201,16 @@ def test_unifacegan_stream_equals_memory_records_and_resumes(tracked_videos):
     # Frame t+1 of a video frame is the next kept frame of the same clip.
     t, t1 = b["image"][:, 0, 0, 0].astype(int), b["image_next"][:, 0, 0, 0].astype(int)
     assert np.all((t1 == t) | (t1 > t)) and np.all(t1 // 20 == t // 20)
+    # What grain's worker processes receive: a pickled copy reading the same caches.
+    copy = pickle.loads(pickle.dumps(src))
+    _assert_batches_equal([stream._read(copy, np.arange(24))], [memory])
 
 
-def test_unifacegan_bad_video_gives_one_line(tmp_path):
+def test_unifacegan_bad_video_gives_one_line(tmp_path, monkeypatch):
+    from jaxpapers.data import face_video
     from jaxpapers.methods.unifacegan import inputs
+
+    monkeypatch.setattr(face_video, "FaceMeshTracker", lambda: None)  # decoding fails first
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is no video")
@@ -307,7 +314,10 @@ def test_trace_action_genome_stream_equals_memory_and_resumes(tmp_path):
     # The annotations are readable without decoding (TRACE's frequency bias in steps.prepare).
     for k in ("labels", "num_boxes", "rels"):
         np.testing.assert_array_equal(src[k], memory[k])
-    assert full[0]["frames"].dtype == np.uint8
+    # A copy sent to a worker process reopens the memory map (not pickled with the source).
+    copy = pickle.loads(pickle.dumps(src))
+    assert not copy._maps and src._maps
+    _assert_batches_equal([stream._read(copy, np.arange(9))], [memory])
 
 
 def test_trace_action_genome_bad_frame_and_paths(tmp_path):
