@@ -236,7 +236,9 @@ def _prepared_source(paths, size: int, cache_dir, margin: float, max_frames):
         data_dir=os.path.join(_cache_root(cache_dir), "face_video", key),
     )
     builder.download_and_prepare(file_format="array_record")
-    return builder.as_data_source(split="train")
+    # Read back through a builder made from the written files alone: it pickles (grain's worker
+    # processes get copies), where this one would be rebuilt from the video paths.
+    return tfds.builder_from_directory(builder.data_dir).as_data_source(split="train")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -249,9 +249,12 @@ class JoinedSource:
     def __init__(self, arrays: dict, fields: dict | None = None, *, num_classes: int = 0):
         self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
         self.fields = {
-            k: (src, np.asarray(rows, np.int64), inner) for k, (src, rows, inner) in (fields or {}).items()
+            k: (src, np.asarray(rows, np.int64), inner)
+            for k, (src, rows, inner) in (fields or {}).items()
         }
-        lengths = {len(v) for v in self.arrays.values()} | {len(r) for _, r, _ in self.fields.values()}
+        lengths = {len(v) for v in self.arrays.values()} | {
+            len(r) for _, r, _ in self.fields.values()
+        }
         if len(lengths) != 1:
             raise ValueError(f"JoinedSource arrays and fields differ in length: {sorted(lengths)}.")
         self.n = lengths.pop()
@@ -365,7 +368,9 @@ class ClipBoxSource:
         self.rel_rows = np.concatenate([np.asarray(r, np.int64).reshape(-1, 3) for r in rels])
         bad = (self.rel_rows[:, 2] >= self.num_predicates) | (self.rel_rows[:, 2] < 0)
         owner = np.repeat(np.arange(n), rel_counts)
-        bad |= (self.rel_rows[:, :2] < 0).any(1) | (self.rel_rows[:, :2] >= counts[owner, None]).any(1)
+        bad |= (self.rel_rows[:, :2] < 0).any(1) | (
+            self.rel_rows[:, :2] >= counts[owner, None]
+        ).any(1)
         if bad.any():
             raise ValueError(
                 f"Relation row {self.rel_rows[bad][0].tolist()} of key frame {owner[bad][0]} names "
@@ -411,7 +416,12 @@ class ClipBoxSource:
         rel = str(self.files[self.start[v] + pos])
         path = safe_io.confined_join(self.root, rel, what="frame file")
         return decode.decode_to_canvas(
-            path, self.canvas, self.short, self.max_long, where=repr(path), max_pixels=self.max_pixels
+            path,
+            self.canvas,
+            self.short,
+            self.max_long,
+            where=repr(path),
+            max_pixels=self.max_pixels,
         )
 
     def __getitems__(self, indices) -> list[dict]:
@@ -419,7 +429,9 @@ class ClipBoxSource:
         for i in (int(i) for i in indices):
             v, k = int(self.video[i]), int(self.key[i])
             clip = [self._frame(v, k + o) for o in self.offsets]
-            _, (fx, fy) = self._frame(v, k) if 0 not in self.offsets else clip[list(self.offsets).index(0)]
+            _, (fx, fy) = (
+                self._frame(v, k) if 0 not in self.offsets else clip[list(self.offsets).index(0)]
+            )
             b0, b1 = self.box_start[i], self.box_start[i + 1]
             boxes = np.zeros((self.n_max, 4), np.float32)
             boxes[: b1 - b0] = self.box_rows[b0:b1] * np.asarray([fx, fy, fx, fy], np.float32)

@@ -45,12 +45,14 @@ def _assert_batches_equal(a: list[dict], b: list[dict]):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
-def _check_stream_equals_memory(src, arrays, batch: int, seed: int, steps: int = 6):
-    """Stream batches == in-memory batches over ``steps`` (two epochs here); a stream started
-    mid-epoch continues them; two processes read the two halves of the batch."""
+def _check_stream_equals_memory(src, arrays, batch: int, seed: int, mid: int, steps: int = 6):
+    """Stream batches == in-memory batches over ``steps`` (more than an epoch); a stream started
+    at step ``mid`` (inside an epoch) continues them; two processes read the two halves of the
+    batch."""
+    n = len(src)
+    assert steps > n // batch and mid % (n // batch)  # crosses an epoch; resumes mid-epoch
     full = _take(stream.HostStream(src, batch, seed=seed), steps)
     _assert_batches_equal(full, _memory_batches(arrays, batch, seed, range(steps)))
-    mid = steps // 2 + 1  # not an epoch boundary for the sizes used here
     resumed = _take(stream.HostStream(src, batch, seed=seed, start_step=mid), 2)
     _assert_batches_equal(resumed, full[mid : mid + 2])
     for p in (0, 1):
@@ -98,7 +100,7 @@ def test_synface_stream_equals_memory_rows_and_resumes(tmp_path):
     memory = inputs.make_source(_synface(root), "train")
     src = inputs.make_source(_synface(root, **{"data.pipeline": "stream"}), "train")
     assert isinstance(src, stream.JoinedSource) and len(src) == len(memory["syn_seed"]) == 24
-    full = _check_stream_equals_memory(src, memory, 8, seed=0)
+    full = _check_stream_equals_memory(src, memory, 8, seed=0, mid=4)
     # Grey (smoke: 1 channel): the red channel of the decode, i.e. the image's id; smoke keeps
     # the first 4 identities x 4 images, and the label is the identity.
     ids = full[0]["real_image"][:, 0, 0, 0].astype(int)
@@ -196,7 +198,7 @@ def test_unifacegan_stream_equals_memory_records_and_resumes(tracked_videos):
     src = inputs.make_source(cfg, "train")
     memory = inputs.make_source(tracked_videos(**{"data.pipeline": "memory"}), "train")
     assert isinstance(src, stream.JoinedSource) and len(src) == len(memory["image"]) == 24
-    full = _check_stream_equals_memory(src, memory, 4, seed=cfg.seed)
+    full = _check_stream_equals_memory(src, memory, 4, seed=cfg.seed, mid=4, steps=8)
     b = full[0]
     # Frame t+1 of a video frame is the next kept frame of the same clip.
     t, t1 = b["image"][:, 0, 0, 0].astype(int), b["image_next"][:, 0, 0, 0].astype(int)
@@ -291,7 +293,7 @@ def test_trace_action_genome_stream_equals_memory_and_resumes(tmp_path):
     assert set(memory) == set(spec)
     for k, s in spec.items():
         assert memory[k].shape[1:] == s.shape[1:] and memory[k].dtype == s.dtype, k
-    full = _check_stream_equals_memory(src, memory, 4, seed=2)
+    _check_stream_equals_memory(src, memory, 4, seed=2, mid=3)
     # Key frame i (sorted key order): its clip = frames t-2, t, t+2 of its video, clamped;
     # 12x8 frames scaled by min(16/8, 20/12) = 5/3 onto the 16x20 canvas (20x13, zero below).
     assert memory["frames"].shape[1:] == (3, 16, 20, 3)
@@ -299,7 +301,9 @@ def test_trace_action_genome_stream_equals_memory_and_resumes(tmp_path):
         v, t = int(key[1]), int(key[-10:-4])
         want = [40 * v + min(max(t + o, 0), 5) for o in (-2, 0, 2)]
         assert memory["frames"][i, :, 0, 0, 0].tolist() == want
-        assert np.all(memory["frames"][i, :, 13:] == 0) and np.all(memory["frames"][i, :, :13, :, 1] == 100)
+        assert np.all(memory["frames"][i, :, 13:] == 0) and np.all(
+            memory["frames"][i, :, :13, :, 1] == 100
+        )
         cup_w = 2.0 + t % 3
         np.testing.assert_allclose(
             memory["boxes"][i, 1],
@@ -310,7 +314,11 @@ def test_trace_action_genome_stream_equals_memory_and_resumes(tmp_path):
     # v1's table is not visible: 2 boxes, else 3 (person, cup, table); rels person->cup x2,
     # person->table 'on'.
     assert memory["num_boxes"].tolist() == [3, 3, 3, 2, 2, 2, 3, 3, 3]
-    assert memory["rels"][0, 0, 1].tolist() == [1, 1, 0] and memory["rels"][0, 0, 2].tolist() == [0, 0, 1]
+    assert memory["rels"][0, 0, 1].tolist() == [1, 1, 0] and memory["rels"][0, 0, 2].tolist() == [
+        0,
+        0,
+        1,
+    ]
     # The annotations are readable without decoding (TRACE's frequency bias in steps.prepare).
     for k in ("labels", "num_boxes", "rels"):
         np.testing.assert_array_equal(src[k], memory[k])

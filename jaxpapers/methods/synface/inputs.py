@@ -32,7 +32,6 @@ from jaxpapers.data.faces import load_identity_folder
 from jaxpapers.evals import face_verification as fv
 from jaxpapers.methods.synface import synthesis
 
-
 MAX_HELD_OUT = 20_000  # held-out images over which eval_pairs may draw pairs (quadratic)
 
 

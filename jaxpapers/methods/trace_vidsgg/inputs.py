@@ -107,7 +107,9 @@ def action_genome_source(config, split: str) -> stream.ClipBoxSource:
         if folder not in videos:
             path = safe_io.confined_join(frame_root, folder, what="Action Genome video folder")
             if not os.path.isdir(path):
-                raise FileNotFoundError(f"Frame folder {path!r} of key frame {f['key']!r} is missing.")
+                raise FileNotFoundError(
+                    f"Frame folder {path!r} of key frame {f['key']!r} is missing."
+                )
             names = sorted(n for n in os.listdir(path) if n.lower().endswith(stream.IMAGE_SUFFIXES))
             videos[folder] = len(listed)
             listed.append(np.asarray(names, str))
@@ -118,7 +120,9 @@ def action_genome_source(config, split: str) -> stream.ClipBoxSource:
         video.append(v)
         key.append(int(pos))
     folders = sorted(videos, key=videos.get)
-    files = np.concatenate([[f"{fo}/{n}" for n in names] for fo, names in zip(folders, listed, strict=True)])
+    files = np.concatenate(
+        [[f"{fo}/{n}" for n in names] for fo, names in zip(folders, listed, strict=True)]
+    )
     length = np.asarray([len(n) for n in listed], np.int64)
     npy = {}
     if "obj_feat" in input_spec(config):
@@ -179,7 +183,8 @@ def make_source(config, split: str):
         if m.backbone != "resnet" or not d.frame_shape[0]:
             raise ValueError(
                 "data.name='action_genome' streams the frames for model.backbone='resnet' onto "
-                f"data.frame_shape; got backbone {m.backbone!r}, frame_shape {tuple(d.frame_shape)}."
+                f"data.frame_shape; got backbone {m.backbone!r}, "
+                f"frame_shape {tuple(d.frame_shape)}."
             )
         src = action_genome_source(config, split)
         if split == "train" and stream.streaming(d):
