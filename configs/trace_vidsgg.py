@@ -95,6 +95,8 @@ def get_config(arg=None):
             feat2d_shape=(0, 0, 0),
             feat3d_shape=(0, 0, 0),
             frame_shape=(0, 0),
+            train_limit=0,  # action_genome: only the first N key frames of a split (0 = all)
+            test_limit=0,
             **stream.config_keys(),  # data.pipeline 'stream': Action Genome frames in workers
         )
     )

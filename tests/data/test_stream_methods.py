@@ -322,6 +322,11 @@ def test_trace_action_genome_stream_equals_memory_and_resumes(tmp_path):
     # The annotations are readable without decoding (TRACE's frequency bias in steps.prepare).
     for k in ("labels", "num_boxes", "rels"):
         np.testing.assert_array_equal(src[k], memory[k])
+    # data.<split>_limit keeps the first key frames (bounds what evaluate reads into memory).
+    limited = inputs.make_source(
+        _trace(root, **{"data.pipeline": "memory", "data.train_limit": "5"}), "train"
+    )
+    _assert_batches_equal([limited], [{k: v[:5] for k, v in memory.items()}])
     # A copy sent to a worker process reopens the memory map (not pickled with the source).
     copy = pickle.loads(pickle.dumps(src))
     assert not copy._maps and src._maps
