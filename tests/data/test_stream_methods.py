@@ -125,7 +125,11 @@ def test_synface_paper_preset_streams_casia_recordio(tmp_path):
         for k, lab in enumerate(labels):
             buf = io.BytesIO()
             Image.fromarray(_face(10 * lab + k % 3)).save(buf, format="PNG")
-            payload = struct.pack("<IfQQ", 0, float(lab), 0, 0) + buf.getvalue()
+            if k % 2 == 0:  # a scalar label in the header (record 0: not an insightface header)
+                payload = struct.pack("<IfQQ", 0, float(lab), 0, 0) + buf.getvalue()
+            else:  # a label vector after it (flag = its length): the class is its first entry
+                vec = np.asarray([lab, 7], np.float32).tobytes()
+                payload = struct.pack("<IfQQ", 2, 0.0, 0, 0) + vec + buf.getvalue()
             offsets[k] = f.tell()
             f.write(struct.pack("<II", face_recognition.RECORDIO_MAGIC, len(payload)))
             f.write(payload + b"\0" * (-len(payload) % 4))
