@@ -14,7 +14,9 @@ dm.enabled=False --config.init_from=/tmp/synface/run
         + IM + DM:      ...:default,gen.steps=0 --config.init_from=...
   casia_webface (paper scale: 10K synthetic ids x 50 + 2K x 10 real CASIA ids, LResNet50E-IR
       112x96 -> here 128x128 generator / recogniser, ArcFace s=30 m=0.5, SGD 0.1 momentum 0.9
-      wd 5e-4, 40 epochs with x0.1 at 24/30/36, batch 512; needs a CASIA-style identity folder):
+      wd 5e-4, 40 epochs with x0.1 at 24/30/36, batch 512; data.path = CASIA-WebFace as an
+      identity folder root/<identity>/<image> or insightface's train.rec + train.idx; the real
+      faces are streamed: data.pipeline='stream', decoded in data.workers grain processes):
       python -m jaxpapers.main --config=configs/synface.py:casia_webface --workdir=DIR \
           --config.data.path=/data/CASIA-WebFace --config.eval.lfw_dir=/data/lfw \
           --config.eval.pairs_file=/data/lfw/pairs.txt
@@ -31,6 +33,7 @@ Expected numbers: README.md in jaxpapers/methods/synface (paper LFW: synthetic 8
 import ml_collections
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "casia_webface", "smoke")
 ORL = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (jaxpapers/data/faces.py)
@@ -70,8 +73,17 @@ def get_config(arg=None):
         raise config_lib.unknown_preset(preset, PRESETS)
     c = config_lib.base_config("synface")
     c.preset = preset
+    # Real faces: data.name 'image_folder' (root/<identity>/<image>) or 'casia_webface' / 'ms1m'
+    # (a folder or insightface train.rec/.idx, data.format); data.pipeline 'memory' | 'stream'.
     c.data = ml_collections.ConfigDict(
-        dict(name="image_folder", path=ORL, n_train_ids=30, real_per_id=10)
+        dict(
+            name="image_folder",
+            path=ORL,
+            format="auto",
+            n_train_ids=30,
+            real_per_id=10,
+            **stream.config_keys(),
+        )
     )
     c.gen = ml_collections.ConfigDict(
         dict(
@@ -124,7 +136,11 @@ def get_config(arg=None):
     rec_steps = 400
     gen_lr, rec_lr = 0.0025, 0.1
     if preset == "casia_webface":
-        c.data.update(dict(path="/data/CASIA-WebFace", n_train_ids=2000, real_per_id=10))
+        c.data.update(
+            dict(name="casia_webface", path="/data/CASIA-WebFace", n_train_ids=2000, real_per_id=10)
+        )
+        # Real faces decoded in grain's workers; only the plan rows and labels are in memory.
+        c.data.update(stream.config_keys("stream", stream.PAPER_WORKERS))
         c.gen.update(
             dict(
                 steps=200_000,

@@ -9,17 +9,22 @@ Presets and commands:
   ablations on the synthetic benchmark: add ``,model.context=flat`` (full-graph baseline) or
       ``,model.context=none`` (no context) to the preset argument.
   action_genome / vidvrd (paper hyper-parameters; ResNet-50-DC5 + I3D-NL-R50-DC5 on the frames,
-      optionally initialised from the official checkpoints; key-frame files with frames and
-      precomputed detector box features in the format of formats.py under data.path):
+      optionally initialised from the official checkpoints). action_genome: data.path = the
+      Action Genome folder (annotations/ with the AG pickles and class lists, frames/<video>.mp4/
+      <frame>.png, obj_feat/<split>.npy detector box features), the 17-frame clips decoded in
+      grain workers (data.pipeline='stream'); vidvrd: key-frame files with frames and precomputed
+      detector box features in the format of formats.py under data.path:
       python -m jaxpapers.main --config=configs/trace_vidsgg.py:action_genome,data.path=/data/ag,\
 model.resnet2d_weights=/ckpt/res50_1it.pth,model.i3d_weights=/ckpt/i3d_nl_dot_product_r50.pth
-      (``,model.backbone=precomputed`` reads the two feature maps from the files instead).
+      (``,model.backbone=precomputed,data.name=precomputed`` reads the two feature maps from
+      key-frame files instead).
   smoke (tests):
       python -m jaxpapers.main --config=configs/trace_vidsgg.py:smoke --workdir=/tmp/trace_smoke
 Measured numbers are in jaxpapers/methods/trace_vidsgg/README.md.
 """
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "synthetic_predcls", "synthetic_sgcls", "action_genome", "vidvrd", "smoke")
 
@@ -91,6 +96,9 @@ def get_config(arg=None):
             feat2d_shape=(0, 0, 0),
             feat3d_shape=(0, 0, 0),
             frame_shape=(0, 0),
+            train_limit=0,  # action_genome: only the first N key frames of a split (0 = all)
+            test_limit=0,
+            **stream.config_keys(),  # data.pipeline 'stream': Action Genome frames in workers
         )
     )
     if preset in ("default", "synthetic_predcls", "synthetic_sgcls"):
@@ -126,7 +134,12 @@ def get_config(arg=None):
             temporal_head="avgpool_fc",
             det_loss_weight=0.0,
         )
-        c.data.name = "precomputed"
+        # AG: annotations/ + frames/ of the Action Genome download (inputs.action_genome_source),
+        # clips decoded in grain workers; VidVRD: key-frame files (formats.load_precomputed).
+        c.data.name = "action_genome" if ag else "precomputed"
+        if ag:
+            c.data.update(stream.config_keys("stream", stream.PAPER_WORKERS))
+        c.data.stride = 4  # FRAMES_INTERVAL: clip frames 4 apart around the key frame
         c.data.n_max, c.data.clip_len = c.model.n_max, c.model.clip_len
         c.data.frame_shape = (800, 1333)  # SCALES 800, MAX_SIZE 1333 (padded canvas)
         # With model.backbone=precomputed: the maps of the two backbones read from files.

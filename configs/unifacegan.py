@@ -8,7 +8,9 @@ Presets:
       python -m jaxpapers.main --config=configs/unifacegan.py --workdir=/tmp/unifacegan/default
             claim runs (README): add ,loss.temporal=0 (no 3D temporal loss) or ,model.norm=spade
   paper     paper-scale: 256x256, wider nets, user face videos (FaceForensics++/VoxCeleb clips,
-            any files PyAV decodes) and an identity folder root/<person>/<img>:
+            any files PyAV decodes) and an identity folder root/<person>/<img>; every clip is
+            tracked and cropped once into its array_record cache (data.cache_dir) and the frames
+            are streamed from there (data.pipeline='stream', data.workers grain processes):
       python -m jaxpapers.main --config=configs/unifacegan.py:paper --workdir=DIR \
           --config.data.videos=/data/ff++/000.mp4,/data/ff++/001.mp4 \
           --config.identity.path=/data/id_faces --config.data.stills=False
@@ -29,6 +31,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxpapers import config_lib, optim
+from jaxpapers.data import stream
 
 PRESETS = ("default", "paper", "smoke")
 ORL = ""  # "": $JAXPAPERS_DATA_DIR/att_faces or Olivetti (jaxpapers/data/faces.py)
@@ -57,6 +60,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             synthetic_ids=4,
             synthetic_frames=12,
             seed=0,
+            # 'stream': frames read from the tracked-video caches in grain workers (paper preset)
+            **stream.config_keys(),
         )
     )
     c.model = ml_collections.ConfigDict(
@@ -90,6 +95,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     g_lr, d_lr = 1e-4, 4e-4  # SPADE's TTUR
     if preset == "paper":
         c.data.update(dict(videos="", size=256, test_frames=50, video_repeat=1))
+        c.data.update(stream.config_keys("stream", stream.PAPER_WORKERS))
         c.model.update(
             dict(g_base=64, n_down=3, n_res=4, max_ch=512, hidden=128, num_d=2, d_base=64,
                  d_layers=4)

@@ -6,8 +6,9 @@ resumed run continues exactly):
 * ``data.pipeline="memory"`` (default): `Loader` reads batches of a source (arrays in memory,
   or a random-access source) on one background thread;
 * ``data.pipeline="stream"``: `StreamLoader` decodes and augments whole batches in ``data.workers``
-  grain worker processes (``stream.py``: image folders, TFDS/array_record, face RecordIO sets),
-  for the paper presets whose data sets do not fit in memory.
+  grain worker processes (``stream.py``: image folders, TFDS/array_record, face RecordIO sets,
+  in-memory annotations joined with decoded images, video key-frame clips with boxes), for the
+  paper presets whose data sets do not fit in memory.
 
 Both place ``prefetch`` batches ahead on the mesh; ``make_loader(source, config, mesh)`` picks one.
 Names are imported on first use, so grain's worker processes do not import TFDS.

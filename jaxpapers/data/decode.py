@@ -97,3 +97,33 @@ def shape_array(
     img = img.resize((size[1], size[0]), Image.BILINEAR, box=crop_box(*img.size, size, crop))
     arr = np.asarray(img, np.uint8)
     return arr[..., None] if channels == 1 else arr
+
+
+def fit_scale(w: int, h: int, short: int, max_long: int, canvas: tuple[int, int]) -> float:
+    """Detectron's test-time scale (shorter side to ``short``, longer side at most ``max_long``),
+    lowered further where the frame would not fit the (H, W) ``canvas`` (portrait frames)."""
+    scale = min(short / min(w, h), max_long / max(w, h), canvas[0] / h, canvas[1] / w)
+    if not scale > 0:
+        raise ValueError(f"Cannot scale a {w}x{h} frame to the canvas {canvas}.")
+    return scale
+
+
+def decode_to_canvas(
+    src,
+    canvas: tuple[int, int],
+    short: int,
+    max_long: int,
+    *,
+    where: str = "",
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """A path or encoded bytes -> (uint8 RGB ``canvas`` (H, W, 3) with the frame resized by
+    `fit_scale` (aspect kept, bilinear) in its top-left corner and zeros elsewhere, (x, y) factors
+    from the file's pixels to the canvas's, for its boxes). The declared size is checked first."""
+    with open_image(src, where=where, max_pixels=max_pixels) as img:
+        w, h = img.size
+    scale = fit_scale(w, h, short, max_long, canvas)
+    rh, rw = min(canvas[0], max(1, round(h * scale))), min(canvas[1], max(1, round(w * scale)))
+    out = np.zeros((*canvas, 3), np.uint8)
+    out[:rh, :rw] = decode_image(src, (rh, rw), 3, where=where, max_pixels=max_pixels)
+    return out, (rw / w, rh / h)

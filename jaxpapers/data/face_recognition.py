@@ -125,8 +125,15 @@ def _key_count(value: float, where: str, what: str, limit: int) -> int:
 class RecordIOSource:
     """insightface ``train.rec``/``train.idx`` (e.g. MS1M-ArcFace) as a random-access source."""
 
-    def __init__(self, root: str, image_size: tuple[int, int], channels: int = 3):
+    def __init__(
+        self,
+        root: str,
+        image_size: tuple[int, int],
+        channels: int = 3,
+        max_pixels: int = decode.MAX_PIXELS,
+    ):
         self.rec_path = os.path.join(root, "train.rec")
+        self.max_pixels = int(max_pixels)
         idx_path = os.path.join(root, "train.idx")
         for p in (self.rec_path, idx_path):
             if not os.path.isfile(p):
@@ -218,6 +225,31 @@ class RecordIOSource:
             self._identities = int(max(labels)) + 1
         return self._identities
 
+    def labels(self) -> np.ndarray:
+        """The class id of every image record, read from the record headers (no image decoded;
+        one small read per record, for selecting identities of a large set)."""
+        out = np.empty(len(self.keys), np.int64)
+        need = 8 + _IR_HEADER.size + 4  # framing, IRHeader, the first float label when flag > 0
+        for n, key in enumerate(self.keys):
+            head = os.pread(self._fd, need, self.offsets[int(key)])
+            ok = len(head) >= 8 + _IR_HEADER.size
+            if ok:
+                magic, lrec = struct.unpack_from("<II", head)
+                length = lrec & ((1 << 29) - 1)
+                ok = magic == RECORDIO_MAGIC and length >= _IR_HEADER.size
+            if ok:
+                flag, label, _, _ = _IR_HEADER.unpack_from(head, 8)
+                if flag > 0:
+                    ok = length >= _IR_HEADER.size + 4 and len(head) == need
+                    if ok:
+                        label = struct.unpack_from("<f", head, 8 + _IR_HEADER.size)[0]
+            if not ok:  # a multi-part or damaged record: the full reader (it names the fault)
+                label = float(self._unpack(key)[1][0])
+            if not np.isfinite(label) or label < 0 or label != int(label):
+                raise ValueError(f"{self.rec_path} key {key}: label {label} is not a class id.")
+            out[n] = int(label)
+        return out
+
     def __len__(self) -> int:
         return len(self.keys)
 
@@ -229,7 +261,11 @@ class RecordIOSource:
             if not np.isfinite(label[0]) or label[0] < 0:
                 raise ValueError(f"{self.rec_path} key {key}: label {label[0]} is not a class id.")
             arr = decode.decode_image(
-                payload, self.image_size, self.channels, where=f"{self.rec_path} key {key}"
+                payload,
+                self.image_size,
+                self.channels,
+                where=f"{self.rec_path} key {key}",
+                max_pixels=self.max_pixels,
             )
             out.append({"image": arr, "label": np.int32(label[0])})
         return out
@@ -255,7 +291,9 @@ def open_train_source(data_cfg, num_classes: int = 0):
     if fmt == "folder":
         src = FaceFolderSource(root, size, channels)
     elif fmt == "rec":
-        src = RecordIOSource(root, size, channels)
+        src = RecordIOSource(
+            root, size, channels, int(data_cfg.get("max_pixels", decode.MAX_PIXELS))
+        )
     else:
         raise ValueError(f"data.format must be 'auto', 'folder' or 'rec', got {fmt!r}.")
     if num_classes and src.num_classes != num_classes:

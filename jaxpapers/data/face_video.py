@@ -225,6 +225,62 @@ def _cache_root(cache_dir: str | None) -> str:
     return cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "jaxpapers", "tfds")
 
 
+def _prepared_source(paths, size: int, cache_dir, margin: float, max_frames):
+    """The array_record source of the tracked videos, tracking them first if not cached."""
+    key = JaxpapersFaceVideo.key(paths, size, margin, max_frames)
+    builder = JaxpapersFaceVideo(
+        videos=paths,
+        size=size,
+        margin=margin,
+        max_frames=max_frames,
+        data_dir=os.path.join(_cache_root(cache_dir), "face_video", key),
+    )
+    builder.download_and_prepare(file_format="array_record")
+    # Read back through a builder made from the written files alone: it pickles (grain's worker
+    # processes get copies), where this one would be rebuilt from the video paths.
+    return tfds.builder_from_directory(builder.data_dir).as_data_source(split="train")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackedVideo:
+    """A tracked video whose frames stay in the cache: ``rows`` [T] are the records of frames
+    0 .. T-1 in `face_video_source`'s source; landmarks [T,468,3], found [T] are in memory."""
+
+    rows: np.ndarray
+    landmarks: np.ndarray
+    found: np.ndarray
+
+
+def face_video_source(
+    paths,
+    size: int,
+    cache_dir: str | None = None,
+    *,
+    margin: float = 0.25,
+    max_frames: int | None = None,
+    chunk: int = 256,
+):
+    """(the cache's random-access source of frames, a `TrackedVideo` per path): tracks every
+    video once like `load_face_videos`, then keeps only the meshes in memory (read ``chunk``
+    records at a time), for a stream that reads the frames on demand."""
+    paths = list(paths)
+    src = _prepared_source(paths, size, cache_dir, margin, max_frames)
+    vid = np.empty(len(src), np.int64)
+    frame = np.empty(len(src), np.int64)
+    found = np.empty(len(src), bool)
+    lms = np.empty((len(src), V, 3), np.float32)
+    for lo in range(0, len(src), chunk):
+        for k, r in enumerate(src.__getitems__(list(range(lo, min(lo + chunk, len(src)))))):
+            vid[lo + k], frame[lo + k] = int(r["video_id"]), int(r["frame_index"])
+            found[lo + k], lms[lo + k] = bool(r["found"]), np.asarray(r["landmarks"], np.float32)
+    out = []
+    for v in range(len(paths)):
+        rows = np.flatnonzero(vid == v)
+        rows = rows[np.argsort(frame[rows], kind="stable")]
+        out.append(TrackedVideo(rows=rows, landmarks=lms[rows], found=found[rows]))
+    return src, out
+
+
 def load_face_videos(
     paths,
     size: int,
@@ -235,16 +291,7 @@ def load_face_videos(
 ) -> list[FaceVideo]:
     """Tracks every video once (cached as array_record under ``cache_dir``) and reads them back."""
     paths = list(paths)
-    key = JaxpapersFaceVideo.key(paths, size, margin, max_frames)
-    builder = JaxpapersFaceVideo(
-        videos=paths,
-        size=size,
-        margin=margin,
-        max_frames=max_frames,
-        data_dir=os.path.join(_cache_root(cache_dir), "face_video", key),
-    )
-    builder.download_and_prepare(file_format="array_record")
-    src = builder.as_data_source(split="train")
+    src = _prepared_source(paths, size, cache_dir, margin, max_frames)
     recs = src.__getitems__(list(range(len(src))))
     out = []
     for vid in range(len(paths)):

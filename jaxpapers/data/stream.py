@@ -26,6 +26,13 @@ Sources (picklable: each worker process receives a copy and opens files itself):
   builder's records) with its 'image' brought to the target size: encoded bytes are decoded with
   the bounded decoder, arrays resized.
 * The face-recognition sources of ``face_recognition.py`` (identity folders, insightface RecordIO).
+* `JoinedSource`: per-example arrays kept in memory (annotations, synthesis-plan rows, face
+  geometry) joined with fields read from any of the sources above on read (SynFace's real faces,
+  UniFaceGAN's frames t, t+1 and reference); `Concat` puts sources end to end.
+* `ClipBoxSource`: key frames of videos stored as image files with their boxes and relations
+  (TRACE on Action Genome): the clip decoded onto a fixed canvas with Detectron's scale rule, the
+  boxes scaled with the key frame, annotations in memory, large per-example features (.npy)
+  memory-mapped in each worker.
 
 Every image from outside goes through ``decode.decode_image``: the declared size is checked
 against ``data.max_pixels`` before a pixel buffer is allocated, and a bad file stops the run
@@ -206,10 +213,235 @@ class Subset:
     def __len__(self) -> int:
         return self.n
 
+    def __getitem__(self, key: str) -> np.ndarray:
+        """The inner source's in-memory array ``key`` (see `JoinedSource`), first ``n`` rows."""
+        return self.inner[key][: self.n]
+
     def __getitems__(self, indices) -> list[dict]:
         if any(not 0 <= int(i) < self.n for i in indices):
             raise IndexError(f"Index outside the first {self.n} records.")
         return self.inner.__getitems__(indices)
+
+
+def _records(source, rows) -> list[dict]:
+    """Records ``rows`` of a source or of a dict of arrays (a small in-memory part)."""
+    rows = [int(r) for r in rows]
+    if isinstance(source, dict):
+        return [{k: v[r] for k, v in source.items()} for r in rows]
+    return source.__getitems__(rows)
+
+
+def _length(source) -> int:
+    return len(next(iter(source.values()))) if isinstance(source, dict) else len(source)
+
+
+class JoinedSource:
+    """Per-example arrays held in memory joined with fields read from other sources on read.
+
+    ``arrays`` {key: (N, ...)}: what is small (annotations, synthesis-plan rows, face geometry);
+    each worker process holds a copy. ``fields`` {key: (source, rows, inner_key)}: example ``i``'s
+    ``key`` is ``inner_key`` of record ``rows[i]`` of ``source`` (decoded image files, frames of an
+    array_record cache, a dict of arrays), read when a batch is read; a record that several
+    examples or fields of a batch share is read once. ``source[key]`` gives an in-memory array
+    (statistics over a split without decoding anything).
+    """
+
+    def __init__(self, arrays: dict, fields: dict | None = None, *, num_classes: int = 0):
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self.fields = {
+            k: (src, np.asarray(rows, np.int64), inner)
+            for k, (src, rows, inner) in (fields or {}).items()
+        }
+        lengths = {len(v) for v in self.arrays.values()} | {
+            len(r) for _, r, _ in self.fields.values()
+        }
+        if len(lengths) != 1:
+            raise ValueError(f"JoinedSource arrays and fields differ in length: {sorted(lengths)}.")
+        self.n = lengths.pop()
+        for key, (src, rows, _) in self.fields.items():
+            if len(rows) and not (0 <= rows.min() and rows.max() < _length(src)):
+                raise ValueError(f"Field {key!r} names records outside its {_length(src)}.")
+        self.num_classes = int(num_classes)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def __getitems__(self, indices) -> list[dict]:
+        idx = np.asarray([int(i) for i in indices], np.int64)
+        cols = {k: v[idx] for k, v in self.arrays.items()}
+        by_source: dict[int, tuple] = {}  # fields reading the same source object: one read
+        for key, (src, rows, inner) in self.fields.items():
+            by_source.setdefault(id(src), (src, []))[1].append((key, rows[idx], inner))
+        for src, items in by_source.values():
+            need = np.unique(np.concatenate([r for _, r, _ in items]))
+            recs = _records(src, need)
+            where = {int(r): p for p, r in enumerate(need)}
+            for key, rows, inner in items:
+                cols[key] = [recs[where[int(r)]][inner] for r in rows]
+        return [{k: v[i] for k, v in cols.items()} for i in range(len(idx))]
+
+
+class Concat:
+    """Sources (or dicts of arrays) end to end: record ``len(a) + j`` is record ``j`` of ``b``."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [_length(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitems__(self, indices) -> list[dict]:
+        idx = np.asarray([int(i) for i in indices], np.int64)
+        if len(idx) and not (0 <= idx.min() and idx.max() < len(self)):
+            raise IndexError(f"Index outside the {len(self)} records.")
+        part = np.searchsorted(self.starts, idx, side="right") - 1
+        out: list = [None] * len(idx)
+        for p in np.unique(part):
+            pos = np.flatnonzero(part == p)
+            for k, rec in zip(pos, _records(self.parts[p], idx[pos] - self.starts[p]), strict=True):
+                out[k] = rec
+        return out
+
+
+class ClipBoxSource:
+    """Key frames of videos stored as image files, with their boxes: video detection / scene-graph
+    examples decoded on read.
+
+    Videos: ``files`` holds every video's frame paths (relative to ``root``, sorted, video ``v``
+    at ``files[start[v] : start[v] + length[v]]``). Example ``i`` is the clip of frames at
+    positions ``key[i] + offsets`` of video ``video[i]`` (clamped to its first / last frame),
+    each decoded onto the (H, W) ``canvas`` by `decode.decode_to_canvas` (shorter side ``short``,
+    longer at most ``max_long``, aspect kept, zero padding at the bottom / right): 'frames'
+    uint8 (T, H, W, 3). Its annotations stay in memory: boxes (x1, y1, x2, y2, pixels of the key
+    frame file) scaled like the key frame and zero-padded to ``n_max`` ('boxes'), 'labels',
+    'num_boxes' and relation rows (subject, object, predicate) as the dense uint8 'rels'
+    [n_max, n_max, predicates]. ``npy`` {key: .npy path}: row ``i`` of a file memory-mapped in
+    each worker (per-example features too large for memory, e.g. detector box features).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        files,
+        start,
+        length,
+        video,
+        key,
+        offsets,
+        boxes: list,
+        labels: list,
+        rels: list,
+        *,
+        n_max: int,
+        num_predicates: int,
+        canvas: tuple[int, int],
+        short: int,
+        max_long: int,
+        max_pixels: int = decode.MAX_PIXELS,
+        npy: dict | None = None,
+    ):
+        self.root, self.files = os.path.abspath(root), np.asarray(files, str)
+        self.start, self.length = np.asarray(start, np.int64), np.asarray(length, np.int64)
+        self.video, self.key = np.asarray(video, np.int64), np.asarray(key, np.int64)
+        self.offsets = np.asarray(offsets, np.int64)
+        n = len(self.video)
+        if not n:
+            raise ValueError(f"No key frames to stream under {root!r}.")
+        if not (len(self.key) == len(boxes) == len(labels) == len(rels) == n):
+            raise ValueError("ClipBoxSource: video, key, boxes, labels and rels differ in length.")
+        if n and not (np.all(self.key >= 0) and np.all(self.key < self.length[self.video])):
+            raise ValueError("ClipBoxSource: a key frame position lies outside its video.")
+        self.n_max, self.num_predicates = int(n_max), int(num_predicates)
+        counts = np.asarray([len(b) for b in boxes], np.int64)
+        if n and counts.max() > self.n_max:
+            raise ValueError(f"A key frame has {counts.max()} boxes > n_max={self.n_max}.")
+        # Ragged annotations as flat arrays + offsets: a few arrays to pickle, not N objects.
+        self.box_start = np.concatenate([[0], np.cumsum(counts)])
+        self.box_rows = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b in boxes])
+        self.label_rows = np.concatenate([np.asarray(v, np.int32).reshape(-1) for v in labels])
+        rel_counts = [len(r) for r in rels]
+        self.rel_start = np.concatenate([[0], np.cumsum(rel_counts)]).astype(np.int64)
+        self.rel_rows = np.concatenate([np.asarray(r, np.int64).reshape(-1, 3) for r in rels])
+        bad = (self.rel_rows[:, 2] >= self.num_predicates) | (self.rel_rows[:, 2] < 0)
+        owner = np.repeat(np.arange(n), rel_counts)
+        bad |= (self.rel_rows[:, :2] < 0).any(1) | (
+            self.rel_rows[:, :2] >= counts[owner, None]
+        ).any(1)
+        if bad.any():
+            raise ValueError(
+                f"Relation row {self.rel_rows[bad][0].tolist()} of key frame {owner[bad][0]} names "
+                f"a box it does not have or a predicate outside [0, {self.num_predicates})."
+            )
+        self.canvas = tuple(int(s) for s in canvas)
+        self.short, self.max_long, self.max_pixels = int(short), int(max_long), int(max_pixels)
+        self.npy = dict(npy or {})
+        for k, path in self.npy.items():
+            rows = len(np.load(path, mmap_mode="r"))
+            if rows != n:
+                raise ValueError(f"{path} ({k}) has {rows} rows, the split has {n} key frames.")
+        self._maps: dict = {}
+        self.num_classes = 0
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_maps"}  # maps reopen per worker
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._maps = {}
+
+    def __len__(self) -> int:
+        return len(self.video)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        """In-memory annotations of the whole split: 'labels', 'num_boxes' or 'rels' (dense)."""
+        if key not in ("labels", "num_boxes", "rels"):
+            raise KeyError(f"{key!r}: only the annotations labels, num_boxes, rels are in memory.")
+        return np.stack([self._annotations(i)[key] for i in range(len(self))])
+
+    def _annotations(self, i: int) -> dict[str, np.ndarray]:
+        b0, b1 = self.box_start[i], self.box_start[i + 1]
+        labels = np.zeros(self.n_max, np.int32)
+        labels[: b1 - b0] = self.label_rows[b0:b1]
+        rels = np.zeros((self.n_max, self.n_max, self.num_predicates), np.uint8)
+        r = self.rel_rows[self.rel_start[i] : self.rel_start[i + 1]]
+        rels[r[:, 0], r[:, 1], r[:, 2]] = 1
+        return {"labels": labels, "num_boxes": np.int32(b1 - b0), "rels": rels}
+
+    def _frame(self, v: int, pos: int) -> tuple[np.ndarray, tuple[float, float]]:
+        pos = min(max(int(pos), 0), int(self.length[v]) - 1)
+        rel = str(self.files[self.start[v] + pos])
+        path = safe_io.confined_join(self.root, rel, what="frame file")
+        return decode.decode_to_canvas(
+            path,
+            self.canvas,
+            self.short,
+            self.max_long,
+            where=repr(path),
+            max_pixels=self.max_pixels,
+        )
+
+    def __getitems__(self, indices) -> list[dict]:
+        out = []
+        for i in (int(i) for i in indices):
+            v, k = int(self.video[i]), int(self.key[i])
+            clip = [self._frame(v, k + o) for o in self.offsets]
+            _, (fx, fy) = (
+                self._frame(v, k) if 0 not in self.offsets else clip[list(self.offsets).index(0)]
+            )
+            b0, b1 = self.box_start[i], self.box_start[i + 1]
+            boxes = np.zeros((self.n_max, 4), np.float32)
+            boxes[: b1 - b0] = self.box_rows[b0:b1] * np.asarray([fx, fy, fx, fy], np.float32)
+            rec = {"frames": np.stack([f for f, _ in clip]), "boxes": boxes, **self._annotations(i)}
+            for key, path in self.npy.items():
+                if key not in self._maps:
+                    self._maps[key] = np.load(path, mmap_mode="r")
+                rec[key] = np.array(self._maps[key][i])
+            out.append(rec)
+        return out
 
 
 def _read(source, indices: np.ndarray) -> dict[str, np.ndarray]:
