@@ -53,8 +53,8 @@ and so is ``conv_clamp``, which our layers do not apply: it only clips activatio
 from __future__ import annotations
 
 import dataclasses
-import re
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -340,7 +340,9 @@ def settings(net: NetworkPickle, where: str = "<pickle>") -> dict:
         raise Unsupported(f"{where}: img_resolution {res} is not a power of two >= 8.")
     for key, low in (("z_dim", 1), ("mbstd_group_size", 2), ("mbstd_num_channels", 1)):
         if official[key] < low:
-            raise Unsupported(f"{where}: {key} = {official[key]} is not supported (needs >= {low}).")
+            raise Unsupported(
+                f"{where}: {key} = {official[key]} is not supported (needs >= {low})."
+            )
     if official["channel_base"] % 2:
         raise Unsupported(
             f"{where}: channel_base {official['channel_base']} is odd; ours is fmap_base = "
@@ -589,7 +591,9 @@ def convert(net: NetworkPickle, where: str = "<pickle>") -> tuple[dict, dict]:
         per_net[key][rest] = np.asarray(value, np.float32)
     res = s["img_resolution"]
     g_ema = per_net["G_ema"]
-    noise = [g_ema[f"synthesis.{name.replace('_', '.')}.noise_const"] for name, _ in sg.noise_layers(res)]
+    noise = [
+        g_ema[f"synthesis.{name.replace('_', '.')}.noise_const"] for name, _ in sg.noise_layers(res)
+    ]
     tree = {
         "teacher": {
             "g": _generator(per_net["G"], s),

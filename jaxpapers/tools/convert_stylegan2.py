@@ -35,7 +35,7 @@ def define_flags() -> None:
 
 
 def config_arg(model: dict) -> str:
-    """The ``--config`` value whose ``model`` settings are ``model`` (a converted ``info['model']``):
+    """The ``--config`` value whose model settings are ``model`` (a converted ``info['model']``):
     the ffhq preset of that resolution family with every model setting spelled out."""
     preset = "ffhq1024" if model["resolution"] == 1024 else "ffhq256"
     keys = (

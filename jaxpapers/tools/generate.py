@@ -5,17 +5,17 @@
         --config=configs/stylegan2_dgl.py:ffhq1024 --seeds=0,5,9 --trunc=0.7 --out=images/
 
 ``--workdir`` is a ``stylegan2_dgl`` / ``biggan_dgl`` run (its ``config.json`` is used) or a
-converted checkpoint directory (give ``--config``; for a converted stylegan2-ada-pytorch pickle
-the settings ``tools.convert_stylegan2`` recorded in its ``arch.json`` are the default). Seed ``s`` draws its latent as the official
-scripts do, ``z = RandomState(s).randn(z_dim)`` (BigGAN with ``--trunc > 0``: values resampled
-until inside [-trunc, trunc]; the class is ``--class_idx`` or drawn from ``RandomState([s, 1])``).
-Images come from the EMA generator of ``--role`` (BigGAN: the raw one when the run's
-``eval.use_ema`` is false). ``--trunc``: StyleGAN2 psi (1 = none; default 1), BigGAN truncation
-threshold (0 = none; default the run's ``eval.truncation``). ``--noise_mode`` (StyleGAN2):
-``const`` adds fixed per-layer noise buffers, the converted official ones when the checkpoint
-holds ``teacher/noise_const`` and otherwise fixed N(0, 1) draws (``--noise_seed``); ``random``
-draws fresh noise per image from ``--noise_seed``; ``none`` adds no noise. ``--out``: a ``.png``
-path writes one grid, anything else a directory of ``seed0000.png`` files.
+converted checkpoint directory (give ``--config``; for a converted stylegan2-ada-pytorch pickle the
+settings ``tools.convert_stylegan2`` recorded in its ``arch.json`` are the default). Seed ``s``
+draws its latent as the official scripts do, ``z = RandomState(s).randn(z_dim)`` (BigGAN with
+``--trunc > 0``: values resampled until inside [-trunc, trunc]; the class is ``--class_idx`` or
+drawn from ``RandomState([s, 1])``). Images come from the EMA generator of ``--role`` (BigGAN: the
+raw one when the run's ``eval.use_ema`` is false). ``--trunc``: StyleGAN2 psi (1 = none; default
+1), BigGAN truncation threshold (0 = none; default the run's ``eval.truncation``). ``--noise_mode``
+(StyleGAN2): ``const`` adds fixed per-layer noise buffers, the converted official ones when the
+checkpoint holds ``teacher/noise_const`` and otherwise fixed N(0, 1) draws (``--noise_seed``);
+``random`` draws fresh noise per image from ``--noise_seed``; ``none`` adds no noise. ``--out``: a
+``.png`` path writes one grid, anything else a directory of ``seed0000.png`` files.
 """
 
 from __future__ import annotations

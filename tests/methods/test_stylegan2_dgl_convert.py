@@ -222,7 +222,9 @@ def _corr(x, w, pad=0, stride=1):
     out = 0
     for a in range(k):
         for b in range(k):
-            patch = x[:, :, a : a + stride * (h - 1) + 1 : stride, b : b + stride * (wd - 1) + 1 : stride]
+            patch = x[
+                :, :, a : a + stride * (h - 1) + 1 : stride, b : b + stride * (wd - 1) + 1 : stride
+            ]
             out = out + np.einsum("nihw,oi->nohw", patch, w[:, :, a, b])
     return out
 
@@ -348,7 +350,9 @@ def test_ada_conversion_reproduces_the_official_networks():
         assert float(np.abs(want).max()) > 0.1
         np.testing.assert_allclose(img, want, atol=2e-4, rtol=1e-4)
     logits = np.asarray(dis.apply({"params": t["d"]}, img))
-    np.testing.assert_allclose(logits, _official_d(per["D"], img.astype(np.float64)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        logits, _official_d(per["D"], img.astype(np.float64)), rtol=1e-4, atol=1e-4
+    )
     # The raw G is converted too (its own tensors), and w_avg / the noise buffers are G_ema's.
     np.testing.assert_allclose(
         t["g"]["mapping"]["fc1"]["weight"], per["G"]["mapping.fc1.weight"].T * 0.01, rtol=1e-6

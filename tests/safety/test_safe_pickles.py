@@ -613,7 +613,9 @@ def _ada_network_snapshot(seed=0, extra=None):
     snapshot = {"training_set_kwargs": {"path": "ffhq.zip", "resolution": 8}}
     for key in stylegan2_ada.NETWORKS:
         own = {k.partition(".")[2]: v for k, v in flat.items() if k.partition(".")[0] == key}
-        snapshot[key] = _ada_module("Discriminator" if key == "D" else "Generator", own, kwargs[key])
+        snapshot[key] = _ada_module(
+            "Discriminator" if key == "D" else "Generator", own, kwargs[key]
+        )
     snapshot["augment_pipe"] = None
     return snapshot, flat, kwargs
 
