@@ -11,7 +11,8 @@
    strength and ``w_avg`` off its initial value (a fresh network has zero noise strengths, which
    would hide the noise buffers) and G_ema off G, pickles ``dict(G, D, G_ema, ...)`` as
    ``training/training_loop.py`` writes snapshots (``DIR/network-snapshot.pkl``), reloads it
-   with the official ``legacy.load_network_pkl`` and stores the reference outputs in
+   with ``pickle.load`` (what ``legacy.load_network_pkl`` does for a non-TF pickle; that module
+   needs ``click``) and stores the reference outputs in
    ``DIR/reference.npz``: G_ema images for seeds 0-3 (``z = RandomState(seed).randn(z_dim)``,
    ``noise_mode='const'``, truncation psi 1 and 0.7, float32: ``force_fp32=True``) and D logits
    of the psi-1 images.
@@ -62,7 +63,6 @@ def make(args) -> None:
 
     sys.path.insert(0, os.path.abspath(args.repo))
     sys.modules.setdefault("requests", types.ModuleType("requests"))  # URL downloads only
-    import legacy
     from training import networks
 
     torch.set_num_threads(args.threads)
@@ -91,8 +91,8 @@ def make(args) -> None:
     path = os.path.join(args.dir, PKL)
     with open(path, "wb") as f:
         pickle.dump(snapshot, f)
-    with open(path, "rb") as f:  # generate.py's loader
-        nets = legacy.load_network_pkl(f)
+    with open(path, "rb") as f:  # runs the pickled module source, as the official loader does
+        nets = pickle.load(f)
     g_ema, d = nets["G_ema"], nets["D"]
     z = np.stack([np.random.RandomState(s).randn(g_ema.z_dim) for s in SEEDS])
     c = torch.zeros([len(SEEDS), 0])

@@ -277,6 +277,12 @@ def settings(net: NetworkPickle, where: str = "<pickle>") -> dict:
             f"{where}: a conditional network (c_dim={c_dim}); the stylegan2_dgl StyleGAN2 has no "
             "label embedding: only unconditional networks (c_dim=0) convert."
         )
+    # The stylegan3 repository's networks_stylegan2.Generator takes the synthesis kwargs flat
+    # (ada's Generator has a synthesis_kwargs argument) and has other defaults for these three.
+    ada = "synthesis_kwargs" in gk
+    defaults = dict(w_avg_beta=0.995, num_fp16_res=0, conv_clamp=None)
+    if not ada:
+        defaults = dict(w_avg_beta=0.998, num_fp16_res=4, conv_clamp=256)
     syn = dict(gk.get("synthesis_kwargs") or {})
     syn.update({k: v for k, v in gk.items() if k not in _G_KEYS | {"synthesis_kwargs"}})
     mk = dict(gk.get("mapping_kwargs") or {})
@@ -320,8 +326,8 @@ def settings(net: NetworkPickle, where: str = "<pickle>") -> dict:
         # minibatch_std does for any group size >= the batch (it uses min(group, batch)).
         mbstd_group_size=WHOLE_BATCH if group is None else int(group),
         mbstd_num_channels=int(ek.get("mbstd_num_channels", 1)),
-        num_fp16_res=int(syn.get("num_fp16_res", 0)),
-        conv_clamp=syn.get("conv_clamp"),
+        num_fp16_res=int(syn.get("num_fp16_res", defaults["num_fp16_res"])),
+        conv_clamp=syn.get("conv_clamp", defaults["conv_clamp"]),
     )
     for key, d_default in (
         ("img_resolution", None),
@@ -359,7 +365,7 @@ def settings(net: NetworkPickle, where: str = "<pickle>") -> dict:
         mbstd_group_size=official["mbstd_group_size"],
         mbstd_num_features=official["mbstd_num_channels"],
         resample_filter=FILTER,
-        w_avg_beta=float(mk.get("w_avg_beta", 0.995)),
+        w_avg_beta=float(mk.get("w_avg_beta", defaults["w_avg_beta"])),
     )
     return official
 

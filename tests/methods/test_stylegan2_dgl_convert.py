@@ -418,3 +418,17 @@ def test_ada_whole_batch_minibatch_std_maps_to_a_group_no_batch_reaches():
     six = M.Discriminator(RES, 32, 8, mbstd_group_size=6)
     p = {"params": tree["teacher"]["d"]}
     np.testing.assert_array_equal(whole.apply(p, img), six.apply(p, img))
+
+
+def test_ada_stylegan3_repository_flat_kwargs():
+    """stylegan3's networks_stylegan2.Generator takes the synthesis kwargs flat (and tracks w_avg
+    with beta 0.998 by default): the same tensors convert to the same trees."""
+    flat = {k: v for k, v in ADA_G.items() if k != "synthesis_kwargs"}
+    flat.update(ADA_G["synthesis_kwargs"], fused_modconv_default="inference_only")
+    net = _ada_net()
+    kwargs = {"G": flat, "G_ema": flat, "D": ADA_D}
+    tree, info = ada.convert(ada.NetworkPickle(net.tensors, kwargs, net.class_names, {}))
+    want_tree, want_info = ada.convert(net)
+    assert info["model"] == dict(want_info["model"], w_avg_beta=0.998)
+    for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(want_tree), strict=True):
+        np.testing.assert_array_equal(a, b)
