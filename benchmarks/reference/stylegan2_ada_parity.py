@@ -35,6 +35,7 @@ import copy
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import types
@@ -120,6 +121,7 @@ def check(args) -> None:
 
     ref = np.load(os.path.join(args.dir, REF))
     out = os.path.join(args.dir, "converted")
+    shutil.rmtree(out, ignore_errors=True)  # this script's own output of an earlier check
     cmd = [sys.executable, "-m", "jaxpapers.tools.convert_stylegan2"]
     cmd += [f"--pkl={os.path.join(args.dir, PKL)}", f"--out={out}"]
     subprocess.run(cmd, check=True, cwd=ROOT)
