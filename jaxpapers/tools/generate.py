@@ -5,16 +5,17 @@
         --config=configs/stylegan2_dgl.py:ffhq1024 --seeds=0,5,9 --trunc=0.7 --out=images/
 
 ``--workdir`` is a ``stylegan2_dgl`` / ``biggan_dgl`` run (its ``config.json`` is used) or a
-converted checkpoint directory (give ``--config``). Seed ``s`` draws its latent as the official
-scripts do, ``z = RandomState(s).randn(z_dim)`` (BigGAN with ``--trunc > 0``: values resampled
-until inside [-trunc, trunc]; the class is ``--class_idx`` or drawn from ``RandomState([s, 1])``).
-Images come from the EMA generator of ``--role`` (BigGAN: the raw one when the run's
-``eval.use_ema`` is false). ``--trunc``: StyleGAN2 psi (1 = none; default 1), BigGAN truncation
-threshold (0 = none; default the run's ``eval.truncation``). ``--noise_mode`` (StyleGAN2):
-``const`` adds fixed per-layer noise buffers, the converted official ones when the checkpoint
-holds ``teacher/noise_const`` and otherwise fixed N(0, 1) draws (``--noise_seed``); ``random``
-draws fresh noise per image from ``--noise_seed``; ``none`` adds no noise. ``--out``: a ``.png``
-path writes one grid, anything else a directory of ``seed0000.png`` files.
+converted checkpoint directory (give ``--config``; for a converted stylegan2-ada-pytorch pickle the
+settings ``tools.convert_stylegan2`` recorded in its ``arch.json`` are the default). Seed ``s``
+draws its latent as the official scripts do, ``z = RandomState(s).randn(z_dim)`` (BigGAN with
+``--trunc > 0``: values resampled until inside [-trunc, trunc]; the class is ``--class_idx`` or
+drawn from ``RandomState([s, 1])``). Images come from the EMA generator of ``--role`` (BigGAN: the
+raw one when the run's ``eval.use_ema`` is false). ``--trunc``: StyleGAN2 psi (1 = none; default
+1), BigGAN truncation threshold (0 = none; default the run's ``eval.truncation``). ``--noise_mode``
+(StyleGAN2): ``const`` adds fixed per-layer noise buffers, the converted official ones when the
+checkpoint holds ``teacher/noise_const`` and otherwise fixed N(0, 1) draws (``--noise_seed``);
+``random`` draws fresh noise per image from ``--noise_seed``; ``none`` adds no noise. ``--out``: a
+``.png`` path writes one grid, anything else a directory of ``seed0000.png`` files.
 """
 
 from __future__ import annotations
@@ -82,12 +83,34 @@ def load_config(workdir: str, config_arg: str = ""):
         return config_lib.load_config_file(file, arg or None)
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
+        arg = _converted_config_arg(workdir)
+        if arg is not None:
+            file = os.path.join(config_lib.configs_dir(), "stylegan2_dgl.py")
+            return config_lib.load_config_file(file, arg)
         raise FileNotFoundError(
             f"{path} not found: a converted checkpoint has no config; give --config "
             "(e.g. configs/stylegan2_dgl.py:ffhq1024)."
         )
     with open(path) as f:
         return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+def _converted_config_arg(workdir: str) -> str | None:
+    """The preset and model settings that ``tools.convert_stylegan2`` recorded in ``arch.json``
+    (``configs/stylegan2_dgl.py:PRESET,model.k=v,...``) for the networks it converted, or None.
+    Only the part after the file name is used: the file is always this repository's
+    ``stylegan2_dgl`` config, never a path read from the directory (a config file is code)."""
+    path = os.path.join(workdir, "arch.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            hint = json.load(f).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(hint, str) or not hint.startswith("configs/stylegan2_dgl.py:"):
+        return None
+    return hint.partition(":")[2]
 
 
 def latents(seeds: list[int], dim: int, trunc: float = 0.0) -> np.ndarray:

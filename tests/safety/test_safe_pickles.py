@@ -445,7 +445,7 @@ def _storage_bytes(array) -> bytes:
 
 
 def _ada_tensor(array, parameter=False):
-    flat = np.ascontiguousarray(array)
+    flat = np.ascontiguousarray(array).reshape(np.shape(array))  # 0-d stays 0-d
     storage = R(G("torch.storage", "_load_from_bytes"), (_storage_bytes(flat.reshape(-1)),))
     stride = tuple(s // flat.itemsize for s in flat.strides)
     t = R(
@@ -565,3 +565,104 @@ def test_stylegan2_ada_malicious_variants_refused(tmp_path, protocol):
         with pytest.raises((safe_io.UnsafeFileError, ValueError), match=f"{name}.pkl"):
             stylegan2_ada.load(str(path))
     assert not marker.exists()
+
+
+# ------------------------------------------------- StyleGAN2-ADA -> this suite's StyleGAN2 trees
+
+_ADA_BUFFERS = {"resample_filter", "noise_const", "w_avg"}
+
+
+def _ada_module(class_name, flat, kwargs=None):
+    """Persistent modules nested by the dotted names of ``flat`` (the official module state)."""
+    params, buffers, children = {}, {}, {}
+    for name, value in flat.items():
+        head, _, rest = name.partition(".")
+        if rest:
+            children.setdefault(head, {})[rest] = value
+        else:
+            (buffers if name in _ADA_BUFFERS else params)[name] = value
+    modules = {k: _ada_module("Module", v) for k, v in children.items()}
+    return _persistent(class_name, params, buffers, modules, kwargs=kwargs or {})
+
+
+def _ada_network_snapshot(seed=0, extra=None):
+    """A whole official snapshot of a tiny StyleGAN2 (8x8, 2 mapping layers, 8 channels): random
+    tensors in the layout ``stylegan2_ada.official_layout`` derives from the init kwargs."""
+    g = dict(
+        z_dim=8,
+        c_dim=0,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs={"channel_base": 64, "channel_max": 8, "num_fp16_res": 4},
+    )
+    d = dict(c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8)
+    kwargs = {"G": g, "G_ema": g, "D": d}
+    layout = stylegan2_ada.official_layout(
+        stylegan2_ada.settings(stylegan2_ada.NetworkPickle({}, kwargs, {}))
+    )
+    rng = np.random.default_rng(seed)
+    f2 = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0
+    flat = {}
+    for key in stylegan2_ada.NETWORKS:
+        for name, shape in layout["D" if key == "D" else "G"].items():
+            v = f2 if name.endswith("resample_filter") else rng.standard_normal(shape)
+            flat[f"{key}.{name}"] = np.asarray(v, np.float32)
+    flat.update(extra or {})
+    snapshot = {"training_set_kwargs": {"path": "ffhq.zip", "resolution": 8}}
+    for key in stylegan2_ada.NETWORKS:
+        own = {k.partition(".")[2]: v for k, v in flat.items() if k.partition(".")[0] == key}
+        snapshot[key] = _ada_module(
+            "Discriminator" if key == "D" else "Generator", own, kwargs[key]
+        )
+    snapshot["augment_pipe"] = None
+    return snapshot, flat, kwargs
+
+
+def test_stylegan2_ada_pickle_converts_with_the_tool_and_generates(tmp_path):
+    """File -> ``tools.convert_stylegan2`` (format detected) -> checkpoint equal to the in-memory
+    conversion, with the official noise buffers -> ``tools.generate`` with the recorded settings;
+    an unsupported network is refused with one line and exit status 2."""
+    import jax
+
+    from jaxpapers import checkpoint
+    from jaxpapers.layers import stylegan2 as sg
+    from jaxpapers.tools import generate
+
+    snapshot, flat, kwargs = _ada_network_snapshot()
+    path = tmp_path / "network-snapshot.pkl"
+    path.write_bytes(dumps(snapshot, 4))
+    tf_path = tmp_path / "tf.pkl"
+    tf_path.write_bytes(dumps((_tf_net([("w", np.ones(3, np.float32))]),) * 3, 2))
+    assert stylegan2_ada.sniff(str(path)) == "ada" and stylegan2_ada.sniff(str(tf_path)) == "tf"
+    want_tree, _ = stylegan2_ada.convert(stylegan2_ada.NetworkPickle(flat, kwargs, {}))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "jaxpapers.tools.convert_stylegan2", f"--pkl={path}"]
+    ok = subprocess.run(cmd + [f"--out={tmp_path / 't'}"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "--config=configs/stylegan2_dgl.py:ffhq256,model.resolution=8," in ok.stdout
+    tree = checkpoint.restore_params(str(tmp_path / "t"))
+    assert jax.tree.structure(tree) == jax.tree.structure(want_tree)
+    for a, b in zip(jax.tree.leaves(want_tree), jax.tree.leaves(tree), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(tree["teacher"]["noise_const"]) == sorted(n for n, _ in sg.noise_layers(8))
+    conf = generate.load_config(str(tmp_path / "t"))  # the settings recorded in arch.json
+    assert (conf.model.resolution, conf.model.fmap_base, conf.model.mapping_layers) == (8, 32, 2)
+    images = generate.generate(conf, tree, [0, 1], role="teacher", trunc=0.7)
+    t = tree["teacher"]
+    g_net = sg.Generator(8, 3, 8, 8, 2, 32, 8)
+    variables = {"params": t["g_ema"], "noise_const": {"synthesis": t["noise_const"]}}
+    z = generate.latents([0, 1], 8)
+    want = g_net.apply(variables, z, t["w_avg"], 0.7, noise_mode="const")
+    np.testing.assert_allclose(images, np.clip(want, -1, 1), atol=1e-5)
+    sg3 = {"G_ema.synthesis.L0_36_512.weight": np.ones((2, 2), np.float32)}
+    bad = tmp_path / "stylegan3.pkl"
+    bad.write_bytes(dumps(_ada_network_snapshot(extra=sg3)[0], 4))
+    cmd[-1] = f"--pkl={bad}"
+    refused = subprocess.run(
+        cmd + [f"--out={tmp_path / 'u'}"], capture_output=True, text=True, env=env
+    )
+    last = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 2 and "StyleGAN3" in last and str(bad) in last, refused.stderr
+    assert refused.stderr.count("error:") == 1 and not os.path.exists(tmp_path / "u")
