@@ -15,7 +15,9 @@ data file and `benchmarks/reference/granular_shear.in`.
 Each measurement is its own process, run alternately: JAX pinned to one core (`taskset -c 0`),
 LAMMPS 1 rank (also pinned), JAX on all cores, LAMMPS `mpirun -np 2`; repeated --repeats times.
 JAX time is the compiled `dem.run` call (compile excluded, AOT); LAMMPS time is its own loop
-time. Every record holds the load average before/after and the process CPU seconds. One JSON
+time. The JAX DEM runs its contact law on a contact list (`--contact_skin`, capacity from the
+start's count times CONTACT_MARGIN; 0 = on the whole neighbour list), LAMMPS skips
+non-touching pairs one by one. Every record holds the load average before/after and the process CPU seconds. One JSON
 line per measurement, then a summary line with the median ratios.
 """
 
@@ -51,7 +53,7 @@ _OUT = flags.DEFINE_string("out", "", "Also append the JSON lines to this file."
 _ROLE = flags.DEFINE_enum("role", "compare", ["compare", "jax"], "jax: one JAX measurement.")
 _CONTACT_SKIN = flags.DEFINE_float(
     "contact_skin",
-    0.06,
+    0.01,
     "JAX contact-list skin (dem.SimParams.contact_skin); 0: the contact list is the whole "
     "neighbour list (the law on every listed pair).",
 )
