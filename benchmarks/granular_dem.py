@@ -17,8 +17,8 @@ LAMMPS 1 rank (also pinned), JAX on all cores, LAMMPS `mpirun -np 2`; repeated -
 JAX time is the compiled `dem.run` call (compile excluded, AOT); LAMMPS time is its own loop
 time. The JAX DEM runs its contact law on a contact list (`--contact_skin`, capacity from the
 start's count times CONTACT_MARGIN; 0 = on the whole neighbour list), LAMMPS skips
-non-touching pairs one by one. Every record holds the load average before/after and the process CPU seconds. One JSON
-line per measurement, then a summary line with the median ratios.
+non-touching pairs one by one. Every record holds the load average before/after and the process
+CPU seconds. One JSON line per measurement, then a summary line with the median ratios.
 """
 
 from __future__ import annotations
