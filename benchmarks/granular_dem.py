@@ -57,6 +57,12 @@ _CONTACT_SKIN = flags.DEFINE_float(
     "JAX contact-list skin (dem.SimParams.contact_skin); 0: the contact list is the whole "
     "neighbour list (the law on every listed pair).",
 )
+_TOUCH_MARGIN = flags.DEFINE_float(
+    "touch_margin",
+    0.0,
+    "> 0: pack the touching contacts every step (dem.SimParams.touch_slots) into the start's "
+    "touching count times this margin; 0: off.",
+)
 
 
 def model() -> contact.ContactModel:
@@ -122,7 +128,9 @@ def packing(workdir: str, seed: int = 0) -> dict:
     return out
 
 
-def bench_jax(workdir: str, steps: int, thermo: int, contact_skin: float) -> dict:
+def bench_jax(
+    workdir: str, steps: int, thermo: int, contact_skin: float, touch_margin: float = 0.0
+) -> dict:
     """One timed JAX run from the cached packing (this process; compile excluded)."""
     cskin = contact_skin if contact_skin > 0 else None
     pk = packing(workdir)
@@ -140,6 +148,11 @@ def bench_jax(workdir: str, steps: int, thermo: int, contact_skin: float) -> dic
         if cskin is not None:
             c_slots = math.ceil(2 * CONTACT_MARGIN * int(probe.max_contacts) / N)
         sp = params(box, k_slots, GDOT, model(), cskin, c_slots)
+        if touch_margin > 0:
+            probe = dem.init_state(
+                pk["pos"], pk["vel"], pk["omega"], parts, sp.replace(touch_slots=24)
+            )
+            sp = sp.replace(touch_slots=math.ceil(2 * touch_margin * int(probe.max_touch) / N))
         st = dem.init_state(pk["pos"], pk["vel"], pk["omega"], parts, sp)
         t0 = time.perf_counter()
         run = dem.run.lower(st, parts, sp, steps, thermo).compile()
@@ -168,6 +181,8 @@ def bench_jax(workdir: str, steps: int, thermo: int, contact_skin: float) -> dic
             contacts=int(st.max_contacts),
             contact_capacity=int(st.contacts.shape[0]),
             contact_builds=int(st.n_contact_builds) - 1,
+            touch_slots=sp.touch_slots,
+            touching=int(st.max_touch),
             # observe_le's tau and P_yy include the (small) kinetic part, LAMMPS' `compute
             # pressure NULL virial` does not: a sanity check that both run the same system.
             mean_shear_stress=float(np.mean(obs[:, 2])),
@@ -203,6 +218,7 @@ def compare(workdir: str, steps: int, repeats: int, ranks: list[int], thermo: in
     taskset = shutil.which("taskset")
     me = [sys.executable, "-m", "benchmarks.granular_dem", "--role=jax", f"--workdir={workdir}"]
     me += [f"--steps={steps}", f"--thermo={thermo}", f"--contact_skin={_CONTACT_SKIN.value}"]
+    me += [f"--touch_margin={_TOUCH_MARGIN.value}"]
     results = []
     for rnd in range(repeats):
         for k in ranks:
@@ -253,7 +269,7 @@ def main(argv) -> None:
         )
         sys.exit(2)
     if _ROLE.value == "jax":
-        rec = bench_jax(_WORKDIR.value, steps, thermo, _CONTACT_SKIN.value)
+        rec = bench_jax(_WORKDIR.value, steps, thermo, _CONTACT_SKIN.value, _TOUCH_MARGIN.value)
         print(json.dumps(rec), flush=True)
         return
     compare(_WORKDIR.value, steps, _REPEATS.value, ranks, thermo, _OUT.value)

@@ -73,11 +73,18 @@ def _full_list_run(pos, vel, omega, parts, model, dt, steps, gdot):
 
 
 @pytest.mark.parametrize(
-    "gdot,contact_skin,contact_slots",
-    [(0.0, None, None), (0.5, None, None), (0.0, 0.03, 4), (0.5, 0.03, 4)],
+    "gdot,contact_skin,contact_slots,touch_slots",
+    [
+        (0.0, None, None, None),
+        (0.5, None, None, None),
+        (0.0, 0.03, 4, None),
+        (0.5, 0.03, 4, None),
+        (0.5, 0.03, 4, 1),
+    ],
 )
-def test_half_list_trajectory_equals_full_list(gdot, contact_skin, contact_slots):
-    """With a contact skin the law runs on a contact list re-selected on displacement."""
+def test_half_list_trajectory_equals_full_list(gdot, contact_skin, contact_slots, touch_slots):
+    """With a contact skin the law runs on a contact list re-selected on displacement; with
+    touch_slots on its touching pairs, packed every step."""
     steps = 600
     with jax.enable_x64(True):
         pos, vel, omega, radius = _gas()
@@ -92,6 +99,7 @@ def test_half_list_trajectory_equals_full_list(gdot, contact_skin, contact_slots
             skin=0.2,
             contact_skin=contact_skin,
             contact_slots=contact_slots,
+            touch_slots=touch_slots,
             lees_edwards=gdot > 0,
             shear_rate=gdot,
         )
@@ -127,6 +135,12 @@ def test_contact_list_overflow_fails_loudly():
         with pytest.raises(RuntimeError, match=r"Contact-list overflow after setup: \d+ pairs"):
             dem.check_lists(st, sp, "setup")
     assert int(st.max_contacts) == int(roomy.max_contacts) > 20
+    with jax.enable_x64(True):
+        sp = dem.SimParams(**kw, contact_slots=16, touch_slots=0)  # 1 slot for the touching
+        st, _ = dem.run(dem.init_state(pos, vel, omega, parts, sp), parts, sp, 300)
+    assert int(st.max_touch) > 1
+    with pytest.raises(RuntimeError, match="Touching-contact overflow after the run"):
+        dem.check_lists(st, sp, "the run")
 
 
 def test_trajectory_does_not_depend_on_the_skin():

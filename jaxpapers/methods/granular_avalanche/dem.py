@@ -41,7 +41,9 @@ scatter) into C = N ``contact_slots`` / 2 slots, with the same displacement crit
 in the contact list, carried across selections by (i, j) key; a pair that drops out is not
 touching, so its history is zero, as it would be on the full list. XLA:CPU evaluates the law as
 tens of loops over all slots, so its cost follows C (a few times the touching pairs in a loose
-packing) instead of P.
+packing) instead of P. With ``touch_slots`` the touching contacts are also packed every step
+(N touch_slots / 2 slots) and the law runs on them only; overflows of either buffer are
+recorded like the list's and raised by `check_lists`.
 
 All arrays are float64: call the public functions inside ``with jax.enable_x64(True)`` (the
 runner in ``simulate.py`` does), never by flipping the global flag.
@@ -99,6 +101,7 @@ class DEMState:
     max_count: jax.Array  # scalar int: largest pair count seen (overflow when > P)
     max_fill: jax.Array  # scalar int: fullest cell seen (overflow when > cell capacity)
     max_contacts: jax.Array  # scalar int: largest contact-list count seen (overflow when > C)
+    max_touch: jax.Array  # scalar int: most touching contacts seen (touch_slots overflow)
     n_builds: jax.Array  # scalar int: neighbour builds so far
     n_contact_builds: jax.Array  # scalar int: contact-list builds so far (neighbour builds too)
     virial: jax.Array  # (3, 3) sum_contacts (x_i - x_j) (x) f_ij of the last step that asked for it
@@ -118,6 +121,9 @@ class SimParams:
     # contact list is the neighbour list itself (no extra builds, no extra overflow).
     contact_skin: float | None = struct.field(pytree_node=False, default=None)
     contact_slots: int | None = struct.field(pytree_node=False, default=None)
+    # Touching contacts packed every step (N touch_slots / 2 slots) before the law; None: the
+    # law runs on the whole contact list.
+    touch_slots: int | None = struct.field(pytree_node=False, default=None)
     gravity: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # Top wall: load, area, mass, damping, drive.
     pressure: float = 0.0
@@ -194,9 +200,28 @@ def compute_forces(
     field keeps its previous value.
     """
     n = state.pos.shape[0]
-    i, j = state.contacts[:, 0], state.contacts[:, 1]
+    pairs, shear0, roll0, slot = state.contacts, state.shear, state.roll, None
+    if sp.touch_slots is not None:  # the law on the touching contacts only, packed each step
+        ci, cj = pairs[:, 0], pairs[:, 1]
+        dc, _ = _pair_geometry(state, parts, sp, pairs)
+        rs = _gather(parts.radius, ci) + _gather(parts.radius, cj)
+        touch = (ci < n) & (dc[0] ** 2 + dc[1] ** 2 + dc[2] ** 2 < rs * rs)
+        cap_t = neighbors.pair_capacity(n, sp.touch_slots)
+        n_touch = jnp.sum(touch, dtype=jnp.int32)
+        dest = jnp.where(touch, jnp.cumsum(touch, dtype=jnp.int32) - 1, cap_t)
+        c = pairs.shape[0]
+        slot = (
+            jnp.full((cap_t,), c, jnp.int32)
+            .at[dest]
+            .set(jnp.arange(c, dtype=jnp.int32), mode="drop")
+        )
+        pairs = jnp.take(pairs, slot, axis=0, mode="fill", fill_value=n)
+        shear0 = jnp.take(shear0, slot, axis=1, mode="fill", fill_value=0.0)
+        roll0 = jnp.take(roll0, slot, axis=1, mode="fill", fill_value=0.0)
+        state = state.replace(max_touch=jnp.maximum(state.max_touch, n_touch))
+    i, j = pairs[:, 0], pairs[:, 1]
     valid = i < n
-    dele, vr = _pair_geometry(state, parts, sp)
+    dele, vr = _pair_geometry(state, parts, sp, pairs)
     rad_i, rad_j = _gather(parts.radius, i), _gather(parts.radius, j)
     # Effective mass; a wall partner (inv_mass 0) gives m* = m_other, as LAMMPS' fix freeze.
     meff = 1.0 / jnp.maximum(_gather(parts.inv_mass, i) + _gather(parts.inv_mass, j), 1e-300)
@@ -210,11 +235,15 @@ def compute_forces(
         rad_i,
         rad_j,
         meff,
-        tuple(state.shear),
-        tuple(state.roll),
+        tuple(shear0),
+        tuple(roll0),
         valid,
         update_history,
     )
+    shear, roll = jnp.stack(shear), jnp.stack(roll)
+    if slot is not None:  # back into the contact list; the others do not touch: zero history
+        shear = jnp.zeros_like(state.shear).at[:, slot].set(shear, mode="drop")
+        roll = jnp.zeros_like(state.roll).at[:, slot].set(roll, mode="drop")
     # One scatter-add of [F, torque] rows: +F on i, -F on j; the sentinel rows (N) are dropped.
     rows = jnp.concatenate(
         [jnp.stack([*f, *t_i], axis=-1), jnp.stack([*(-c for c in f), *t_j], axis=-1)]
@@ -233,8 +262,8 @@ def compute_forces(
     return state.replace(
         force=force,
         torque=torque,
-        shear=jnp.stack(shear),
-        roll=jnp.stack(roll),
+        shear=shear,
+        roll=roll,
         wall_force=wall_force,
         virial=vir,
     )
@@ -356,6 +385,14 @@ def check_lists(state: DEMState, sp: SimParams, where: str) -> None:
             f"contact skin > capacity {ccap} (N contact_slots / 2, contact_slots="
             f"{sp.contact_slots}); raise contact_slots or lower contact_skin."
         )
+    if sp.touch_slots is not None:
+        tcap = neighbors.pair_capacity(state.pos.shape[0], sp.touch_slots)
+        if int(state.max_touch) > tcap:
+            raise RuntimeError(
+                f"Touching-contact overflow after {where}: {int(state.max_touch)} touching "
+                f"pairs > capacity {tcap} (N touch_slots / 2, touch_slots={sp.touch_slots}); "
+                "raise touch_slots."
+            )
     if sp.cells is not None and int(state.max_fill) > sp.cells[3]:
         raise RuntimeError(
             f"Cell overflow after {where}: {int(state.max_fill)} particles in a cell > "
@@ -477,6 +514,7 @@ def init_state(
         max_count=jnp.zeros((), jnp.int32),
         max_fill=jnp.zeros((), jnp.int32),
         max_contacts=jnp.zeros((), jnp.int32),
+        max_touch=jnp.zeros((), jnp.int32),
         n_builds=jnp.zeros((), jnp.int32),
         n_contact_builds=jnp.zeros((), jnp.int32),
         virial=jnp.zeros((3, 3), f64),
