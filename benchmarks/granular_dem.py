@@ -15,8 +15,10 @@ data file and `benchmarks/reference/granular_shear.in`.
 Each measurement is its own process, run alternately: JAX pinned to one core (`taskset -c 0`),
 LAMMPS 1 rank (also pinned), JAX on all cores, LAMMPS `mpirun -np 2`; repeated --repeats times.
 JAX time is the compiled `dem.run` call (compile excluded, AOT); LAMMPS time is its own loop
-time. Every record holds the load average before/after and the process CPU seconds. One JSON
-line per measurement, then a summary line with the median ratios.
+time. The JAX DEM runs its contact law on a contact list (`--contact_skin`, capacity from the
+start's count times CONTACT_MARGIN; 0 = on the whole neighbour list), LAMMPS skips
+non-touching pairs one by one. Every record holds the load average before/after and the process
+CPU seconds. One JSON line per measurement, then a summary line with the median ratios.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from jaxpapers.methods.granular_avalanche import contact, dem, lees_edwards
 N, PHI, D_LO, D_HI, DENSITY = 4000, 0.60, 0.8, 1.2, 6.0 / math.pi
 KN, GN, MU, DT, SKIN, GDOT = 2000.0, 50.0, 0.5, 1e-3, 0.3, 0.02
 CELL_CAPACITY = 14
+CONTACT_MARGIN = 1.5  # contact-list capacity over the start's count (the count fluctuates)
 
 _STEPS = flags.DEFINE_integer("steps", 20000, "Timed shear steps per measurement.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Alternating rounds (JAX 1 core, LAMMPS 1, ...).")
@@ -48,13 +51,32 @@ _THERMO = flags.DEFINE_integer("thermo", 1000, "Steps between stress observation
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/granular_dem", "Packing cache and data file.")
 _OUT = flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
 _ROLE = flags.DEFINE_enum("role", "compare", ["compare", "jax"], "jax: one JAX measurement.")
+_CONTACT_SKIN = flags.DEFINE_float(
+    "contact_skin",
+    0.01,
+    "JAX contact-list skin (dem.SimParams.contact_skin); 0: the contact list is the whole "
+    "neighbour list (the law on every listed pair).",
+)
+_TOUCH_MARGIN = flags.DEFINE_float(
+    "touch_margin",
+    0.0,
+    "> 0: pack the touching contacts every step (dem.SimParams.touch_slots) into the start's "
+    "touching count times this margin; 0: off.",
+)
 
 
 def model() -> contact.ContactModel:
     return contact.make_model("hooke", kn=KN, kt=2.0 / 7.0 * KN, gamman=GN, gammat=0.5 * GN, mu=MU)
 
 
-def params(box: float, k_slots: int, gdot: float, mdl: contact.ContactModel) -> dem.SimParams:
+def params(
+    box: float,
+    k_slots: int,
+    gdot: float,
+    mdl: contact.ContactModel,
+    contact_skin: float | None = None,
+    contact_slots: int | None = None,
+) -> dem.SimParams:
     nc = int(box // (D_HI + SKIN))
     cells = ((0.0, 0.0, 0.0), (nc,) * 3, (box / nc,) * 3, CELL_CAPACITY)
     return dem.SimParams(
@@ -62,6 +84,8 @@ def params(box: float, k_slots: int, gdot: float, mdl: contact.ContactModel) -> 
         dt=DT,
         k_slots=k_slots,
         skin=SKIN,
+        contact_skin=contact_skin,
+        contact_slots=contact_slots,
         cells=cells,
         lees_edwards=True,
         shear_rate=gdot,
@@ -104,19 +128,31 @@ def packing(workdir: str, seed: int = 0) -> dict:
     return out
 
 
-def bench_jax(workdir: str, steps: int, thermo: int) -> dict:
+def bench_jax(
+    workdir: str, steps: int, thermo: int, contact_skin: float, touch_margin: float = 0.0
+) -> dict:
     """One timed JAX run from the cached packing (this process; compile excluded)."""
+    cskin = contact_skin if contact_skin > 0 else None
     pk = packing(workdir)
     box = float(pk["box"])
     load = os.getloadavg()
     with jax.enable_x64(True):
         parts = dem.make_particles(pk["radius"], density=DENSITY, box_len=(box,) * 3)
-        # Pair-list capacity: the packing's pair count (skin 0.3) with a 25 % margin.
+        # Pair-list capacity: the packing's pair count (skin 0.3) with a 25 % margin; contact
+        # list: its count within the contact skin with CONTACT_MARGIN (overflows fail loudly).
         probe = dem.init_state(
-            pk["pos"], pk["vel"], pk["omega"], parts, params(box, 24, GDOT, model())
+            pk["pos"], pk["vel"], pk["omega"], parts, params(box, 24, GDOT, model(), cskin)
         )
         k_slots = math.ceil(2 * 1.25 * int(probe.max_count) / N)
-        sp = params(box, k_slots, GDOT, model())
+        c_slots = None
+        if cskin is not None:
+            c_slots = math.ceil(2 * CONTACT_MARGIN * int(probe.max_contacts) / N)
+        sp = params(box, k_slots, GDOT, model(), cskin, c_slots)
+        if touch_margin > 0:
+            probe = dem.init_state(
+                pk["pos"], pk["vel"], pk["omega"], parts, sp.replace(touch_slots=24)
+            )
+            sp = sp.replace(touch_slots=math.ceil(2 * touch_margin * int(probe.max_touch) / N))
         st = dem.init_state(pk["pos"], pk["vel"], pk["omega"], parts, sp)
         t0 = time.perf_counter()
         run = dem.run.lower(st, parts, sp, steps, thermo).compile()
@@ -141,6 +177,12 @@ def bench_jax(workdir: str, steps: int, thermo: int) -> dict:
             neighbor_builds=int(st.n_builds) - 1,  # the setup build is not part of the run
             pairs=int(st.max_count),
             pair_capacity=int(st.pairs.shape[0]),
+            contact_skin=cskin,
+            contacts=int(st.max_contacts),
+            contact_capacity=int(st.contacts.shape[0]),
+            contact_builds=int(st.n_contact_builds) - 1,
+            touch_slots=sp.touch_slots,
+            touching=int(st.max_touch),
             # observe_le's tau and P_yy include the (small) kinetic part, LAMMPS' `compute
             # pressure NULL virial` does not: a sanity check that both run the same system.
             mean_shear_stress=float(np.mean(obs[:, 2])),
@@ -175,7 +217,8 @@ def compare(workdir: str, steps: int, repeats: int, ranks: list[int], thermo: in
     have_mpi = shutil.which("mpirun") is not None
     taskset = shutil.which("taskset")
     me = [sys.executable, "-m", "benchmarks.granular_dem", "--role=jax", f"--workdir={workdir}"]
-    me += [f"--steps={steps}", f"--thermo={thermo}"]
+    me += [f"--steps={steps}", f"--thermo={thermo}", f"--contact_skin={_CONTACT_SKIN.value}"]
+    me += [f"--touch_margin={_TOUCH_MARGIN.value}"]
     results = []
     for rnd in range(repeats):
         for k in ranks:
@@ -226,7 +269,8 @@ def main(argv) -> None:
         )
         sys.exit(2)
     if _ROLE.value == "jax":
-        print(json.dumps(bench_jax(_WORKDIR.value, steps, thermo)), flush=True)
+        rec = bench_jax(_WORKDIR.value, steps, thermo, _CONTACT_SKIN.value, _TOUCH_MARGIN.value)
+        print(json.dumps(rec), flush=True)
         return
     compare(_WORKDIR.value, steps, _REPEATS.value, ranks, thermo, _OUT.value)
 

@@ -72,8 +72,19 @@ def _full_list_run(pos, vel, omega, parts, model, dt, steps, gdot):
     return c[0], c[1], c[2]
 
 
-@pytest.mark.parametrize("gdot", [0.0, 0.5])
-def test_half_list_trajectory_equals_full_list(gdot):
+@pytest.mark.parametrize(
+    "gdot,contact_skin,contact_slots,touch_slots",
+    [
+        (0.0, None, None, None),
+        (0.5, None, None, None),
+        (0.0, 0.03, 4, None),
+        (0.5, 0.03, 4, None),
+        (0.5, 0.03, 4, 1),
+    ],
+)
+def test_half_list_trajectory_equals_full_list(gdot, contact_skin, contact_slots, touch_slots):
+    """With a contact skin the law runs on a contact list re-selected on displacement; with
+    touch_slots on its touching pairs, packed every step."""
     steps = 600
     with jax.enable_x64(True):
         pos, vel, omega, radius = _gas()
@@ -82,7 +93,15 @@ def test_half_list_trajectory_equals_full_list(gdot):
             "hooke", kn=1e3, kt=2e3 / 7, gamman=20.0, gammat=10.0, mu=0.5, mu_roll=0.1
         )
         sp = dem.SimParams(
-            model=model, dt=1e-3, k_slots=16, skin=0.2, lees_edwards=gdot > 0, shear_rate=gdot
+            model=model,
+            dt=1e-3,
+            k_slots=16,
+            skin=0.2,
+            contact_skin=contact_skin,
+            contact_slots=contact_slots,
+            touch_slots=touch_slots,
+            lees_edwards=gdot > 0,
+            shear_rate=gdot,
         )
         st = dem.init_state(pos, vel, omega, parts, sp)
         st, _ = dem.run(st, parts, sp, steps)
@@ -91,12 +110,37 @@ def test_half_list_trajectory_equals_full_list(gdot):
             jnp.asarray(pos), jnp.asarray(vel), jnp.asarray(omega), parts, model, 1e-3, steps, gdot
         )
         builds, shear_max = int(st.n_builds), float(jnp.abs(st.shear).max())
+        c_builds, c_cap = int(st.n_contact_builds), st.contacts.shape[0]
         got = (st.pos, st.vel, st.omega)
     assert builds > 5 and shear_max > 1e-4  # rebuilt on displacement; sticking contacts
+    if contact_skin is None:  # the contact list is the neighbour list
+        assert c_builds == builds and c_cap == st.pairs.shape[0]
+    else:  # re-selected between neighbour builds, into a smaller buffer
+        assert c_builds > 2 * builds and c_cap == len(pos) * contact_slots // 2
     for name, a, b in zip(("x", "v", "omega"), got, ref, strict=True):
         a, b = np.asarray(a), np.asarray(b)
         err = np.abs(a - b).max() / np.abs(b).max()
         assert err < 1e-10, f"{name}: half list vs full list differ by {err:.1e}"
+
+
+def test_contact_list_overflow_fails_loudly():
+    with jax.enable_x64(True):
+        pos, vel, omega, radius = _gas(seed=1)
+        parts = dem.make_particles(radius, box_len=(BOX,) * 3)
+        model = contact.make_model("hooke", kn=1e3, kt=2e3 / 7, gamman=20.0, gammat=10.0, mu=0.5)
+        kw = dict(model=model, dt=1e-3, k_slots=16, skin=0.2, contact_skin=0.2)
+        sp = dem.SimParams(**kw, contact_slots=1)  # 20 slots
+        st = dem.init_state(pos, vel, omega, parts, sp)
+        roomy = dem.init_state(pos, vel, omega, parts, dem.SimParams(**kw, contact_slots=16))
+        with pytest.raises(RuntimeError, match=r"Contact-list overflow after setup: \d+ pairs"):
+            dem.check_lists(st, sp, "setup")
+    assert int(st.max_contacts) == int(roomy.max_contacts) > 20
+    with jax.enable_x64(True):
+        sp = dem.SimParams(**kw, contact_slots=16, touch_slots=0)  # 1 slot for the touching
+        st, _ = dem.run(dem.init_state(pos, vel, omega, parts, sp), parts, sp, 300)
+    assert int(st.max_touch) > 1
+    with pytest.raises(RuntimeError, match="Touching-contact overflow after the run"):
+        dem.check_lists(st, sp, "the run")
 
 
 def test_trajectory_does_not_depend_on_the_skin():

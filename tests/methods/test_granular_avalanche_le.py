@@ -106,7 +106,7 @@ def _lattice_run(cells: bool, strain: float = 4.3):
 
 def _neighbour_vectors(st, parts, sp):
     """Each particle's sorted list of minimum-image neighbour vectors (rounded)."""
-    dele, _ = dem._pair_geometry(st, parts, sp)
+    dele, _ = dem._pair_geometry(st, parts, sp, st.pairs)
     dele = np.round(np.stack([np.asarray(c) for c in dele], -1), 9)
     n = st.pos.shape[0]
     pairs = np.asarray(st.pairs)

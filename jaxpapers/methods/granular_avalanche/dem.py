@@ -33,6 +33,18 @@ image offset and of L_y, exceeds the skin, so no pair can come into contact unli
 and cell capacities are static; overflows are recorded in the state and `check_lists` raises on
 the host.
 
+Contact list: the contact law runs only on the listed pairs closer than R_i + R_j +
+``contact_skin`` (a Verlet list of the Verlet list, LAMMPS has none: it skips non-touching
+pairs pair by pair, which a vectorised law cannot), selected from the neighbour list (cumsum +
+scatter) into C = N ``contact_slots`` / 2 slots, with the same displacement criterion against
+``contact_skin``: a pair outside it cannot touch before the next selection. Its histories live
+in the contact list, carried across selections by (i, j) key; a pair that drops out is not
+touching, so its history is zero, as it would be on the full list. XLA:CPU evaluates the law as
+tens of loops over all slots, so its cost follows C (a few times the touching pairs in a loose
+packing) instead of P. With ``touch_slots`` the touching contacts are also packed every step
+(N touch_slots / 2 slots) and the law runs on them only; overflows of either buffer are
+recorded like the list's and raised by `check_lists`.
+
 All arrays are float64: call the public functions inside ``with jax.enable_x64(True)`` (the
 runner in ``simulate.py`` does), never by flipping the global flag.
 """
@@ -75,17 +87,23 @@ class DEMState:
     force: jax.Array
     torque: jax.Array
     pairs: jax.Array  # (P, 2) int32 half list (i < j), sentinel (N, N); P = N k_slots / 2
-    shear: jax.Array  # (3, P) tangential spring history of pair (i, j), i's side (x, y, z rows)
-    roll: jax.Array  # (3, P) rolling torque history, i's side
+    contacts: jax.Array  # (C, 2) int32 the listed pairs within the contact skin, same layout
+    shear: jax.Array  # (3, C) tangential spring history of contact (i, j), i's side (x, y, z rows)
+    roll: jax.Array  # (3, C) rolling torque history, i's side
     pos_build: jax.Array  # (N, 3) positions at the last neighbour build
     box_build: jax.Array  # (2,) Lees-Edwards image offset and L_y - L_y0 at the last build
+    pos_contact: jax.Array  # (N, 3) positions at the last contact-list build
+    box_contact: jax.Array  # (2,) image offset and L_y - L_y0 at the last contact-list build
     wall: jax.Array  # (4,) top wall [X, Y, VX, VY] displacement/velocity
     wall_force: jax.Array  # (3,) force of the particles on the top wall
     time: jax.Array  # scalar
     max_disp: jax.Array  # scalar: largest displacement since a build seen by a force evaluation
     max_count: jax.Array  # scalar int: largest pair count seen (overflow when > P)
     max_fill: jax.Array  # scalar int: fullest cell seen (overflow when > cell capacity)
+    max_contacts: jax.Array  # scalar int: largest contact-list count seen (overflow when > C)
+    max_touch: jax.Array  # scalar int: most touching contacts seen (touch_slots overflow)
     n_builds: jax.Array  # scalar int: neighbour builds so far
+    n_contact_builds: jax.Array  # scalar int: contact-list builds so far (neighbour builds too)
     virial: jax.Array  # (3, 3) sum_contacts (x_i - x_j) (x) f_ij of the last step that asked for it
 
 
@@ -98,6 +116,14 @@ class SimParams:
     # Pair-list capacity: k_slots neighbours per particle on average (N k_slots / 2 pairs).
     k_slots: int = struct.field(pytree_node=False, default=16)
     skin: float = struct.field(pytree_node=False, default=0.2)
+    # Contact list (module doc): the listed pairs closer than R_i + R_j + contact_skin, N
+    # contact_slots / 2 slots. None: contact_skin = skin and contact_slots = k_slots, so the
+    # contact list is the neighbour list itself (no extra builds, no extra overflow).
+    contact_skin: float | None = struct.field(pytree_node=False, default=None)
+    contact_slots: int | None = struct.field(pytree_node=False, default=None)
+    # Touching contacts packed every step (N touch_slots / 2 slots) before the law; None: the
+    # law runs on the whole contact list.
+    touch_slots: int | None = struct.field(pytree_node=False, default=None)
     gravity: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # Top wall: load, area, mass, damping, drive.
     pressure: float = 0.0
@@ -134,10 +160,21 @@ def _xyz(a: jax.Array, idx: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]
     return tuple(_gather(a[:, c], idx) for c in range(3))
 
 
-def _pair_geometry(state: DEMState, parts: Particles, sp: SimParams):
-    """Minimum-image x_i - x_j and v_i - v_j of every listed pair, as (x, y, z) component
-    tuples of (P,) arrays (Lees-Edwards aware)."""
-    i, j = state.pairs[:, 0], state.pairs[:, 1]
+def contact_capacity(n: int, sp: SimParams) -> int:
+    """Static length C of the contact list (module doc)."""
+    slots = sp.k_slots if sp.contact_slots is None else sp.contact_slots
+    return neighbors.pair_capacity(n, slots)
+
+
+def contact_skin(sp: SimParams) -> float:
+    return sp.skin if sp.contact_skin is None else sp.contact_skin
+
+
+def _pair_geometry(state: DEMState, parts: Particles, sp: SimParams, pairs=None):
+    """Minimum-image x_i - x_j and v_i - v_j of the pairs (default: the contact list), as
+    (x, y, z) component tuples of (P,) arrays (Lees-Edwards aware)."""
+    pairs = state.contacts if pairs is None else pairs
+    i, j = pairs[:, 0], pairs[:, 1]
     pi, pj, vi, vj = _xyz(state.pos, i), _xyz(state.pos, j), _xyz(state.vel, i), _xyz(state.vel, j)
     dpos = jnp.stack([a - b for a, b in zip(pi, pj, strict=True)], axis=-1)
     vr = tuple(a - b for a, b in zip(vi, vj, strict=True))
@@ -163,9 +200,28 @@ def compute_forces(
     field keeps its previous value.
     """
     n = state.pos.shape[0]
-    i, j = state.pairs[:, 0], state.pairs[:, 1]
+    pairs, shear0, roll0, slot = state.contacts, state.shear, state.roll, None
+    if sp.touch_slots is not None:  # the law on the touching contacts only, packed each step
+        ci, cj = pairs[:, 0], pairs[:, 1]
+        dc, _ = _pair_geometry(state, parts, sp, pairs)
+        rs = _gather(parts.radius, ci) + _gather(parts.radius, cj)
+        touch = (ci < n) & (dc[0] ** 2 + dc[1] ** 2 + dc[2] ** 2 < rs * rs)
+        cap_t = neighbors.pair_capacity(n, sp.touch_slots)
+        n_touch = jnp.sum(touch, dtype=jnp.int32)
+        dest = jnp.where(touch, jnp.cumsum(touch, dtype=jnp.int32) - 1, cap_t)
+        c = pairs.shape[0]
+        slot = (
+            jnp.full((cap_t,), c, jnp.int32)
+            .at[dest]
+            .set(jnp.arange(c, dtype=jnp.int32), mode="drop")
+        )
+        pairs = jnp.take(pairs, slot, axis=0, mode="fill", fill_value=n)
+        shear0 = jnp.take(shear0, slot, axis=1, mode="fill", fill_value=0.0)
+        roll0 = jnp.take(roll0, slot, axis=1, mode="fill", fill_value=0.0)
+        state = state.replace(max_touch=jnp.maximum(state.max_touch, n_touch))
+    i, j = pairs[:, 0], pairs[:, 1]
     valid = i < n
-    dele, vr = _pair_geometry(state, parts, sp)
+    dele, vr = _pair_geometry(state, parts, sp, pairs)
     rad_i, rad_j = _gather(parts.radius, i), _gather(parts.radius, j)
     # Effective mass; a wall partner (inv_mass 0) gives m* = m_other, as LAMMPS' fix freeze.
     meff = 1.0 / jnp.maximum(_gather(parts.inv_mass, i) + _gather(parts.inv_mass, j), 1e-300)
@@ -179,11 +235,15 @@ def compute_forces(
         rad_i,
         rad_j,
         meff,
-        tuple(state.shear),
-        tuple(state.roll),
+        tuple(shear0),
+        tuple(roll0),
         valid,
         update_history,
     )
+    shear, roll = jnp.stack(shear), jnp.stack(roll)
+    if slot is not None:  # back into the contact list; the others do not touch: zero history
+        shear = jnp.zeros_like(state.shear).at[:, slot].set(shear, mode="drop")
+        roll = jnp.zeros_like(state.roll).at[:, slot].set(roll, mode="drop")
     # One scatter-add of [F, torque] rows: +F on i, -F on j; the sentinel rows (N) are dropped.
     rows = jnp.concatenate(
         [jnp.stack([*f, *t_i], axis=-1), jnp.stack([*(-c for c in f), *t_j], axis=-1)]
@@ -202,16 +262,15 @@ def compute_forces(
     return state.replace(
         force=force,
         torque=torque,
-        shear=jnp.stack(shear),
-        roll=jnp.stack(roll),
+        shear=shear,
+        roll=roll,
         wall_force=wall_force,
         virial=vir,
     )
 
 
 def rebuild(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
-    """New half neighbour list; histories follow their pairs."""
-    n = state.pos.shape[0]
+    """New half neighbour list, then a new contact list from it (histories follow)."""
     cap = state.pairs.shape[0]
     free = parts.kind == FREE
     shift = le_shift(state, sp)
@@ -236,42 +295,78 @@ def rebuild(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
             cell_cap,
             shift,
         )
-    shear = neighbors.remap_history(pairs, state.pairs, state.shear, n)
-    roll = neighbors.remap_history(pairs, state.pairs, state.roll, n)
-    return state.replace(
+    state = state.replace(
         pairs=pairs,
-        shear=shear,
-        roll=roll,
         pos_build=state.pos,
         box_build=state.wall[:2],
         max_count=jnp.maximum(state.max_count, count),
         max_fill=jnp.maximum(state.max_fill, fill.astype(jnp.int32)),
         n_builds=state.n_builds + 1,
     )
+    return rebuild_contacts(state, parts, sp)
 
 
-def _displacement(state: DEMState, parts: Particles, sp: SimParams):
-    """(largest displacement since the build, the drift bound that triggers a rebuild).
+def rebuild_contacts(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
+    """New contact list: the listed pairs closer than R_i + R_j + contact_skin (module doc).
+
+    Histories are carried by (i, j) key from the previous contact list; a pair new to it was
+    beyond the skin since the last selection, so not touching: zero history.
+    """
+    n = state.pos.shape[0]
+    i, j = state.pairs[:, 0], state.pairs[:, 1]
+    dele, _ = _pair_geometry(state, parts, sp, state.pairs)
+    cut = _gather(parts.radius, i) + _gather(parts.radius, j) + contact_skin(sp)
+    near = (i < n) & (dele[0] ** 2 + dele[1] ** 2 + dele[2] ** 2 < cut * cut)
+    contacts, count = neighbors.select_pairs(near, state.pairs, state.contacts.shape[0], n)
+    hist = jnp.concatenate([state.shear, state.roll])  # one key match for both histories
+    hist = neighbors.remap_history(contacts, state.contacts, hist, n)
+    return state.replace(
+        contacts=contacts,
+        shear=hist[:3],
+        roll=hist[3:],
+        pos_contact=state.pos,
+        box_contact=state.wall[:2],
+        max_contacts=jnp.maximum(state.max_contacts, count),
+        n_contact_builds=state.n_contact_builds + 1,
+    )
+
+
+def _displacement(state: DEMState, parts: Particles, sp: SimParams, pos_build, box_build):
+    """(largest displacement since a build, the drift bound that triggers a rebuild).
 
     Two particles that each moved at most d changed their separation by at most 2 d; across the
     sheared y boundary the image offset and L_y add their own changes (like LAMMPS, which adds
     the motion of the deforming box's corners to its `check yes` criterion).
     """
-    disp = jnp.sqrt(jnp.max(jnp.sum((state.pos - state.pos_build) ** 2, axis=-1)))
+    disp = jnp.sqrt(jnp.max(jnp.sum((state.pos - pos_build) ** 2, axis=-1)))
     drift = 2.0 * disp
     if sp.lees_edwards:
         lx = parts.box_len[0]
-        ds = state.wall[0] - state.box_build[0]  # offset kept modulo L_x: nearest change
+        ds = state.wall[0] - box_build[0]  # offset kept modulo L_x: nearest change
         drift = drift + jnp.abs(ds - lx * jnp.round(ds / lx))
-        drift = drift + jnp.abs(state.wall[1] - state.box_build[1])
+        drift = drift + jnp.abs(state.wall[1] - box_build[1])
     return disp, drift
 
 
 def maybe_rebuild(state: DEMState, parts: Particles, sp: SimParams) -> DEMState:
-    """Rebuilds the list when a pair could otherwise reach contact unlisted (module doc)."""
-    disp, drift = _displacement(state, parts, sp)
+    """Rebuilds the neighbour list when a pair could otherwise reach contact unlisted, else the
+    contact list when a pair could reach contact outside it (module doc)."""
+    disp, drift = _displacement(state, parts, sp, state.pos_build, state.box_build)
     need = drift > sp.skin
-    state = jax.lax.cond(need, lambda s: rebuild(s, parts, sp), lambda s: s, state)
+    if sp.contact_skin is None:  # the contact list is the neighbour list
+        branch = need.astype(jnp.int32) * 2
+    else:
+        _, cdrift = _displacement(state, parts, sp, state.pos_contact, state.box_contact)
+        branch = jnp.where(need, 2, (cdrift > sp.contact_skin).astype(jnp.int32))
+    state = jax.lax.switch(
+        branch,
+        [
+            lambda s: s,
+            lambda s: rebuild_contacts(s, parts, sp),
+            lambda s: rebuild(s, parts, sp),
+        ],
+        state,
+    )
     return state.replace(max_disp=jnp.maximum(state.max_disp, jnp.where(need, 0.0, disp)))
 
 
@@ -283,6 +378,21 @@ def check_lists(state: DEMState, sp: SimParams, where: str) -> None:
             f"Neighbour overflow after {where}: {int(state.max_count)} pairs > capacity {cap} "
             f"(N k_slots / 2, k_slots={sp.k_slots}); raise k_slots."
         )
+    ccap = state.contacts.shape[0]
+    if int(state.max_contacts) > ccap:
+        raise RuntimeError(
+            f"Contact-list overflow after {where}: {int(state.max_contacts)} pairs within the "
+            f"contact skin > capacity {ccap} (N contact_slots / 2, contact_slots="
+            f"{sp.contact_slots}); raise contact_slots or lower contact_skin."
+        )
+    if sp.touch_slots is not None:
+        tcap = neighbors.pair_capacity(state.pos.shape[0], sp.touch_slots)
+        if int(state.max_touch) > tcap:
+            raise RuntimeError(
+                f"Touching-contact overflow after {where}: {int(state.max_touch)} touching "
+                f"pairs > capacity {tcap} (N touch_slots / 2, touch_slots={sp.touch_slots}); "
+                "raise touch_slots."
+            )
     if sp.cells is not None and int(state.max_fill) > sp.cells[3]:
         raise RuntimeError(
             f"Cell overflow after {where}: {int(state.max_fill)} particles in a cell > "
@@ -381,6 +491,7 @@ def init_state(
     """
     n = pos.shape[0]
     cap = neighbors.pair_capacity(n, sp.k_slots)
+    ccap = contact_capacity(n, sp)
     f64 = jnp.float64
     st = DEMState(
         pos=jnp.asarray(pos, f64),
@@ -389,17 +500,23 @@ def init_state(
         force=jnp.zeros((n, 3), f64),
         torque=jnp.zeros((n, 3), f64),
         pairs=jnp.full((cap, 2), n, jnp.int32),
-        shear=jnp.zeros((3, cap), f64),
-        roll=jnp.zeros((3, cap), f64),
+        contacts=jnp.full((ccap, 2), n, jnp.int32),
+        shear=jnp.zeros((3, ccap), f64),
+        roll=jnp.zeros((3, ccap), f64),
         pos_build=jnp.asarray(pos, f64),
         box_build=jnp.zeros(2, f64),
+        pos_contact=jnp.asarray(pos, f64),
+        box_contact=jnp.zeros(2, f64),
         wall=jnp.zeros(4, f64),  # Lees-Edwards: set below
         wall_force=jnp.zeros(3, f64),
         time=jnp.asarray(time, f64),
         max_disp=jnp.zeros((), f64),
         max_count=jnp.zeros((), jnp.int32),
         max_fill=jnp.zeros((), jnp.int32),
+        max_contacts=jnp.zeros((), jnp.int32),
+        max_touch=jnp.zeros((), jnp.int32),
         n_builds=jnp.zeros((), jnp.int32),
+        n_contact_builds=jnp.zeros((), jnp.int32),
         virial=jnp.zeros((3, 3), f64),
     )
     if sp.lees_edwards:
@@ -502,11 +619,11 @@ def kinetic_energy(state: DEMState, parts: Particles) -> jax.Array:
 
 
 def elastic_energy(state: DEMState, parts: Particles, sp: SimParams) -> jax.Array:
-    """Normal + tangential spring energy (Hooke only) of the listed contacts."""
+    """Normal + tangential spring energy (Hooke only) of the contact list."""
     if sp.model.normal != "hooke":  # static field
         raise ValueError("elastic_energy is written for the Hooke model only.")
     n = state.pos.shape[0]
-    i, j = state.pairs[:, 0], state.pairs[:, 1]
+    i, j = state.contacts[:, 0], state.contacts[:, 1]
     dele, _ = _pair_geometry(state, parts, sp)
     r = jnp.sqrt(dele[0] ** 2 + dele[1] ** 2 + dele[2] ** 2)
     overlap = jnp.maximum(_gather(parts.radius, i) + _gather(parts.radius, j) - r, 0.0)

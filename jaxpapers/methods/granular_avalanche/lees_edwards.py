@@ -198,7 +198,17 @@ def grow_chunk(rec: dict, c: int, su: Setup, sim, log, t0: float) -> None:
     pos = jnp.mod(state.pos, jnp.asarray(box["box"]))
     vel = state.vel.at[:, 0].add(su.gdot * pos[:, 1])
     wall = jnp.stack([0.0, 0.0, su.gdot * ly, 0.0]).astype(state.wall.dtype)
-    rec["state"] = state.replace(pos=pos, pos_build=pos, vel=vel, time=0.0 * state.time, wall=wall)
+    # Whole periods (offset 0): the lists stay valid; their build positions move alike, so the
+    # displacement since each build is kept (resetting it could miss a rebuild).
+    wrap = pos - state.pos
+    rec["state"] = state.replace(
+        pos=pos,
+        pos_build=state.pos_build + wrap,
+        pos_contact=state.pos_contact + wrap,
+        vel=vel,
+        time=0.0 * state.time,
+        wall=wall,
+    )
     rec["scans"][0] = np.asarray(pos)
 
 

@@ -88,6 +88,20 @@ def _compact(ok: jax.Array, cand: jax.Array, capacity: int, n: int) -> tuple[jax
     return pairs, count
 
 
+def select_pairs(
+    keep: jax.Array, pairs: jax.Array, capacity: int, n: int
+) -> tuple[jax.Array, jax.Array]:
+    """The rows of ``pairs`` where ``keep``, in order, packed into a (capacity, 2) list.
+
+    Returns (selected, count) like `_compact`: sentinel n in unused slots, count > capacity
+    means overflow (the rows past the capacity are lost; the caller must fail loudly).
+    """
+    count = jnp.sum(keep, dtype=jnp.int32)
+    dest = jnp.where(keep, jnp.cumsum(keep, dtype=jnp.int32) - 1, capacity)
+    out = jnp.full((capacity, 2), n, jnp.int32)
+    return out.at[dest].set(pairs, mode="drop"), count
+
+
 def build_brute(
     pos: jax.Array,
     radius: jax.Array,
@@ -174,10 +188,11 @@ def build_cells(
 def remap_history(
     pairs_new: jax.Array, pairs_old: jax.Array, hist_old: jax.Array, n: int
 ) -> jax.Array:
-    """Carries per-pair history (3, P) to the new list by matching (i, j) ids (both i < j).
+    """Carries per-pair history (K, P_old) to the new list by matching (i, j) ids (both i < j).
 
-    O(P log P): the old pair keys i (n + 1) + j are sorted once and each new key is looked up
-    by binary search; a new pair that was not listed before starts from zero history.
+    The two lists may have different lengths. O(P log P): the old pair keys i (n + 1) + j are
+    sorted once and each new key is looked up by binary search; a new pair that was not listed
+    before starts from zero history.
     """
     key = lambda p: p[:, 0].astype(jnp.int64) * (n + 1) + p[:, 1]  # noqa: E731
     k_old, k_new = key(pairs_old), key(pairs_new)
