@@ -4,14 +4,18 @@
 
 For each stage of PreActResNet-18 at ``--size`` (32: 32x32x64, 16x16x128, 8x8x256, 4x4x512), b
 ``--batch``, jits and times separately: the forward 3x3 conv, its input gradient, its kernel
-gradient (XLA's, and ``layers.conv``'s per-tap matmuls), and the train-mode BatchNorm + ReLU
-forward + backward (``layers.norm.TorchBatchNorm``), the eval-mode one, and — with ``--bn`` —
-the batch-norm variants of ``layers.norm``. CPU / wall is the number of cores the op kept busy
-(2 = both of a 2-core machine); a layer whose ratio stays near 1 runs on one thread.
+gradient (XLA's, and ``layers.conv``'s per-tap matmuls), the train-mode BatchNorm + ReLU forward
++ backward (``layers.norm.TorchBatchNorm``), the eval-mode one (elementwise), and the conv that
+enters the stage (the 3 -> 64 stem, or the stride-2 conv) forward and input gradient. CPU / wall
+is the number of cores the op kept busy (2 = both of a 2-core machine); a layer whose ratio
+stays near 1 runs on one thread. The system CPU time and minor page faults show what
+first-touching freshly allocated buffers costs (compare a run under another allocator setting,
+e.g. ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``).
 """
 
 from __future__ import annotations
 
+import resource
 import time
 
 import jax
@@ -36,17 +40,27 @@ PAD = ((1, 1), (1, 1))
 
 def _best(fn, *args) -> dict:
     jax.block_until_ready(fn(*args))
-    walls, cpus = [], []
+    walls, cpus, syss, faults = [], [], [], []
     for _ in range(_REPS.value):
-        c0, t0 = time.process_time(), time.perf_counter()
+        r0, c0, t0 = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            time.process_time(),
+            time.perf_counter(),
+        )
         jax.block_until_ready(fn(*args))
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        syss.append(r1.ru_stime - r0.ru_stime)
+        faults.append(r1.ru_minflt - r0.ru_minflt)
     i = int(np.argmin(walls))
     return {
         "wall_ms": round(1e3 * walls[i], 2),
         "cpu_ms": round(1e3 * cpus[i], 2),
         "cores": round(cpus[i] / max(walls[i], 1e-9), 2),
+        # CPU spent in the kernel, mostly first-touch faults of freshly allocated buffers.
+        "system_ms": round(1e3 * syss[i], 2),
+        "minor_page_faults": faults[i],
     }
 
 

@@ -107,7 +107,7 @@ def main(argv):
         "batch": b,
         "pgd_steps": _PGD.value,
         "unroll": _UNROLL.value,
-        # glibc.malloc.hugetlb=1 or not: a large share of XLA:CPU's CPU time (benchmarks/README.md).
+        # The allocator setting changes the page-fault share of the CPU time (benchmarks/README.md).
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         **timing,
         "images_per_second": round(b / timing["step_seconds_mean"], 3),

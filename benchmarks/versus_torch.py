@@ -8,9 +8,6 @@ the variants of one workload back to back and ``--rounds`` times over, so the co
 programs see the same machine load. Writes every process's JSON to ``--out_dir`` and
 ``summary.json`` there: per workload and variant the images/s and CPU s/step of each round, and
 the ratios to PyTorch of the same round (images/s ratio; CPU-seconds ratio = torch CPU s / ours).
-Every process, ours and PyTorch's alike, starts with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
-(``--nomalloc_hugetlb``: the environment as given), the setting benchmarks/README.md recommends
-for XLA:CPU training processes.
 """
 
 from __future__ import annotations
@@ -29,17 +26,8 @@ _ONLY = flags.DEFINE_list("only", [], "Subset of workloads (default: all).")
 _CONVS = flags.DEFINE_list("convs", ["lax", "mm_grad"], "Our conv options (train steps).")
 _PGD_CONVS = flags.DEFINE_list("pgd_convs", ["lax", "mm_grad"], "Our conv options (PGD step).")
 _ATTACK_BATCH = flags.DEFINE_integer("attack_batch", 128, "Batch of the PGD and hedge workloads.")
-_HUGETLB = flags.DEFINE_bool(
-    "malloc_hugetlb",
-    True,
-    "Start every process, ours and PyTorch's, with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
-    "(transparent huge pages for large malloc blocks; see benchmarks/README.md).",
-)
 
 _TORCH_THREADS = "2"
-# glibc (>= 2.35) then madvises its mmap-ed blocks for transparent huge pages, so the large
-# buffers XLA (and PyTorch) allocate afresh every step fault in 2 MiB pages instead of 4 KiB ones.
-HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
 def workloads(convs, pgd_convs, attack_batch):
@@ -98,9 +86,6 @@ def main(argv) -> None:
     os.makedirs(_OUT_DIR.value, exist_ok=True)
     table = workloads(_CONVS.value, _PGD_CONVS.value, _ATTACK_BATCH.value)
     names = _ONLY.value or list(table)
-    env = dict(os.environ)
-    if _HUGETLB.value:
-        env["GLIBC_TUNABLES"] = HUGETLB_TUNABLE
     summary = {}
     for name in names:
         if name not in table:
@@ -113,7 +98,7 @@ def main(argv) -> None:
                 exe = sys.executable if framework == "jax" else _TORCH.value
                 cmd = ["nice", "-n", "0", exe, *args, "--out", path]
                 print(" ".join(cmd), flush=True)
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 with open(path) as f:
                     res = json.load(f)
                 row[variant] = {
