@@ -98,6 +98,8 @@ def main(argv) -> None:
         "step_size": _STEP_SIZE.value,
         "predict": _PREDICT.value,
         "unroll": _UNROLL.value,
+        # The allocator setting changes the page-fault share of the CPU time (benchmarks/README.md).
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         **timing,
         "images_per_second": round(b / timing["step_seconds_mean"], 3),
         **_timing.environment(),

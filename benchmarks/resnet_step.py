@@ -107,6 +107,8 @@ def main(argv):
         "batch": b,
         "pgd_steps": _PGD.value,
         "unroll": _UNROLL.value,
+        # The allocator setting changes the page-fault share of the CPU time (benchmarks/README.md).
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         **timing,
         "images_per_second": round(b / timing["step_seconds_mean"], 3),
         **_timing.environment(),
