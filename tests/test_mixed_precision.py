@@ -194,6 +194,8 @@ MIXED_PRECISION_METHODS = (
     "synface",
     "unifacegan",
     "stylegan2_dgl",
+    "trace_vidsgg",
+    "faceanime",
 )
 
 

@@ -19,9 +19,11 @@ One policy for the whole suite (the PyTorch-AMP / ``jmp`` recipe), applied in on
   bfloat16 forward pass would also see rounding noise in its input gradients).
 
 Methods with the switch: classifier, rat (and hedge_defense's base model), from_occlusion, stra,
-biggan_dgl, synface (recognition phase), unifacegan. granular_avalanche is a physics simulation
-and stays float32 (contact forces and integration need float32's 24 bits). Not yet: the StyleGAN2
-family (stylegan2_dgl, synface's GAN phase), trace_vidsgg, faceanime.
+biggan_dgl, stylegan2_dgl (the ``model.bf16_res`` highest resolutions, like the official
+``num_fp16_res``), synface (recognition phase), unifacegan, trace_vidsgg, faceanime.
+granular_avalanche is a physics simulation and keeps its own precision (its LAMMPS comparisons
+check positions and velocities to 1e-6-1e-9 relative). Not yet: synface's GAN phase (it could
+reuse stylegan2_dgl's layout).
 
 bfloat16 keeps 8 significant bits (unit roundoff 2**-8 ~ 0.4 %) and float32's exponent range, so
 no loss scaling is needed (unlike float16). ``float32`` is bit-identical to not using this module.
