@@ -33,16 +33,10 @@ def environment() -> dict[str, Any]:
     }
 
 
-def time_compiled(
-    fn: Callable, args: tuple, steps: int, warmup: int = 1, carry: bool = True
-) -> dict[str, Any]:
-    """AOT-compiles ``jax.jit(fn)`` for ``args``, runs ``warmup`` untimed calls, then ``steps``
-    timed ones. With ``carry`` the first output replaces the first argument (a train state), so
-    each timed step starts from the previous one as in training. Reports compile seconds and
-    per-step wall and process CPU seconds (mean, min, max)."""
-    if steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {steps}.")
-    load_before = load_average()
+def compile_stepper(fn: Callable, args: tuple, carry: bool = True):
+    """AOT-compiles ``jax.jit(fn)`` for ``args``; returns ``(compiled, compile seconds, call)``,
+    where ``call()`` runs one blocking step and, with ``carry``, feeds the first output back as
+    the first argument (a train state, donated), so each step starts from the previous one."""
     t0 = time.perf_counter()
     compiled = jax.jit(fn, donate_argnums=(0,) if carry else ()).lower(*args).compile()
     compile_s = time.perf_counter() - t0
@@ -55,6 +49,21 @@ def time_compiled(
             args[0] = out[0]
         return out
 
+    return compiled, compile_s, call
+
+
+def time_compiled(
+    fn: Callable, args: tuple, steps: int, warmup: int = 1, carry: bool = True
+) -> dict[str, Any]:
+    """AOT-compiles ``jax.jit(fn)`` for ``args``, runs ``warmup`` untimed calls, then ``steps``
+    timed ones. With ``carry`` the first output replaces the first argument (a train state), so
+    each timed step starts from the previous one as in training. Reports compile seconds and
+    per-step wall and process CPU seconds (mean, min, max)."""
+    if steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}.")
+    load_before = load_average()
+    compiled, compile_s, call = compile_stepper(fn, args, carry)
+    del compiled
     for _ in range(warmup):
         call()
     walls, cpus = [], []

@@ -132,18 +132,8 @@ def _trace_events(trace_dir: str) -> list[dict]:
 
 def _profile() -> dict:
     fn, args, carry = _workload()
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=(0,) if carry else ()).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
+    compiled, compile_s, call = _timing.compile_stepper(fn, args, carry)
     index = _hlo_index(compiled.as_text())
-    args = list(args)
-
-    def call():
-        out = compiled(*args)
-        jax.block_until_ready(out)
-        if carry:
-            args[0] = out[0]
-
     for _ in range(_WARMUP.value):
         call()
     load_before = _timing.load_average()

@@ -271,14 +271,9 @@ class RecordIOSource:
         return out
 
 
-def open_train_source(data_cfg, num_classes: int = 0):
-    """The training source for ``data.name`` in TRAIN_NAMES.
-
-    ``data.format``: 'folder' (root/<identity>/<image>), 'rec' (train.rec/.idx) or 'auto' (rec
-    when data.path holds train.rec).  A ``num_classes`` > 0 must equal the source's identities.
-    """
-    if data_cfg.name not in TRAIN_NAMES:
-        raise ValueError(f"data.name must be one of {TRAIN_NAMES}, got {data_cfg.name!r}.")
+def train_root_and_format(data_cfg) -> tuple[str, str]:
+    """``(data.path, 'folder' | 'rec' | other)``: the training face set's folder (checked to
+    exist, one line if not) and its format, ``'auto'`` resolved by the presence of train.rec."""
     root, fmt = data_cfg.path, data_cfg.get("format", "auto")
     if not root or not os.path.isdir(root):
         raise FileNotFoundError(
@@ -287,6 +282,18 @@ def open_train_source(data_cfg, num_classes: int = 0):
         )
     if fmt == "auto":
         fmt = "rec" if os.path.isfile(os.path.join(root, "train.rec")) else "folder"
+    return root, fmt
+
+
+def open_train_source(data_cfg, num_classes: int = 0):
+    """The training source for ``data.name`` in TRAIN_NAMES.
+
+    ``data.format``: 'folder' (root/<identity>/<image>), 'rec' (train.rec/.idx) or 'auto' (rec
+    when data.path holds train.rec).  A ``num_classes`` > 0 must equal the source's identities.
+    """
+    if data_cfg.name not in TRAIN_NAMES:
+        raise ValueError(f"data.name must be one of {TRAIN_NAMES}, got {data_cfg.name!r}.")
+    root, fmt = train_root_and_format(data_cfg)
     size, channels = tuple(data_cfg.image_size), int(data_cfg.get("channels", 3))
     if fmt == "folder":
         src = FaceFolderSource(root, size, channels)

@@ -108,14 +108,7 @@ def face_source(config):
         raise ValueError(f"gen.img_channels must be 1 or 3, got {c}.")
     max_pixels = int(d.get("max_pixels", decode.MAX_PIXELS))
     if d.name in face_recognition.TRAIN_NAMES:
-        root, fmt = d.path, d.get("format", "auto")
-        if not root or not os.path.isdir(root):
-            raise FileNotFoundError(
-                f"{d.name} folder {root!r} not found; set --config.data.path to the face folder "
-                "(root/<identity>/<image>) or to the insightface folder with train.rec."
-            )
-        if fmt == "auto":
-            fmt = "rec" if os.path.isfile(os.path.join(root, "train.rec")) else "folder"
+        root, fmt = face_recognition.train_root_and_format(d)
         if fmt not in ("folder", "rec"):
             raise ValueError(f"data.format must be 'auto', 'folder' or 'rec', got {fmt!r}.")
     elif d.name == "image_folder":
