@@ -46,8 +46,9 @@ The constructor kwargs (``init_kwargs``) are checked first and unsupported netwo
 one line each (`Unsupported`): StyleGAN3 synthesis, conditional networks (``c_dim > 0``),
 architectures other than the ``skip`` G / ``resnet`` D, other activations or filters. Then the
 converted tree must have exactly the parameter shapes of our networks built with the derived
-settings. ``num_fp16_res`` is accepted (the weights are stored in float32; we compute in float32)
-and so is ``conv_clamp``, which our layers do not apply: it only clips activations beyond +-256.
+settings. ``num_fp16_res`` is accepted (the weights are stored in float32; we compute in float32);
+``conv_clamp`` (G's and D's must agree) becomes ``model.conv_clamp``, which our layers apply where
+the official ones do (synthesis, ToRGB and D convolutions other than the skips).
 """
 
 from __future__ import annotations
@@ -327,8 +328,14 @@ def settings(net: NetworkPickle, where: str = "<pickle>") -> dict:
         mbstd_group_size=WHOLE_BATCH if group is None else int(group),
         mbstd_num_channels=int(ek.get("mbstd_num_channels", 1)),
         num_fp16_res=int(syn.get("num_fp16_res", defaults["num_fp16_res"])),
-        conv_clamp=syn.get("conv_clamp", defaults["conv_clamp"]),
+        conv_clamp=_clamp(syn.get("conv_clamp", defaults["conv_clamp"]), "G", where),
     )
+    d_clamp = _clamp(dk.get("conv_clamp", defaults["conv_clamp"]), "D", where)
+    if d_clamp != official["conv_clamp"]:
+        raise Unsupported(
+            f"{where}: D's conv_clamp ({d_clamp}) differs from G's ({official['conv_clamp']}); "
+            "our config gives both networks one value (model.conv_clamp)."
+        )
     for key, d_default in (
         ("img_resolution", None),
         ("img_channels", None),
@@ -366,8 +373,18 @@ def settings(net: NetworkPickle, where: str = "<pickle>") -> dict:
         mbstd_num_features=official["mbstd_num_channels"],
         resample_filter=FILTER,
         w_avg_beta=float(mk.get("w_avg_beta", defaults["w_avg_beta"])),
+        conv_clamp=float(official["conv_clamp"] or 0.0),  # Ours: 0 = off (official None).
     )
     return official
+
+
+def _clamp(value, what: str, where: str) -> float | None:
+    """A network's ``conv_clamp`` kwarg: None (off) or a positive number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise Unsupported(f"{where}: {what}'s conv_clamp = {value!r} is not None or a number > 0.")
+    return float(value)
 
 
 def _channels(s: dict, res: int) -> int:

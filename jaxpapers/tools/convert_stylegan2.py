@@ -49,6 +49,7 @@ def config_arg(model: dict) -> str:
         "mbstd_group_size",
         "mbstd_num_features",
         "w_avg_beta",
+        "conv_clamp",
     )
     return f"{CONFIG}:{preset}," + ",".join(f"model.{k}={model[k]}" for k in keys)
 

@@ -248,8 +248,9 @@ def _fc(x, t, name, lr_mul=1.0, act=False):
     return _lrelu(y) if act else y
 
 
-def _synthesis_layer(x, wv, t, name, up=False, torgb=False):
-    """The official SynthesisLayer / ToRGBLayer (per-sample weights, noise_mode='const')."""
+def _synthesis_layer(x, wv, t, name, up=False, torgb=False, clamp=None):
+    """The official SynthesisLayer / ToRGBLayer (per-sample weights, noise_mode='const'; bias_act
+    clips the activated output to +-clamp)."""
     w = t[name + ".weight"]
     styles = _fc(wv, t, name + ".affine")
     if torgb:
@@ -271,32 +272,33 @@ def _synthesis_layer(x, wv, t, name, up=False, torgb=False):
         else:
             out.append(_corr(x[n : n + 1], ws[n], pad=w.shape[-1] // 2))
     y = np.concatenate(out) + t[name + ".bias"][None, :, None, None]
-    if torgb:
-        return y
-    return _lrelu(y + t[name + ".noise_const"] * t[name + ".noise_strength"])
+    if not torgb:
+        y = _lrelu(y + t[name + ".noise_const"] * t[name + ".noise_strength"])
+    return y if clamp is None else np.clip(y, -clamp, clamp)
 
 
-def _official_g(t, z, psi):
+def _official_g(t, z, psi, clamp=None):
     """stylegan2-ada-pytorch's Generator.forward(z, None, psi, noise_mode='const'), NHWC."""
     x = z / np.sqrt(np.mean(np.square(z), axis=1, keepdims=True) + 1e-8)
     for i in range(ADA_G["mapping_kwargs"]["num_layers"]):
         x = _fc(x, t, f"mapping.fc{i}", 0.01, act=True)
     w = t["mapping.w_avg"] + psi * (x - t["mapping.w_avg"])
     x = np.repeat(t["synthesis.b4.const"][None], len(z), axis=0)
-    x = _synthesis_layer(x, w, t, "synthesis.b4.conv1")
-    img = _synthesis_layer(x, w, t, "synthesis.b4.torgb", torgb=True)
+    x = _synthesis_layer(x, w, t, "synthesis.b4.conv1", clamp=clamp)
+    img = _synthesis_layer(x, w, t, "synthesis.b4.torgb", torgb=True, clamp=clamp)
     for r in range(3, int(np.log2(RES)) + 1):
         b = f"synthesis.b{2**r}"
-        x = _synthesis_layer(x, w, t, b + ".conv0", up=True)
-        x = _synthesis_layer(x, w, t, b + ".conv1")
+        x = _synthesis_layer(x, w, t, b + ".conv0", up=True, clamp=clamp)
+        x = _synthesis_layer(x, w, t, b + ".conv1", clamp=clamp)
         img = _fir(img, (2, 1), up=2, gain=4.0) + _synthesis_layer(
-            x, w, t, b + ".torgb", torgb=True
+            x, w, t, b + ".torgb", torgb=True, clamp=clamp
         )
     return img.transpose(0, 2, 3, 1)
 
 
-def _conv_layer(x, t, name, down=False, act=True, gain=1.0):
-    """The official Conv2dLayer (equalized lr; down: blur then stride 2)."""
+def _conv_layer(x, t, name, down=False, act=True, gain=1.0, clamp=None):
+    """The official Conv2dLayer (equalized lr; down: blur then stride 2; bias_act clips the
+    output, after the gain, to +-clamp * gain)."""
     w = t[name + ".weight"] / np.sqrt(np.prod(t[name + ".weight"].shape[1:]))
     if down and w.shape[-1] == 1:
         y = _corr(_fir(x, (1, 1), down=2), w)
@@ -306,53 +308,69 @@ def _conv_layer(x, t, name, down=False, act=True, gain=1.0):
         y = _corr(x, w, pad=w.shape[-1] // 2)
     if name + ".bias" in t:
         y = y + t[name + ".bias"][None, :, None, None]
-    return (_lrelu(y) if act else y) * gain
+    y = (_lrelu(y) if act else y) * gain
+    return y if clamp is None else np.clip(y, -clamp * gain, clamp * gain)
 
 
-def _official_d(t, img):
-    """stylegan2-ada-pytorch's resnet Discriminator.forward(img, None) on NHWC images."""
-    x = _conv_layer(img.transpose(0, 3, 1, 2), t, f"b{RES}.fromrgb")
+def _official_d(t, img, clamp=None):
+    """stylegan2-ada-pytorch's resnet Discriminator.forward(img, None) on NHWC images (the skips
+    are built without conv_clamp)."""
+    x = _conv_layer(img.transpose(0, 3, 1, 2), t, f"b{RES}.fromrgb", clamp=clamp)
     for r in range(int(np.log2(RES)), 2, -1):
         y = _conv_layer(x, t, f"b{2**r}.skip", down=True, act=False, gain=np.sqrt(0.5))
-        x = _conv_layer(x, t, f"b{2**r}.conv0")
-        x = y + _conv_layer(x, t, f"b{2**r}.conv1", down=True, gain=np.sqrt(0.5))
+        x = _conv_layer(x, t, f"b{2**r}.conv0", clamp=clamp)
+        x = y + _conv_layer(x, t, f"b{2**r}.conv1", down=True, gain=np.sqrt(0.5), clamp=clamp)
     n, c, h, w = x.shape
     g = min(4, n)
     y = x.reshape(g, -1, 1, c, h, w)
     y = np.sqrt(np.square(y - y.mean(0)).mean(0) + 1e-8).mean(axis=(2, 3, 4))
     x = np.concatenate([x, np.tile(y.reshape(-1, 1, 1, 1), (g, 1, h, w))], axis=1)
-    x = _conv_layer(x, t, "b4.conv")
+    x = _conv_layer(x, t, "b4.conv", clamp=clamp)
     x = _fc(x.reshape(n, -1), t, "b4.fc", act=True)
     return _fc(x, t, "b4.out")[:, 0]
 
 
-def test_ada_conversion_reproduces_the_official_networks():
+@pytest.mark.parametrize("clamp", [256.0, 0.5])
+def test_ada_conversion_reproduces_the_official_networks(clamp):
     """Converted G_ema images (const noise, psi 1 and 0.7) and D logits equal a NumPy transcript
     of the official forward passes on the same tensors (the up-conv kernel flip, the affine
-    bias offset, the mapping lr multiplier and the NCHW fc flattening included)."""
-    net = _ada_net()
+    bias offset, the mapping lr multiplier and the NCHW fc flattening included); conv_clamp
+    256 (the official training's, inactive here) and 0.5 (clips most activations)."""
+    net = _edit(
+        _ada_net(),
+        g={"synthesis_kwargs": dict(ADA_G["synthesis_kwargs"], conv_clamp=clamp)},
+        d={"conv_clamp": clamp},
+    )
     tree, info = ada.convert(net)
     t = tree["teacher"]
     assert info["model"] == dict(
-        KW, mbstd_group_size=4, mbstd_num_features=1, resample_filter=[1, 3, 3, 1], w_avg_beta=0.995
+        KW,
+        mbstd_group_size=4,
+        mbstd_num_features=1,
+        resample_filter=[1, 3, 3, 1],
+        w_avg_beta=0.995,
+        conv_clamp=clamp,
     )
     per = {k: {} for k in ada.NETWORKS}
     for name, v in net.tensors.items():
         key, _, rest = name.partition(".")
         per[key][rest] = v.astype(np.float64)
-    gen, dis = M.Generator(**KW), M.Discriminator(RES, 32, 8)
+    gen, dis = M.Generator(**KW, conv_clamp=clamp), M.Discriminator(RES, 32, 8, conv_clamp=clamp)
     z = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
     variables = {"params": t["g_ema"], "noise_const": {"synthesis": t["noise_const"]}}
     for psi in (1.0, 0.7):
         ws = gen.apply({"params": t["g_ema"]}, z, t["w_avg"], psi, method=gen.mapping)
         img = np.asarray(gen.apply(variables, ws, "const", method=gen.synthesis))
-        want = _official_g(per["G_ema"], z.astype(np.float64), psi)
+        want = _official_g(per["G_ema"], z.astype(np.float64), psi, clamp)
         assert float(np.abs(want).max()) > 0.1
         np.testing.assert_allclose(img, want, atol=2e-4, rtol=1e-4)
+        unclipped = _official_g(per["G_ema"], z.astype(np.float64), psi)
+        assert (float(np.abs(unclipped - want).max()) > 0.1) == (clamp < 1)
     logits = np.asarray(dis.apply({"params": t["d"]}, img))
-    np.testing.assert_allclose(
-        logits, _official_d(per["D"], img.astype(np.float64)), rtol=1e-4, atol=1e-4
-    )
+    want = _official_d(per["D"], img.astype(np.float64), clamp)
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+    unclipped = _official_d(per["D"], img.astype(np.float64))
+    assert (float(np.abs(unclipped - want).max()) > 1e-2) == (clamp < 1)
     # The raw G is converted too (its own tensors), and w_avg / the noise buffers are G_ema's.
     np.testing.assert_allclose(
         t["g"]["mapping"]["fc1"]["weight"], per["G"]["mapping.fc1.weight"].T * 0.01, rtol=1e-6
@@ -373,6 +391,8 @@ def _edit(net, g=None, d=None, drop=(), add=None, args=None):
 
 
 REFUSALS = {
+    "clamp_mismatch": (dict(d={"conv_clamp": None}), "D's conv_clamp .None. differs from G's"),
+    "clamp_negative": (dict(d={"conv_clamp": -1}), "conv_clamp = -1 is not None or a number > 0"),
     "stylegan3": (dict(add={"G_ema.synthesis.L0_36_512.weight": np.ones(3)}), "StyleGAN3"),
     "conditional": (dict(g={"c_dim": 10}), "conditional network .c_dim=10"),
     "g_architecture": (

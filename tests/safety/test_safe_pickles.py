@@ -595,9 +595,16 @@ def _ada_network_snapshot(seed=0, extra=None):
         img_resolution=8,
         img_channels=3,
         mapping_kwargs={"num_layers": 2},
-        synthesis_kwargs={"channel_base": 64, "channel_max": 8, "num_fp16_res": 4},
+        synthesis_kwargs={
+            "channel_base": 64,
+            "channel_max": 8,
+            "num_fp16_res": 4,
+            "conv_clamp": 256,
+        },
     )
-    d = dict(c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8)
+    d = dict(
+        c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8, conv_clamp=256
+    )
     kwargs = {"G": g, "G_ema": g, "D": d}
     layout = stylegan2_ada.official_layout(
         stylegan2_ada.settings(stylegan2_ada.NetworkPickle({}, kwargs, {}))
@@ -649,9 +656,10 @@ def test_stylegan2_ada_pickle_converts_with_the_tool_and_generates(tmp_path):
     assert sorted(tree["teacher"]["noise_const"]) == sorted(n for n, _ in sg.noise_layers(8))
     conf = generate.load_config(str(tmp_path / "t"))  # the settings recorded in arch.json
     assert (conf.model.resolution, conf.model.fmap_base, conf.model.mapping_layers) == (8, 32, 2)
+    assert conf.model.conv_clamp == 256.0 and ",model.conv_clamp=256.0" in ok.stdout
     images = generate.generate(conf, tree, [0, 1], role="teacher", trunc=0.7)
     t = tree["teacher"]
-    g_net = sg.Generator(8, 3, 8, 8, 2, 32, 8)
+    g_net = sg.Generator(8, 3, 8, 8, 2, 32, 8, conv_clamp=256.0)
     variables = {"params": t["g_ema"], "noise_const": {"synthesis": t["noise_const"]}}
     z = generate.latents([0, 1], 8)
     want = g_net.apply(variables, z, t["w_avg"], 0.7, noise_mode="const")
