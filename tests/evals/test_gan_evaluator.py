@@ -77,7 +77,7 @@ def _cfg(tmp_path, **kw):
     return cfg
 
 
-def test_evaluate_generator_api_json_and_cache(fmnist, tmp_path):
+def test_evaluate_generator_api_json_and_cache(fmnist, tmp_path, monkeypatch):
     pool = jnp.asarray(fmnist[0][:2000].astype(np.float32) / 127.5 - 1.0)
     calls = []
 
@@ -112,9 +112,16 @@ def test_evaluate_generator_api_json_and_cache(fmnist, tmp_path):
     assert key["feature_net"].startswith("fmnist:") and "FD-FMNIST" in report["feature_net_label"]
     path = stats_cache.key_path(key, cfg.stats_dir)
     mtime = os.path.getmtime(path)
-    # Same seed -> same numbers, real statistics read back from the cache (file not rewritten).
+    # Same seed -> same numbers, real statistics read back from the cache (file not rewritten)
+    # without decoding the real set again (a job scores teacher and student in one process).
+    decoded = []
+    real_images = evaluator._real_images
+    monkeypatch.setattr(evaluator, "_real_images", lambda *a: decoded.append(1) or real_images(*a))
     assert evaluator.evaluate_generator(sample_fn, cfg, str(tmp_path / "w")) == res
-    assert os.path.getmtime(path) == mtime
+    assert os.path.getmtime(path) == mtime and decoded == []
+    os.remove(path)  # A deleted cache file: the real set is decoded and the file written again.
+    assert evaluator.evaluate_generator(sample_fn, cfg, str(tmp_path / "w")) == res
+    assert os.path.isfile(path) and decoded == [1]
     # A generator of pure noise is far worse on every metric.
     noise = evaluator.evaluate_generator(
         lambda key, n: jax.random.uniform(key, (n, 28, 28, 1), minval=-1, maxval=1),

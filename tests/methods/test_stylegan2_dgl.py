@@ -97,9 +97,10 @@ def test_load_init_puts_a_teacher_checkpoint_into_the_state(job):
         method.load_init(fresh, bad, cfg0)
 
 
-def test_evaluate_writes_grids_and_counts(job, tmp_path):
+def test_evaluate_writes_grids_and_counts(job, tmp_path, capsys):
     cfg, method, state, _, _ = job
     out = method.evaluate(state, cfg, str(tmp_path))
+    printed = capsys.readouterr().out
     files = os.listdir(tmp_path)
     step = int(jax.device_get(state.step))
     for name in (
@@ -113,6 +114,11 @@ def test_evaluate_writes_grids_and_counts(job, tmp_path):
     table = open(tmp_path / f"teacher_vs_student_step{step}.md").read().splitlines()
     assert [r.split("|")[1].strip() for r in table[2:]] == ["teacher", "student"]
     assert f"{int(out['student_g_params']):,} ({out['g_param_ratio']:.3f})" in table[3]
+    # The console ends with the same table and the pictures, the comparison first.
+    assert "\n".join(table) in printed
+    shown = printed.split("pictures:")[1].split()
+    assert shown[0] == str(tmp_path / f"teacher_vs_student_step{step}.png")
+    assert str(tmp_path / f"samples_student_step{step}.png") in shown
     assert 0 < out["g_param_ratio"] < 1  # smoke student is half width
     assert out["student_d_params"] == out["teacher_d_params"]
 

@@ -61,6 +61,9 @@ def default_eval_config() -> ml_collections.ConfigDict:
     )
 
 
+_NAMED_REAL_KEYS: dict[tuple, dict] = {}  # (data set, path, split, count, net, stats dir) -> key
+
+
 def _array_to_uint8(images: np.ndarray, quantize: bool = True) -> np.ndarray:
     """uint8 stays; floats are taken to lie in [-1, 1] (the generators' output range)."""
     images = np.asarray(images)
@@ -97,6 +100,16 @@ def real_statistics(
     real_images: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Cached (features, mu, sigma, logits) of the real set and its cache key."""
+    # A job scoring several generators (teacher and student) reads the real set once: the
+    # cache key of a named data set is remembered here, so later calls skip decoding it.
+    named = None
+    if real_images is None:
+        named = (cfg.real_dataset, cfg.real_data_path, cfg.real_split, cfg.real_num_samples)
+        named += (net.name, net.weights_id, cfg.stats_dir)
+        key = _NAMED_REAL_KEYS.get(named)
+        entry = None if key is None else stats_cache.load(key, cfg.stats_dir)
+        if entry is not None:
+            return entry, key
     images, dataset, split = _real_images(cfg, real_images)
     if cfg.real_num_samples:
         if cfg.real_num_samples > len(images):
@@ -113,6 +126,8 @@ def real_statistics(
     if entry is None:
         feats, logits = extractor.array(images)
         entry = stats_cache.save(key, feats, logits, cfg.stats_dir)
+    if named is not None:
+        _NAMED_REAL_KEYS[named] = key
     return entry, key
 
 
