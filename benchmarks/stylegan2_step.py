@@ -54,7 +54,7 @@ def preset_config(arg: str):
 
 
 def cifar_config(batch: int):
-    return preset_config(f"default,{CIFAR},batch_size={batch}")
+    return preset_config(f"scratch,{CIFAR},batch_size={batch}")
 
 
 def main(argv):

@@ -1,17 +1,23 @@
 """DGL-GAN on StyleGAN2 (arXiv 2112.06502): teacher -> student stage 1 -> stage 2 in one job.
 
 Presets:
-  default       Fashion-MNIST padded to 32x32, small teacher StyleGAN2, student at 1/2 synthesis
-                width, trained teacher-first then the student's two stages; 2-core CPU:
+  default       the shipped Fashion-MNIST teacher (``teacher`` preset's networks, read from
+                ``jaxpapers/methods/stylegan2_dgl/weights/fmnist_teacher.msgpack``, hash-checked),
+                then the student (synthesis widths / 2, 1 mapping layer) for 250 stage-1 + 250
+                stage-2 steps and one evaluation (teacher-vs-student table and grid); ~10 min on
+                2 CPU cores:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py --workdir=/tmp/sg2dgl
-  uncompressed  the same, student as wide as the teacher ("DGL on the uncompressed model"):
+  uncompressed  the same with the student as wide and deep as the teacher ("DGL on the
+                uncompressed model"):
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:uncompressed --workdir=/tmp/sg2u
-  compress      the ``teacher`` preset's networks with the teacher loaded from the shipped file
-                ``jaxpapers/methods/stylegan2_dgl/weights/fmnist_teacher.msgpack`` (hash-checked;
-                not in the repository until a teacher run is exported there with
-                ``python -m jaxpapers.tools.export_teacher``), then the student (synthesis
-                widths / 2, 1 mapping layer) for 250 + 250 steps:
-      python -m jaxpapers.main --config=configs/stylegan2_dgl.py:compress --workdir=/tmp/sg2c
+  teacher       the Fashion-MNIST teacher from scratch: the official ``cifar`` recipe (2 mapping
+                layers, no path-length reg, no style mixing, gamma 0.01) at widths 2 cores can
+                train (64 channels at 4-16, 32 at 32; batch 32; 30k steps, hours); its export
+                (``python -m jaxpapers.tools.export_teacher``) is the shipped teacher:
+      python -m jaxpapers.main --config=configs/stylegan2_dgl.py:teacher --workdir=/tmp/sg2t
+  scratch       the whole pipeline in one job from scratch with a tiny teacher (fmap_max 16,
+                8 mapping layers, batch 16): 600 teacher steps, 200 stage-1, 200 stage-2:
+      python -m jaxpapers.main --config=configs/stylegan2_dgl.py:scratch --workdir=/tmp/sg2s
   ffhq256       paper-style StyleGAN2 at 256 (config-f widths, batch 32, lr 0.002, Adam (0, 0.99),
                 student g_divisor 2); needs a 256x256 image folder and a teacher checkpoint:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:ffhq256 --workdir=DIR \
@@ -21,10 +27,6 @@ Presets:
                 ``python -m jaxpapers.tools.convert_stylegan2 --pkl=F --out=TEACHER_DIR``):
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:ffhq1024 --workdir=DIR \
           --config.data.path=/data/ffhq --config.init_from=TEACHER_DIR
-  teacher       the Fashion-MNIST teacher from scratch: the official ``cifar`` recipe (2 mapping
-                layers, no path-length reg, no style mixing, gamma 0.01) at widths 2 cores can
-                train (64 channels at 4-16, 32 at 32; batch 32; 30k steps):
-      python -m jaxpapers.main --config=configs/stylegan2_dgl.py:teacher --workdir=/tmp/sg2t
   smoke         tiny 8x8 model, 1 teacher step, 1 stage-1 step, then stage 2 (tests).
 
 Phases are driven by the step: [0, teacher.steps) teacher, then ``student.stage1_steps`` stage-1
@@ -40,11 +42,11 @@ import ml_collections
 from jaxpapers import config_lib, optim
 from jaxpapers.data import stream
 
-PRESETS = ("default", "uncompressed", "teacher", "compress", "ffhq256", "ffhq1024", "smoke")
+PRESETS = ("default", "uncompressed", "teacher", "scratch", "ffhq256", "ffhq1024", "smoke")
 SHIPPED_TEACHER = "fmnist_teacher.msgpack"  # In jaxpapers/methods/stylegan2_dgl/weights/.
 
 
-COMPRESS_STAGE1, COMPRESS_STAGE2 = 250, 250  # The `compress` preset's student steps (README).
+COMPRESS_STAGE1, COMPRESS_STAGE2 = 250, 250  # The default preset's student steps (README).
 
 
 def _adam(lr: float, reg_interval: int, b2: float = 0.99, mapping_mul: float = 0.01):
@@ -130,9 +132,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every = 500
     c.ckpt_every = 250
     lr = 0.0025
-    if preset == "uncompressed":
-        c.student.g_divisor = 1
-    elif preset in ("teacher", "compress"):
+    if preset == "scratch":
+        pass  # The base settings above: a tiny teacher trained in the job itself.
+    elif preset in ("teacher", "default", "uncompressed"):
         # The official stylegan2-ada `cifar` configuration's recipe (2 mapping layers, pl_weight 0,
         # no style mixing, gamma 0.01, lr 0.0025), at widths 2 cores can train in hours.
         c.model.update(dict(z_dim=128, w_dim=128, mapping_layers=2, fmap_base=1024, fmap_max=64))
@@ -144,12 +146,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.batch_size = 32
         c.eval.update(dict(num_samples=2000))
         c.log_every, c.eval_every, c.ckpt_every = 100, 2500, 500
-        if preset == "compress":
+        if preset != "teacher":
             # The shipped teacher (a `teacher` run exported with tools.export_teacher), then the
             # student's two stages sized for ~15 min on 2 CPU cores. One mapping layer (of 2)
-            # takes the student G to 37% of the teacher's params and 25% of its MACs (README).
+            # takes the student G to 37% of the teacher's params and 25% of its MACs (README);
+            # `uncompressed`: the student as wide and deep as the teacher.
             c.teacher.update(dict(steps=0, weights=SHIPPED_TEACHER))
             c.student.update(dict(g_divisor=2, mapping_layers=1, stage1_steps=COMPRESS_STAGE1))
+            if preset == "uncompressed":
+                c.student.update(dict(g_divisor=1, mapping_layers=0))
             c.num_train_steps = COMPRESS_STAGE1 + COMPRESS_STAGE2
             c.log_every, c.eval_every, c.ckpt_every = 50, c.num_train_steps, 250
     elif preset in ("ffhq256", "ffhq1024"):

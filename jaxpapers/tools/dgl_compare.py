@@ -16,7 +16,7 @@ file ``--teacher`` (a bare name is a file shipped in ``jaxpapers/methods/stylega
 
 Each run is a normal training run (``jaxpapers.trainer.train``) in
 ``WORKDIR/runs/<variant>/seed<s>`` evaluated once at its end (the config's ``eval``: FD-FMNIST,
-KID, precision/recall on ``eval.num_samples`` fakes; pass ``--config=compress,eval.num_samples=
+KID, precision/recall on ``eval.num_samples`` fakes; pass ``--config=default,eval.num_samples=
 10000`` for the full evaluation). Writes ``WORKDIR/comparison.md`` (mean ± std per variant and
 the paired difference to its alpha-0 baseline), ``WORKDIR/runs.json`` (every run's numbers) and
 ``WORKDIR/grids/<variant>.png`` (the seed-0 student's samples; every run draws the grid from the
@@ -47,7 +47,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 2000, "student steps per run (both stages)")
     flags.DEFINE_integer("stage1", -1, "stage-1 steps (-1: half of --steps)")
     flags.DEFINE_bool("uncompressed", True, "also DGL on the uncompressed (teacher-wide) student")
-    flags.DEFINE_string("config", "compress", "stylegan2_dgl preset[,key=value...] of every run")
+    flags.DEFINE_string("config", "default", "stylegan2_dgl preset[,key=value...] of every run")
 
 
 def variants(alphas: list[float], uncompressed: bool) -> list[dict]:
@@ -139,7 +139,7 @@ def compare(
     steps: int,
     stage1: int,
     uncompressed: bool = True,
-    config_arg: str = "compress",
+    config_arg: str = "default",
 ) -> str:
     """Runs (or skips, when finished) every run; writes the table, runs.json and grids."""
     from jaxpapers import trainer

@@ -7,7 +7,7 @@ training works, its newest finished checkpoint is read) and writes ``OUT`` (flax
 teacher's ``g``, ``d``, ``g_ema``, ``w_avg`` and the model settings) plus ``OUT`` with ``.json``
 for its extension (the file's sha256, the model settings, the run's preset, step and commit).
 Prints the sha256. A job loads it with ``--config.teacher.weights=OUT`` (a bare file name is
-looked up in ``jaxpapers/methods/stylegan2_dgl/weights/``, where the ``compress`` preset's
+looked up in ``jaxpapers/methods/stylegan2_dgl/weights/``, where the default preset's
 teacher ships).
 """
 

@@ -95,11 +95,14 @@ def test_evaluate_generator_api_json_and_cache(fmnist, tmp_path, monkeypatch):
         "recall",
         "is_fmnist_mean",
         "is_fmnist_std",
+        "class_share_min",
+        "class_share_max",
     }
     assert calls == [200, 200, 200]  # 500 fakes in batches of 200 (last one truncated)
     assert all(np.isfinite(v) for v in res.values())
     assert res["precision"] > 0.5 and res["recall"] > 0.5
     assert 1.0 < res["is_fmnist_mean"] <= 10.0
+    assert 0.04 < res["class_share_min"] < 0.1 < res["class_share_max"] < 0.18  # real: balanced
     report = json.load(open(tmp_path / "w" / "gan_metrics_fmnist.json"))
     assert report["metrics"] == res and report["num_fake"] == 500
     key = report["real_stats_key"]

@@ -47,7 +47,7 @@ def job():
 
 def test_lazy_regularizers_follow_the_local_step():
     """Path length every g_reg_interval, R1 every d_reg_interval steps of each stage."""
-    cfg = config_lib.load_config_file(CFG, "default")
+    cfg = config_lib.load_config_file(CFG, "scratch")
     method = methods.get("stylegan2_dgl")
     t = cfg.teacher.steps
     seen = [method.phase(cfg, s) for s in range(t + 40)]
@@ -124,23 +124,25 @@ def test_evaluate_writes_grids_and_counts(job, tmp_path, capsys):
 
 
 def test_every_preset_parses():
-    mod_presets = ("default", "uncompressed", "teacher", "compress", "ffhq256", "ffhq1024", "smoke")
+    mod_presets = ("default", "uncompressed", "teacher", "scratch", "ffhq256", "ffhq1024", "smoke")
     for p in mod_presets:
         c = config_lib.load_config_file(CFG, p)
         assert c.method == "stylegan2_dgl"
         assert c.optim.g.lr_multipliers == (("mapping/.*", 0.01),)
-    assert config_lib.load_config_file(CFG, "uncompressed").student.g_divisor == 1
+    wide = config_lib.load_config_file(CFG, "uncompressed")
+    assert (wide.student.g_divisor, wide.student.mapping_layers) == (1, 0)  # 0: the teacher's
+    assert wide.teacher.weights == config_lib.load_config_file(CFG, "default").teacher.weights
     with pytest.raises(ValueError, match="Unknown preset"):
         config_lib.load_config_file(CFG, "nope")
 
 
-def test_compress_student_meets_the_size_targets():
-    """The compress preset's student: <= 40% of G's params and <= 30% of its MACs (mapping
+def test_default_student_meets_the_size_targets():
+    """The default preset's student: <= 40% of G's params and <= 30% of its MACs (mapping
     included), counted from the real param trees and the layer shapes."""
     import importlib
 
     ev = importlib.import_module("jaxpapers.methods.stylegan2_dgl.evaluate")
-    cfg = config_lib.load_config_file(CFG, "compress")
+    cfg = config_lib.load_config_file(CFG)
     assert cfg.teacher.steps == 0 and cfg.teacher.weights.endswith(".msgpack")
     r = ev.report(cfg)
     assert r["g_param_ratio"] <= 0.40 and r["g_mac_ratio"] <= 0.30, r

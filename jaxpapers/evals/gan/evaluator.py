@@ -5,7 +5,10 @@
     cfg = default_eval_config()          # FD-FMNIST on Fashion-MNIST test, offline
     results = evaluate_generator(lambda key, n: g_apply(key, n), cfg, workdir)
     # {'fd': ..., 'kid_mean': ..., 'kid_std': ..., 'precision': ..., 'recall': ...,
-    #  'is_fmnist_mean': ..., 'is_fmnist_std': ...}
+    #  'is_fmnist_mean': ..., 'is_fmnist_std': ..., 'class_share_min': ..., 'class_share_max': ...}
+
+``class_share_min/max`` (the FD-FMNIST net only, a classifier of the data's ten classes): the
+smallest and largest fraction of the fakes it puts in one class (0.1 each for a balanced set).
 
 With ``cfg.feature_net = 'inception'`` (needs the pytorch-fid weight file) the keys are
 ``fid, kid_mean, kid_std, is_mean, is_std, precision, recall``. Every call writes
@@ -185,6 +188,12 @@ def score_features(
         out[f"{is_key}_mean"], out[f"{is_key}_std"] = metrics.inception_score(
             fake_logits, cfg.is_splits
         )
+    if net.name == "fmnist" and len(fake_logits):
+        # The data's own classifier: how the fakes spread over the ten classes (mode coverage
+        # a recall of ~0 cannot show; a collapsed generator puts most fakes in one class).
+        shares = np.bincount(np.argmax(fake_logits, axis=1), minlength=fake_logits.shape[1])
+        shares = shares / len(fake_logits)
+        out["class_share_min"], out["class_share_max"] = float(shares.min()), float(shares.max())
     rng = np.random.default_rng(cfg.seed)
     cap = cfg.pr_num_samples
 
