@@ -54,9 +54,9 @@ def _fake_slurm(tmp_path: pathlib.Path) -> dict:
     return env
 
 
-def _start(tmp_path, env):
+def _start(tmp_path, env, script=ROOT / "launch" / "slurm_gpu.sbatch"):
     proc = subprocess.Popen(
-        ["bash", str(ROOT / "launch" / "slurm_gpu.sbatch"), "--config=configs/x.py", "--workdir=w"],
+        ["bash", str(script), "--config=configs/x.py", "--workdir=w"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -90,6 +90,23 @@ def test_slurm_stop_signal_reaches_task_then_requeues(tmp_path, sig):
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     assert "jaxpapers: job 4242 restart 0" in out.splitlines()[0]
     assert "requeueing job 4242" in out
+
+
+def test_slurm_stop_status_is_sruns_even_when_srun_ended_before_the_shell_looked(tmp_path):
+    # The race CI once hit: the forwarded TERM ends srun (and bash reaps it) before the loop's
+    # `kill -0`, so the interrupted wait's 128 + signal must not become the job's status. A pause
+    # after each wait makes that ordering certain.
+    env = _fake_slurm(tmp_path)
+    env["FAKE_TRAIN_S"] = "60"
+    text = (ROOT / "launch" / "slurm_gpu.sbatch").read_text()
+    assert text.count("\n  rc=$?\n") == 1
+    late = tmp_path / "late.sbatch"
+    late.write_text(text.replace("\n  rc=$?\n", "\n  rc=$?; sleep 0.5\n"))
+    proc = _start(tmp_path, env, late)
+    proc.send_signal(signal.SIGUSR1)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert (tmp_path / "saved").exists() and "requeueing job 4242" in out
 
 
 def test_slurm_finished_run_is_not_requeued(tmp_path):
