@@ -13,7 +13,7 @@ R1 gamma 0.01 every 16 D steps. The step's phases are static (``phase(config, st
 ``r1`` the phase that adds the lazy R1 update; the R1 cost is their difference. Each is AOT
 compiled (reported apart) and timed after ``--warmup`` untimed steps on random uint8 images.
 ``--network=teacher`` times the ``configs/stylegan2_dgl.py:teacher`` preset's network and recipe
-instead (the Fashion-MNIST teacher: 1 channel, z = w = 128, widths 64 at 4-16 and 32 at 32).
+instead (the Fashion-MNIST teacher: 1 channel, z = w = 128, 64 channels at every resolution).
 """
 
 from __future__ import annotations

@@ -3,18 +3,21 @@
 Presets:
   default       the shipped Fashion-MNIST teacher (``teacher`` preset's networks, read from
                 ``jaxpapers/methods/stylegan2_dgl/weights/fmnist_teacher.msgpack``, hash-checked),
-                then the student (synthesis widths / 2, 1 mapping layer) for 250 stage-1 + 250
-                stage-2 steps and one evaluation (teacher-vs-student table and grid); ~10 min on
-                2 CPU cores:
+                then the student (synthesis widths / 2, 1 mapping layer; its G started from
+                the teacher's leading channels, ``student.init``) for 600 stage-1 + 600 stage-2
+                steps and one evaluation (teacher-vs-student table and grid); ~12 min on 2 CPU
+                cores:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py --workdir=/tmp/sg2dgl
   uncompressed  the same with the student as wide and deep as the teacher ("DGL on the
                 uncompressed model"):
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:uncompressed --workdir=/tmp/sg2u
   teacher       the Fashion-MNIST teacher from scratch: the official ``cifar`` recipe (2 mapping
                 layers, no path-length reg, no style mixing, gamma 0.01) at widths 2 cores can
-                train (64 channels at 4-16, 32 at 32; batch 32; 30k steps, hours); its export
+                train (64 channels at every resolution; batch 32; 30k steps, hours); its export
                 (``python -m jaxpapers.tools.export_teacher``) is the shipped teacher:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:teacher --workdir=/tmp/sg2t
+                its training goes on from the shipped file's step (fresh Adam states) with
+                ``--config.teacher.continue_from=fmnist_teacher.msgpack``.
   scratch       the whole pipeline in one job from scratch with a tiny teacher (fmap_max 16,
                 8 mapping layers, batch 16): 600 teacher steps, 200 stage-1, 200 stage-2:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:scratch --workdir=/tmp/sg2s
@@ -46,7 +49,7 @@ PRESETS = ("default", "uncompressed", "teacher", "scratch", "ffhq256", "ffhq1024
 SHIPPED_TEACHER = "fmnist_teacher.msgpack"  # In jaxpapers/methods/stylegan2_dgl/weights/.
 
 
-COMPRESS_STAGE1, COMPRESS_STAGE2 = 250, 250  # The default preset's student steps (README).
+COMPRESS_STAGE1, COMPRESS_STAGE2 = 600, 600  # The default preset's student steps (README).
 
 
 def _adam(lr: float, reg_interval: int, b2: float = 0.99, mapping_mul: float = 0.01):
@@ -96,9 +99,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )
     )
     # teacher.steps = 0 when init_from or weights (a teacher file, see steps.prepare) give it.
-    c.teacher = ml_collections.ConfigDict(dict(steps=600, weights=""))
+    # continue_from: a teacher file of a partly trained teacher, whose training goes on from it.
+    c.teacher = ml_collections.ConfigDict(dict(steps=600, weights="", continue_from=""))
     c.student = ml_collections.ConfigDict(
-        dict(g_divisor=2, d_divisor=1, alpha=0.1, stage1_steps=200, mapping_layers=0, w_dim=0)
+        dict(
+            g_divisor=2,
+            d_divisor=1,
+            alpha=0.1,
+            stage1_steps=200,
+            mapping_layers=0,
+            w_dim=0,
+            init="scratch",  # "teacher": start from the teacher's leading channels (README).
+        )
     )
     c.loss = ml_collections.ConfigDict(
         dict(
@@ -152,9 +164,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # takes the student G to 37% of the teacher's params and 25% of its MACs (README);
             # `uncompressed`: the student as wide and deep as the teacher.
             c.teacher.update(dict(steps=0, weights=SHIPPED_TEACHER))
-            c.student.update(dict(g_divisor=2, mapping_layers=1, stage1_steps=COMPRESS_STAGE1))
-            if preset == "uncompressed":
-                c.student.update(dict(g_divisor=1, mapping_layers=0))
+            c.student.update(
+                dict(g_divisor=2, mapping_layers=1, stage1_steps=COMPRESS_STAGE1, init="teacher")
+            )
+            if preset == "uncompressed":  # From scratch: started from the teacher it would be it.
+                c.student.update(dict(g_divisor=1, mapping_layers=0, init="scratch"))
             c.num_train_steps = COMPRESS_STAGE1 + COMPRESS_STAGE2
             c.log_every, c.eval_every, c.ckpt_every = 50, c.num_train_steps, 250
     elif preset in ("ffhq256", "ffhq1024"):

@@ -120,6 +120,64 @@ def load_teacher(state, tree, config, names: Sequence[str]):
     return state.replace(teacher=teacher)
 
 
+def continue_teacher(state, prepared: dict, names: Sequence[str]):
+    """``state`` with the teacher fields ``names`` and the step of a teacher file (`prepare` of a
+    ``teacher.continue_from`` job: {'teacher': ..., 'step': int}); the optimizer states stay
+    fresh. The teacher's training then goes on from that step: its data order, noise, lr and
+    EMA schedules are functions of the step."""
+    teacher = checkpoint.graft(
+        state.teacher, prepared["teacher"], names, source="teacher.continue_from"
+    )
+    step = jnp.asarray(prepared["step"], state.step.dtype)
+    return state.replace(teacher=teacher, step=step)
+
+
+def teacher_file_step(path: str) -> int:
+    """The training step a teacher file was exported at (its JSON's ``step``)."""
+    side = teacher_sidecar(path)
+    try:
+        with open(side) as f:
+            return int(json.load(f)["step"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{side!r} names no training step ({e}).") from None
+
+
+STUDENT_INITS = ("scratch", "teacher")
+
+
+def student_init(config) -> str:
+    """``student.init``: "scratch" (the paper: the student's own random init) or "teacher" (its
+    G starts as the leading channels of the trained teacher's EMA G, see `slice_like`)."""
+    init = str(config.student.get("init", "scratch"))
+    if init not in STUDENT_INITS:
+        raise ValueError(f"student.init must be one of {STUDENT_INITS}, got {init!r}.")
+    if init != "scratch" and int(config.teacher.steps) != 0:
+        raise ValueError(
+            "student.init='teacher' needs a trained teacher at the start (teacher.weights or "
+            "init_from, teacher.steps=0); use student.init='scratch' when the job trains one."
+        )
+    return init
+
+
+def slice_like(source, like, what: str):
+    """``like``'s tree filled from ``source``: each leaf is the same-named source leaf cut to the
+    leading entries of every axis (a narrower network takes the first channels of a wider one;
+    same-shaped leaves are copied). Leaves ``like`` lacks are dropped (e.g. a deeper mapping
+    network's extra layers); a missing or smaller source leaf is an error naming it."""
+    src = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(source)}
+
+    def cut(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if name not in src:
+            raise ValueError(f"{what} has no {name} to initialise the student's from.")
+        s = jnp.asarray(src[name])
+        if s.ndim != leaf.ndim or any(a < b for a, b in zip(s.shape, leaf.shape, strict=True)):
+            raise ValueError(f"{what}{name}: shape {s.shape} cannot give {leaf.shape}.")
+        return s[tuple(slice(0, n) for n in leaf.shape)].astype(leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(cut, like)
+
+
 # ---- Teacher weight files: a trained teacher shipped with (or handed to) a DGL job.
 #
 # ``NAME.msgpack`` holds {'teacher': {field: array tree}, 'model': JSON of the model settings}

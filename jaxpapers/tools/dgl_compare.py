@@ -82,7 +82,9 @@ def run_config(arg: str, teacher: str, v: dict, seed: int, steps: int, stage1: i
         f"eval.score_teacher={first}",  # The teacher's numbers once: they are the same each run.
     ]
     if v["wide"]:
+        # From scratch: a teacher-wide student started from the teacher would be the teacher.
         over += ["student.g_divisor=1", "student.mapping_layers=0", "student.w_dim=0"]
+        over += ["student.init=scratch"]
     path = os.path.join(config_lib.configs_dir(), "stylegan2_dgl.py")
     return config_lib.load_config_file(path, ",".join([arg, *over]))
 

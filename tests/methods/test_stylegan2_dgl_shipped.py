@@ -1,46 +1,107 @@
-"""The shipped Fashion-MNIST teacher and the checkpoint its training continues from.
-
-The default preset loads ``weights/fmnist_teacher.msgpack`` (hash-checked); the teacher run's
-last checkpoint (``launch/fmnist_teacher_run``) restores into the ``teacher`` preset's state
-(``--config.resume_from``) and holds the very networks of the shipped file."""
+"""The shipped Fashion-MNIST teacher: the default preset loads it, the ``teacher`` preset's
+training goes on from it (``--config.teacher.continue_from``), and the default's student can start
+from its leading channels (``student.init='teacher'``)."""
 
 import json
 import os
 
 import jax
 import numpy as np
+import pytest
 
-from jaxpapers import checkpoint, config_lib, methods, trainer
+from jaxpapers import config_lib, methods, optim, trainer
+from jaxpapers.lib import dgl
 from jaxpapers.methods.stylegan2_dgl import steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG = os.path.join(ROOT, "configs", "stylegan2_dgl.py")
-RUN = os.path.join(ROOT, "launch", "fmnist_teacher_run")
+SHIPPED = "fmnist_teacher.msgpack"
+
+
+def _info():
+    return json.load(open(os.path.join(steps.WEIGHTS_DIR, "fmnist_teacher.json")))
+
+
+def _init(cfg):
+    fn, args = trainer.init_fn(methods.get(cfg.method), cfg)
+    return jax.jit(fn)(*args)
+
+
+def _equal(a_tree, b_tree):
+    for a, b in zip(jax.tree.leaves(a_tree), jax.tree.leaves(b_tree), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_default_preset_loads_the_shipped_teacher():
     cfg = config_lib.load_config_file(CFG)
     tree = steps.prepare(cfg)  # sha256 against the JSON, model settings against config.model
     assert sorted(tree["teacher"]) == sorted(steps.TEACHER_FIELDS)
-    info = json.load(open(os.path.join(steps.WEIGHTS_DIR, "fmnist_teacher.json")))
+    info = _info()
     assert info["preset"] == "teacher" and info["step"] > 0
 
 
-def test_the_teacher_run_resumes_from_the_committed_checkpoint():
-    cfg = config_lib.load_config_file(CFG, "teacher")
-    method = methods.get(cfg.method)
-    fn, args = trainer.init_fn(method, cfg)
-    like = jax.eval_shape(fn, *args)
-    state = checkpoint.restore_dir(RUN, like)  # digest-verified
-    assert jax.tree.structure(state) == jax.tree.structure(like)
-    step = int(state.step)
-    shipped = steps.prepare(config_lib.load_config_file(CFG))
-    info = json.load(open(os.path.join(steps.WEIGHTS_DIR, "fmnist_teacher.json")))
-    assert step == info["step"]
+def test_the_teacher_run_continues_from_the_shipped_file_at_its_step():
+    cfg = config_lib.load_config_file(CFG, f"teacher,teacher.continue_from={SHIPPED}")
+    state = _init(cfg)
+    step = _info()["step"]
+    assert int(state.step) == step and 0 < step < cfg.teacher.steps
+    shipped = steps.prepare(config_lib.load_config_file(CFG))["teacher"]
     for name in steps.TEACHER_FIELDS:
-        for a, b in zip(
-            jax.tree.leaves(getattr(state.teacher, name)),
-            jax.tree.leaves(shipped["teacher"][name]),
-            strict=True,
-        ):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        _equal(getattr(state.teacher, name), shipped[name])
+    # Fresh Adam states (the file holds no optimizer state): the teacher's as at step 0.
+    fresh = optim.make(cfg.optim.g).init(state.teacher.g)
+    _equal(state.teacher.g_opt, fresh)
+    # The same seed's rng as a run from scratch: the randomness of step k is fold_in(rng, k).
+    scratch = _init(config_lib.load_config_file(CFG, "teacher"))
+    _equal(state.rng, scratch.rng)
+
+
+@pytest.mark.parametrize(
+    "over, msg",
+    [
+        (f"teacher.continue_from={SHIPPED},teacher.steps=10", "only inside"),
+        (f"teacher.continue_from={SHIPPED},teacher.weights={SHIPPED}", "Set one of"),
+        (f"teacher.continue_from={SHIPPED},model.fmap_max=32", "--config.model.fmap_max=64"),
+        ("student.init=teacher", "needs a trained teacher"),
+        ("student.init=pruned", "student.init must be one of"),
+    ],
+)
+def test_bad_teacher_continuations_and_student_inits_fail_in_one_line(over, msg):
+    cfg = config_lib.load_config_file(CFG, f"teacher,{over}")
+    with pytest.raises(ValueError, match=msg):
+        _init(cfg)
+
+
+def test_a_student_from_the_teacher_holds_its_leading_channels():
+    cfg = config_lib.load_config_file(CFG, "default,student.init=teacher")
+    state = _init(cfg)
+    t, s = state.teacher, state.student
+    g = s.g["synthesis"]
+    # Half-width synthesis: the first 32 of the teacher's 64 in- and output channels.
+    tg = t.g_ema["synthesis"]
+    np.testing.assert_array_equal(g["b8_conv1"]["weight"], tg["b8_conv1"]["weight"][..., :32, :32])
+    np.testing.assert_array_equal(g["b4_conv1"]["weight"], tg["b4_conv1"]["weight"][..., :, :32])
+    np.testing.assert_array_equal(g["const"], tg["const"])
+    # One mapping layer: the teacher's first; D: the student's own fresh one.
+    np.testing.assert_array_equal(
+        s.g["mapping"]["fc0"]["weight"], t.g_ema["mapping"]["fc0"]["weight"]
+    )
+    assert "fc1" not in s.g["mapping"]
+    scratch = _init(config_lib.load_config_file(CFG, "default"))
+    _equal(s.d, scratch.student.d)
+    _equal(s.d_opt, scratch.student.d_opt)
+    _equal(s.g_ema, s.g)
+    _equal(s.g_opt, optim.make(cfg.optim.g).init(s.g))
+    assert not np.any(np.asarray(s.w_avg))
+
+
+def test_slice_like_refuses_a_smaller_or_missing_source_leaf():
+    like = {"a": np.zeros((4, 2), np.float32), "b": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match=r"shape \(2, 2\) cannot give \(4, 2\)"):
+        dgl.slice_like({"a": np.zeros((2, 2)), "b": np.zeros(3)}, like, "T")
+    with pytest.raises(ValueError, match="T has no"):
+        dgl.slice_like({"a": np.zeros((4, 2))}, like, "T")
+    out = dgl.slice_like(
+        {"a": np.arange(12, dtype=np.float32).reshape(6, 2), "b": np.ones(5), "c": 1}, like, "T"
+    )
+    np.testing.assert_array_equal(out["a"], np.arange(8.0).reshape(4, 2))

@@ -106,15 +106,31 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights"
 
 
 def prepare(config):
-    """The trained teacher named by ``teacher.weights`` (a file shipped in ``weights/`` or a path
-    written by ``jaxpapers.tools.export_teacher``), hash-checked on the host; None without one."""
+    """The teacher file named by ``teacher.weights`` (a trained teacher for the student's stages)
+    or ``teacher.continue_from`` (a partly trained teacher whose training goes on from the file's
+    step), hash-checked on the host; None without either. A bare name is a file shipped in
+    ``weights/``, a path one written by ``jaxpapers.tools.export_teacher``."""
     name = str(config.teacher.get("weights", ""))
-    if not name:
+    cont = str(config.teacher.get("continue_from", ""))
+    if not (name or cont):
         return None
-    if config.init_from:
-        raise ValueError("Set teacher.weights or init_from, not both: each provides the teacher.")
-    path = dgl.resolve_weights(name, WEIGHTS_DIR)
+    if sum(map(bool, (name, cont, config.init_from))) > 1:
+        raise ValueError(
+            "Set one of teacher.weights, teacher.continue_from and init_from: each provides the "
+            "teacher."
+        )
+    path = dgl.resolve_weights(name or cont, WEIGHTS_DIR)
     tree, model = dgl.load_teacher_file(path, TEACHER_FIELDS)
+    if cont:
+        dgl.check_teacher_model(model, config, path)  # Its whole recipe, dtype included.
+        step = dgl.teacher_file_step(path)
+        if not 0 < step < int(config.teacher.steps):
+            raise ValueError(
+                f"teacher.continue_from={cont!r} is at step {step}; it continues a teacher run "
+                f"only inside (0, teacher.steps={config.teacher.steps})."
+            )
+        print(f"Continuing the teacher from {path} at step {step} (fresh Adam states)", flush=True)
+        return dict(tree, step=step)
     model = {k: v for k, v in model.items() if k not in TRAINING_ONLY_MODEL_KEYS}
     dgl.check_teacher_model(model, config, path)
     return tree
@@ -122,9 +138,15 @@ def prepare(config):
 
 def init_state(key: jax.Array, config, *, prepared=None) -> DGLState:
     """Fresh teacher and student; with ``prepared`` (a teacher file, see `prepare`) the teacher's
-    G, D, G_ema and w_avg come from it and the job starts at stage 1."""
+    G, D, G_ema and w_avg come from it: at its own step when it continues the teacher's
+    training, else the job starts at stage 1."""
+    dgl.student_init(config)  # A bad or impossible student.init fails here, in one line.
     state = dgl.init_job(key, config, init_gan)
-    return state if prepared is None else load_init(state, prepared, config)
+    if prepared is None:
+        return state
+    if "step" in prepared:
+        return dgl.continue_teacher(state, prepared, TEACHER_FIELDS)
+    return load_init(state, prepared, config)
 
 
 def run_mapping(g_net: sg.Generator, params, z: jax.Array, key: jax.Array, mixing_prob: float):
@@ -319,5 +341,20 @@ def train_step(state: DGLState, batch: dict, *, config, phase: Phase) -> tuple[D
 def load_init(state: DGLState, tree, config) -> DGLState:
     """Teacher from ``init_from``: a checkpoint of this job (its ``teacher``), a converted
     official pickle (``jaxpapers.convert.stylegan2`` writes {'teacher': {g, d, g_ema, w_avg}}) or
-    a teacher file (`prepare`)."""
-    return dgl.load_teacher(state, tree, config, TEACHER_FIELDS)
+    a teacher file (`prepare`); with ``student.init='teacher'`` the student starts from it."""
+    state = dgl.load_teacher(state, tree, config, TEACHER_FIELDS)
+    if dgl.student_init(config) != "scratch":
+        state = state.replace(student=student_from_teacher(state.student, state.teacher, config))
+    return state
+
+
+def student_from_teacher(student: GanState, teacher: GanState, config) -> GanState:
+    """The student's G from the teacher's EMA G (the network the teacher is judged by): every
+    layer the leading channels of the teacher's, a shorter mapping network its first layers.
+    Its D stays its own fresh one, as in the paper (a D copied from the teacher's overpowered the
+    student G: README). Fresh Adam states; ``w_avg`` from zero (a shorter mapping gives other w).
+    """
+    g = dgl.slice_like(teacher.g_ema, student.g, "teacher G_ema")
+    return student.replace(
+        g=g, g_ema=jax.tree.map(jnp.copy, g), g_opt=optim.make(config.optim.g).init(g)
+    )
