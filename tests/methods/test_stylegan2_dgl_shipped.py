@@ -1,6 +1,6 @@
 """The shipped Fashion-MNIST teacher: the default preset loads it, the ``teacher`` preset's
 training goes on from it (``--config.teacher.continue_from``), and the default's student can start
-from its leading channels (``student.init='teacher'``)."""
+from the teacher's channels (``student.init='teacher'``)."""
 
 import json
 import os
@@ -72,15 +72,23 @@ def test_bad_teacher_continuations_and_student_inits_fail_in_one_line(over, msg)
         _init(cfg)
 
 
-def test_a_student_from_the_teacher_holds_its_leading_channels():
+def test_a_student_from_the_teacher_keeps_the_channels_its_next_layers_rely_on():
     cfg = config_lib.load_config_file(CFG, "default,student.init=teacher")
     state = _init(cfg)
     t, s = state.teacher, state.student
-    g = s.g["synthesis"]
-    # Half-width synthesis: the first 32 of the teacher's 64 in- and output channels.
-    tg = t.g_ema["synthesis"]
-    np.testing.assert_array_equal(g["b8_conv1"]["weight"], tg["b8_conv1"]["weight"][..., :32, :32])
-    np.testing.assert_array_equal(g["b4_conv1"]["weight"], tg["b4_conv1"]["weight"][..., :, :32])
+    g, tg = s.g["synthesis"], t.g_ema["synthesis"]
+    keep = steps.kept_channels(tg, t.w_avg, g)
+    for name, idx in keep.items():  # Half of the teacher's 64, each once, in order.
+        assert len(idx) == 32 and np.all(np.diff(np.asarray(idx)) > 0), name
+    w = np.asarray(tg["b8_conv1"]["weight"])[:, :, keep["b8_conv0"]][..., keep["b8_conv1"]]
+    np.testing.assert_array_equal(g["b8_conv1"]["weight"], w)
+    np.testing.assert_array_equal(
+        g["b8_conv1"]["mod_bias"], tg["b8_conv1"]["mod_bias"][keep["b8_conv0"]]
+    )
+    np.testing.assert_array_equal(g["b32_torgb"]["bias"], tg["b32_torgb"]["bias"])
+    np.testing.assert_array_equal(
+        g["b4_conv1"]["weight"], tg["b4_conv1"]["weight"][..., keep["b4_conv1"]]
+    )
     np.testing.assert_array_equal(g["const"], tg["const"])
     # One mapping layer: the teacher's first; D: the student's own fresh one.
     np.testing.assert_array_equal(
@@ -93,6 +101,30 @@ def test_a_student_from_the_teacher_holds_its_leading_channels():
     _equal(s.g_ema, s.g)
     _equal(s.g_opt, optim.make(cfg.optim.g).init(s.g))
     assert not np.any(np.asarray(s.w_avg))
+
+
+def test_a_teacher_wide_student_from_the_teacher_is_the_teacher():
+    state = _init(config_lib.load_config_file(CFG, "uncompressed,student.init=teacher"))
+    _equal(state.student.g, state.teacher.g_ema)
+
+
+def test_kept_channels_are_those_with_the_largest_share_downstream():
+    rng = np.random.default_rng(0)
+    wdim, c = 4, 4
+    layer = lambda cin, cout, k: dict(  # noqa: E731
+        weight=rng.normal(size=(k, k, cin, cout)).astype(np.float32),
+        mod_weight=np.zeros((wdim, cin), np.float32),
+        mod_bias=np.zeros(cin, np.float32),
+        bias=np.zeros(cout, np.float32),
+    )
+    t_syn = {"const": np.zeros((4, 4, c)), "b4_conv1": layer(c, c, 3), "b4_torgb": layer(c, 1, 1)}
+    t_syn["b4_torgb"]["weight"][0, 0, [1, 2], 0] = 1e-3  # ToRGB barely reads channels 1 and 2.
+    student = {"b4_conv1": {"bias": np.zeros(2)}}
+    keep = steps.kept_channels(t_syn, np.zeros(wdim, np.float32), student)
+    np.testing.assert_array_equal(keep["b4_conv1"], [0, 3])
+    t_syn["b4_torgb"]["mod_bias"][:] = [-1, 0, 0, -1]  # Style 0: channels 0 and 3 are muted.
+    keep = steps.kept_channels(t_syn, np.zeros(wdim, np.float32), student)
+    np.testing.assert_array_equal(keep["b4_conv1"], [1, 2])
 
 
 def test_slice_like_refuses_a_smaller_or_missing_source_leaf():

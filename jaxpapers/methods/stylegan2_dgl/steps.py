@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxpapers import optim, rng
@@ -349,12 +350,70 @@ def load_init(state: DGLState, tree, config) -> DGLState:
 
 
 def student_from_teacher(student: GanState, teacher: GanState, config) -> GanState:
-    """The student's G from the teacher's EMA G (the network the teacher is judged by): every
-    layer the leading channels of the teacher's, a shorter mapping network its first layers.
-    Its D stays its own fresh one, as in the paper (a D copied from the teacher's overpowered the
-    student G: README). Fresh Adam states; ``w_avg`` from zero (a shorter mapping gives other w).
-    """
-    g = dgl.slice_like(teacher.g_ema, student.g, "teacher G_ema")
+    """The student's G from the teacher's EMA G (the network the teacher is judged by): each
+    synthesis layer keeps the teacher's most important channels (`kept_channels`), the constant
+    and a shorter mapping network the teacher's leading entries / first layers. Its D stays its
+    own fresh one, as in the paper (a D copied from the teacher's overpowered the student G:
+    README). Fresh Adam states; ``w_avg`` from zero (a shorter mapping gives other w)."""
+    t_syn, s_syn = teacher.g_ema["synthesis"], student.g["synthesis"]
+    keep = kept_channels(t_syn, teacher.w_avg, s_syn)
+    syn = {}
+    for name, layer in s_syn.items():
+        if name == "const":
+            syn[name] = dgl.slice_like(t_syn[name], layer, "teacher G_ema const")
+            continue
+        into, out = keep.get(_reads(name)), keep.get(name)
+        syn[name] = {k: _take(t_syn[name][k], k, into, out, v) for k, v in layer.items()}
+    mapping = dgl.slice_like(teacher.g_ema["mapping"], student.g["mapping"], "teacher G_ema")
+    g = dict(student.g, synthesis=syn, mapping=mapping)
     return student.replace(
         g=g, g_ema=jax.tree.map(jnp.copy, g), g_opt=optim.make(config.optim.g).init(g)
     )
+
+
+def _reads(layer: str) -> str | None:
+    """The synthesis layer whose output ``layer`` reads (None: the constant input)."""
+    res, kind = layer[1:].split("_")
+    if kind == "torgb":
+        return f"b{res}_conv1"
+    if kind == "conv0":
+        return f"b{int(res) // 2}_conv1"
+    return None if res == "4" else f"b{res}_conv0"  # conv1
+
+
+def _take(t_leaf, key: str, into, out, like) -> jax.Array:
+    """One parameter of a synthesis layer cut to the kept input (``into``) / output channels."""
+    a = jnp.asarray(t_leaf)
+    if key in ("weight", "mod_weight", "mod_bias") and into is not None:
+        a = jnp.take(a, into, axis=-2 if key == "weight" else -1)
+    if key in ("weight", "bias") and out is not None:
+        a = jnp.take(a, out, axis=-1)
+    if a.shape != like.shape:
+        raise ValueError(f"teacher G_ema {key} gives {a.shape}, the student needs {like.shape}.")
+    return a.astype(like.dtype)
+
+
+def kept_channels(t_syn: dict, w_avg: jax.Array, s_syn: dict) -> dict[str, jax.Array]:
+    """For each synthesis conv, the teacher's output channels the student keeps (as many as the
+    student's layer has, in increasing order): those the layers reading them rely on most.
+
+    A channel's weight in a reading layer is its share of that layer's output energy at the
+    teacher's mean style: s_c² Σ_k W[k, c, o]² over all input channels, averaged over the outputs
+    o of a demodulated conv (demodulation normalises each output over its inputs) and taken over
+    the whole output of a ToRGB (not demodulated); a channel's importance sums its shares in the
+    layers that read it. Without data: the layers' own weights and styles."""
+    wdim = w_avg.shape[-1]
+    score: dict[str, jax.Array] = {}
+    for name, p in t_syn.items():
+        src = None if name == "const" else _reads(name)
+        if src is None:
+            continue
+        s = w_avg @ (p["mod_weight"] / np.sqrt(wdim)) + p["mod_bias"] + 1
+        e = s[:, None] ** 2 * jnp.sum(jnp.square(p["weight"]), axis=(0, 1))  # [in, out]
+        share = e.sum(1) / e.sum() if name.endswith("torgb") else (e / e.sum(0)).mean(1)
+        score[src] = score.get(src, 0.0) + share
+    keep = {}
+    for name, sc in score.items():
+        n = s_syn[name]["bias"].shape[-1]
+        keep[name] = jnp.sort(jnp.argsort(-sc, stable=True)[:n])
+    return keep
