@@ -4,9 +4,9 @@ Presets:
   default       the shipped Fashion-MNIST teacher (``teacher`` preset's networks, read from
                 ``jaxpapers/methods/stylegan2_dgl/weights/fmnist_teacher.msgpack``, hash-checked),
                 then the student (synthesis widths / 2, 1 mapping layer; its G started from
-                the teacher's leading channels, ``student.init``) for 600 stage-1 + 600 stage-2
-                steps and one evaluation (teacher-vs-student table and grid); ~12 min on 2 CPU
-                cores:
+                the teacher's most relied-on channels, ``student.init``) for 600 stage-1 +
+                600 stage-2 steps and one evaluation (teacher-vs-student table and grid);
+                ~12 min on 2 CPU cores:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py --workdir=/tmp/sg2dgl
   uncompressed  the same with the student as wide and deep as the teacher ("DGL on the
                 uncompressed model"):
@@ -109,7 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             stage1_steps=200,
             mapping_layers=0,
             w_dim=0,
-            init="scratch",  # "teacher": start from the teacher's leading channels (README).
+            init="scratch",  # "teacher": G from the teacher's most relied-on channels (README).
         )
     )
     c.loss = ml_collections.ConfigDict(

@@ -147,7 +147,7 @@ STUDENT_INITS = ("scratch", "teacher")
 
 def student_init(config) -> str:
     """``student.init``: "scratch" (the paper: the student's own random init) or "teacher" (its
-    G starts as the leading channels of the trained teacher's EMA G, see `slice_like`)."""
+    G starts from channels of the trained teacher's EMA G, chosen by the method)."""
     init = str(config.student.get("init", "scratch"))
     if init not in STUDENT_INITS:
         raise ValueError(f"student.init must be one of {STUDENT_INITS}, got {init!r}.")
