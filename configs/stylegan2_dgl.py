@@ -13,8 +13,9 @@ Presets:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:uncompressed --workdir=/tmp/sg2u
   teacher       the Fashion-MNIST teacher from scratch: the official ``cifar`` recipe (2 mapping
                 layers, no path-length reg, no style mixing, gamma 0.01) at widths 2 cores can
-                train (64 channels at every resolution; batch 32; 30k steps, hours); its export
-                (``python -m jaxpapers.tools.export_teacher``) is the shipped teacher:
+                train (64 channels at every resolution; batch 32; 30k steps, hours); the export
+                of its step 12,500 (``python -m jaxpapers.tools.export_teacher``) is the shipped
+                teacher:
       python -m jaxpapers.main --config=configs/stylegan2_dgl.py:teacher --workdir=/tmp/sg2t
                 its training goes on from the shipped file's step (fresh Adam states) with
                 ``--config.teacher.continue_from=fmnist_teacher.msgpack``.
