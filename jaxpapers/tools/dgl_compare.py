@@ -14,6 +14,14 @@ file ``--teacher`` (a bare name is a file shipped in ``jaxpapers/methods/stylega
   ``uncompressed_dgl_a<alphas[0]>``: the student as wide as the teacher ("DGL on the
   uncompressed model").
 
+Stage 1 has no teacher term, so it is the same for every alpha: it is trained once per seed and
+student width, as its own run ``WORKDIR/runs/stage1_only/seed<s>`` (and
+``uncompressed_stage1_only``) of ``--stage1`` steps, and every variant of that width resumes
+from its checkpoint (``resume_from``) for stage 2. The result is the same as training each
+variant from step 0: the data order is a function of the seed and step, the step's random key
+one of the state (``rng.step_key``), and the checkpoint holds the whole state; the stage-1 runs'
+own evaluations are the "after stage 1" rows.
+
 Each run is a normal training run (``jaxpapers.trainer.train``) in
 ``WORKDIR/runs/<variant>/seed<s>`` evaluated once at its end (the config's ``eval``: FD-FMNIST,
 KID, precision/recall on ``eval.num_samples`` fakes; pass ``--config=default,eval.num_samples=
@@ -48,6 +56,16 @@ def define_flags() -> None:
     flags.DEFINE_integer("stage1", -1, "stage-1 steps (-1: half of --steps)")
     flags.DEFINE_bool("uncompressed", True, "also DGL on the uncompressed (teacher-wide) student")
     flags.DEFINE_string("config", "default", "stylegan2_dgl preset[,key=value...] of every run")
+    flags.DEFINE_string(
+        "shard",
+        "",
+        "I/N: train only every N-th (seed, student width) group from the I-th, so that N "
+        "processes (e.g. one per core under `taskset`) share one workdir; 0/2 and 1/2 are the "
+        "compressed and the uncompressed runs. Then run once without --shard for the whole table",
+    )
+
+
+TRUNKS = {False: "stage1_only", True: "uncompressed_stage1_only"}  # By `wide`.
 
 
 def variants(alphas: list[float], uncompressed: bool) -> list[dict]:
@@ -67,7 +85,22 @@ def variants(alphas: list[float], uncompressed: bool) -> list[dict]:
     return out
 
 
-def run_config(arg: str, teacher: str, v: dict, seed: int, steps: int, stage1: int, first: bool):
+def trunk(wide: bool) -> dict:
+    """The stage-1 run that the variants of one student width share."""
+    return dict(name=TRUNKS[wide], alpha=0.0, wide=wide, baseline=None)
+
+
+def run_config(
+    arg: str,
+    teacher: str,
+    v: dict,
+    seed: int,
+    steps: int,
+    stage1: int,
+    first: bool,
+    resume_from: str = "",
+):
+    """One run's config; ``resume_from``: the stage-1 run this variant continues."""
     from jaxpapers import config_lib
 
     over = [
@@ -80,6 +113,7 @@ def run_config(arg: str, teacher: str, v: dict, seed: int, steps: int, stage1: i
         "eval_every=0",
         "eval.fd=True",
         f"eval.score_teacher={first}",  # The teacher's numbers once: they are the same each run.
+        f"resume_from={resume_from}",
     ]
     if v["wide"]:
         # From scratch: a teacher-wide student started from the teacher would be the teacher.
@@ -142,8 +176,13 @@ def compare(
     stage1: int,
     uncompressed: bool = True,
     config_arg: str = "default",
+    shard: tuple[int, int] = (0, 1),
 ) -> str:
-    """Runs (or skips, when finished) every run; writes the table, runs.json and grids."""
+    """Runs (or skips, when finished) every run; writes the table, runs.json and grids.
+
+    ``shard=(i, n)`` trains and tabulates only every n-th (seed, student width) group from the
+    i-th: with two widths, ``(0, 2)`` takes the compressed and ``(1, 2)`` the uncompressed runs.
+    """
     from jaxpapers import trainer
     from jaxpapers.lib import dgl
 
@@ -168,44 +207,63 @@ def compare(
             old = json.load(f)
         if old != json.loads(json.dumps(settings)):
             raise cli.BadInput(f"{workdir} holds a comparison with other settings {old}.")
-    with open(spath, "w") as f:
+    with open(spath + ".tmp", "w") as f:  # Atomic: shards read it while another writes it.
         json.dump(settings, f, indent=2)
+    os.replace(spath + ".tmp", spath)
     runs, teacher_metrics = [], None
-    for seed in range(seeds):
-        for v in vs:
-            rdir = os.path.join(workdir, "runs", v["name"], f"seed{seed}")
-            first = seed == 0 and v is vs[0]
+
+    def run(v: dict, seed: int, run_steps: int, first: bool, resume_from: str = "") -> dict:
+        rdir = os.path.join(workdir, "runs", v["name"], f"seed{seed}")
+        result = _finished(rdir)
+        if result is None:
+            print(f"dgl_compare: {v['name']} seed {seed} -> {rdir}", flush=True)
+            cfg = run_config(config_arg, teacher, v, seed, run_steps, stage1, first, resume_from)
+            trainer.train(cfg, rdir)
             result = _finished(rdir)
-            if result is None:
-                print(f"dgl_compare: {v['name']} seed {seed} -> {rdir}", flush=True)
-                cfg = run_config(config_arg, teacher, v, seed, steps, stage1, first)
-                trainer.train(cfg, rdir)
-                result = _finished(rdir)
-            else:
-                print(f"dgl_compare: {v['name']} seed {seed} finished, skipped", flush=True)
-            ev = {k.removeprefix("eval/"): v_ for k, v_ in result.items() if k.startswith("eval/")}
-            runs.append(dict(variant=v["name"], seed=seed, alpha=v["alpha"], metrics=ev, dir=rdir))
-            if first:
+        else:
+            print(f"dgl_compare: {v['name']} seed {seed} finished, skipped", flush=True)
+        ev = {k.removeprefix("eval/"): x for k, x in result.items() if k.startswith("eval/")}
+        runs.append(dict(variant=v["name"], seed=seed, alpha=v["alpha"], metrics=ev, dir=rdir))
+        if seed == 0:
+            os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
+            grid = os.path.join(rdir, f"samples_student_step{run_steps}.png")
+            shutil.copyfile(grid, os.path.join(workdir, "grids", f"{v['name']}.png"))
+        return ev
+
+    # A group: one seed and student width, i.e. a stage-1 run and the variants continuing it.
+    groups = [(seed, w) for seed in range(seeds) for w in dict.fromkeys(v["wide"] for v in vs)]
+    for seed, wide in groups[shard[0] :: shard[1]]:
+        trunk_dir = ""
+        if stage1 > 0:
+            run(trunk(wide), seed, stage1, first=False)
+            trunk_dir = os.path.join(workdir, "runs", TRUNKS[wide], f"seed{seed}")
+        for v in (v for v in vs if v["wide"] == wide):
+            first = seed == 0 and v is vs[0]
+            ev = run(v, seed, steps, first, trunk_dir)
+            if first:  # Seed 0's first run scored the teacher and drew its grid.
                 teacher_metrics = {
                     k.removeprefix("teacher_"): x for k, x in ev.items() if k.startswith("teacher_")
                 }
-            if seed == 0:
-                grid = os.path.join(rdir, f"samples_student_step{steps}.png")
-                os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
-                shutil.copyfile(grid, os.path.join(workdir, "grids", f"{v['name']}.png"))
-                if first:
-                    t_grid = os.path.join(rdir, f"samples_teacher_step{steps}.png")
-                    shutil.copyfile(t_grid, os.path.join(workdir, "grids", "teacher.png"))
+                rdir = os.path.join(workdir, "runs", v["name"], f"seed{seed}")
+                t_grid = os.path.join(rdir, f"samples_teacher_step{steps}.png")
+                shutil.copyfile(t_grid, os.path.join(workdir, "grids", "teacher.png"))
     with open(os.path.join(workdir, "runs.json"), "w") as f:
         json.dump(runs, f, indent=2)
+    shown = []
+    for v in vs:  # Each width's stage-1 row first, then its variants.
+        if stage1 > 0 and trunk(v["wide"]) not in shown:
+            shown.append(trunk(v["wide"]))
+        shown.append(v)
     md = table(
-        runs, [v["name"] for v in vs], {v["name"]: v["baseline"] for v in vs}, teacher_metrics
+        runs, [v["name"] for v in shown], {v["name"]: v["baseline"] for v in shown}, teacher_metrics
     )
     header = (
         f"# DGL comparison\n\nTeacher sha256 {settings['teacher_sha256'][:12]}, preset "
         f"`{config_arg}`, {steps} student steps ({stage1} stage 1), seeds 0-{seeds - 1}; mean ± "
-        "sample std over seeds. ΔFD: the variant's FD minus its alpha-0 baseline's on the same "
-        "seed (negative = DGL better). Grids: `grids/`, seed 0, the same latents.\n\n"
+        "sample std over seeds. `*stage1_only`: the shared stage-1 runs, evaluated after their "
+        f"{stage1} steps; every variant continues its width's stage-1 run. ΔFD: the variant's "
+        "FD minus its alpha-0 baseline's on the same seed (negative = DGL better). Grids: "
+        "`grids/`, seed 0, the same latents.\n\n"
     )
     with open(os.path.join(workdir, "comparison.md"), "w") as f:
         f.write(header + md)
@@ -219,7 +277,15 @@ def main(argv) -> None:
         alphas = [float(a) for a in F.alphas.split(",") if a.strip()]
     except ValueError:
         raise cli.BadInput(f"--alphas={F.alphas!r}: give numbers like 0.1,0.5.") from None
-    md = compare(F.teacher, F.workdir, F.seeds, alphas, F.steps, F.stage1, F.uncompressed, F.config)
+    shard = (0, 1)
+    if F.shard:
+        i, _, n = F.shard.partition("/")
+        if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+            raise cli.BadInput(f"--shard={F.shard!r}: give I/N with 0 <= I < N, e.g. 0/2.")
+        shard = (int(i), int(n))
+    md = compare(
+        F.teacher, F.workdir, F.seeds, alphas, F.steps, F.stage1, F.uncompressed, F.config, shard
+    )
     print(md)
 
 

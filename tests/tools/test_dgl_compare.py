@@ -43,6 +43,49 @@ def test_variants_and_run_configs(teacher_file):
     assert base.student.alpha == 0.0 and base.student.g_divisor == 2
 
 
+def test_shards_split_the_seed_and_width_groups_and_variants_continue_their_stage1_run(
+    teacher_file, tmp_path, monkeypatch
+):
+    trained = []
+
+    def fake_train(cfg, rdir):  # Records the call and writes what a finished run leaves.
+        variant, seed = rdir.split(os.sep)[-2:]
+        trained.append((variant, seed, cfg.num_train_steps, cfg.resume_from, cfg.student.alpha))
+        os.makedirs(rdir, exist_ok=True)
+        final = {"eval/student_fd": float(len(trained)), "eval/g_param_ratio": 0.5}
+        final.update({"eval/g_mac_ratio": 0.25, "eval/student_kid_mean": 0.0})
+        final.update({"eval/student_precision": 0.5, "eval/student_recall": 0.5})
+        json.dump(final, open(os.path.join(rdir, "final_metrics.json"), "w"))
+        for who in ("student", "teacher"):
+            open(os.path.join(rdir, f"samples_{who}_step{cfg.num_train_steps}.png"), "wb").close()
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    out = str(tmp_path / "cmp")
+    args = dict(seeds=2, alphas=[0.5], steps=6, stage1=2, uncompressed=True, config_arg=ARG)
+    dgl_compare.compare(teacher_file, out, **args, shard=(1, 2))
+    # Shard 1 of 2: every seed's uncompressed group, each variant resuming its stage-1 run.
+    wide = os.path.join(out, "runs", "uncompressed_stage1_only")
+    trunk = {s: os.path.join(wide, s) for s in ("seed0", "seed1")}
+    assert trained == [
+        ("uncompressed_stage1_only", "seed0", 2, "", 0.0),
+        ("uncompressed_alpha0", "seed0", 6, trunk["seed0"], 0.0),
+        ("uncompressed_dgl_a0.5", "seed0", 6, trunk["seed0"], 0.5),
+        ("uncompressed_stage1_only", "seed1", 2, "", 0.0),
+        ("uncompressed_alpha0", "seed1", 6, trunk["seed1"], 0.0),
+        ("uncompressed_dgl_a0.5", "seed1", 6, trunk["seed1"], 0.5),
+    ]
+    del trained[:]
+    md = dgl_compare.compare(teacher_file, out, **args, shard=(0, 2))
+    assert [(t[0], t[1]) for t in trained] == [
+        (n, s) for s in ("seed0", "seed1") for n in ("stage1_only", "alpha0", "dgl_a0.5")
+    ]
+    # Unsharded, nothing is left to train and the table has every group.
+    del trained[:]
+    assert dgl_compare.compare(teacher_file, out, **args) != md and trained == []
+    with pytest.raises(cli.BadInput, match="other settings"):
+        dgl_compare.compare(teacher_file, out, **dict(args, stage1=3), shard=(0, 2))
+
+
 @pytest.mark.slow  # Four smoke training runs: ~2.5 min on 2 loaded cores.
 def test_compare_writes_a_table_from_the_runs_and_resumes(teacher_file, tmp_path, monkeypatch):
     out = str(tmp_path / "cmp")
@@ -54,13 +97,15 @@ def test_compare_writes_a_table_from_the_runs_and_resumes(teacher_file, tmp_path
         ("alpha0", 1),
         ("dgl_a0.5", 0),
         ("dgl_a0.5", 1),
+        ("stage1_only", 0),
+        ("stage1_only", 1),
     ]
     # Every run's numbers are its own final evaluation.
     for r in runs:
         final = json.load(open(os.path.join(r["dir"], "final_metrics.json")))
         assert r["metrics"]["student_fd"] == final["eval/student_fd"]
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
-    assert set(rows) >= {"variant", "teacher (shipped)", "alpha0", "dgl_a0.5"}
+    assert set(rows) >= {"variant", "teacher (shipped)", "stage1_only", "alpha0", "dgl_a0.5"}
     for name in ("alpha0", "dgl_a0.5"):
         fds = [r["metrics"]["student_fd"] for r in runs if r["variant"] == name]
         want = f"{np.mean(fds):.2f} ± {np.std(fds, ddof=1):.2f}"
@@ -79,7 +124,15 @@ def test_compare_writes_a_table_from_the_runs_and_resumes(teacher_file, tmp_path
     # The same latents and the same init: stage 1 of both variants is the same student, so the
     # seed-0 grids differ only through stage 2's teacher term.
     grids = sorted(os.listdir(os.path.join(out, "grids")))
-    assert grids == ["alpha0.png", "dgl_a0.5.png", "teacher.png"]
+    assert grids == ["alpha0.png", "dgl_a0.5.png", "stage1_only.png", "teacher.png"]
+    # Continuing the shared stage-1 run is the same as training the variant from step 0.
+    v = dgl_compare.variants([0.5], uncompressed=False)[1]
+    cfg = dgl_compare.run_config(ARG, teacher_file, v, 1, 2, 1, False)
+    alone = trainer.train(cfg, str(tmp_path / "alone"))
+    shared = json.load(open(os.path.join(out, "runs", "dgl_a0.5", "seed1", "final_metrics.json")))
+    assert alone["eval/student_fd"] == shared["eval/student_fd"]
+    for k in ("train/g_loss", "train/d_loss"):
+        assert alone[k] == shared[k], k
     assert "teacher (shipped)" in open(os.path.join(out, "comparison.md")).read()
     # A second call trains nothing and writes the same table.
     monkeypatch.setattr(trainer, "train", lambda *a: pytest.fail("finished runs must be skipped"))
