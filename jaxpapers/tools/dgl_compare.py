@@ -28,7 +28,8 @@ KID, precision/recall on ``eval.num_samples`` fakes; pass ``--config=default,eva
 10000`` for the full evaluation). Writes ``WORKDIR/comparison.md`` (mean ± std per variant and
 the paired difference to its alpha-0 baseline), ``WORKDIR/runs.json`` (every run's numbers) and
 ``WORKDIR/grids/<variant>.png`` (the seed-0 student's samples; every run draws the grid from the
-same fixed latents, ``eval.seed``) plus ``grids/teacher.png``. Re-running the same command skips
+same fixed latents, ``eval.seed``) plus ``grids/teacher.png``, and all of them side by side,
+titled with their FD, in ``grids/comparison.png``. Re-running the same command skips
 finished runs and resumes an interrupted one; other settings in the same workdir are refused.
 """
 
@@ -167,6 +168,32 @@ def table(runs: list[dict], names: list[str], baselines: dict, teacher: dict | N
     return "\n".join(lines) + "\n"
 
 
+def picture(workdir: str, shown: list[dict], runs: list[dict]) -> str | None:
+    """``grids/comparison.png``: the seed-0 grids side by side, one row per student width (the
+    teacher first), each titled with its run's FD; None while a seed-0 grid is missing."""
+    from PIL import Image
+
+    from jaxpapers import viz
+
+    fd = {r["variant"]: r["metrics"].get("student_fd") for r in runs if r["seed"] == 0}
+    rows: dict[bool, list[tuple[str, str]]] = {False: [("teacher", "teacher (shipped)")]}
+    for v in shown:
+        title = v["name"] if fd.get(v["name"]) is None else f"{v['name']}: FD {fd[v['name']]:.1f}"
+        rows.setdefault(v["wide"], []).append((v["name"], title))
+    cells, titles = [], []
+    for row in rows.values():
+        paths = [os.path.join(workdir, "grids", f"{name}.png") for name, _ in row]
+        if not all(os.path.isfile(p) for p in paths):
+            return None
+        cells.append([np.asarray(Image.open(p).convert("L"))[..., None] for p in paths])
+        titles.append([t for _, t in row])
+    labels = ["compressed student" if not w else "uncompressed student" for w in rows]
+    out = os.path.join(workdir, "grids", "comparison.png")
+    title = "DGL comparison, seed 0, the same latents in every grid (FD-FMNIST: lower is better)"
+    viz.save_image_table(out, cells, labels, titles, title=title, cell_inches=2.9)
+    return out
+
+
 def compare(
     teacher: str,
     workdir: str,
@@ -265,6 +292,8 @@ def compare(
         "FD minus its alpha-0 baseline's on the same seed (negative = DGL better). Grids: "
         "`grids/`, seed 0, the same latents.\n\n"
     )
+    if picture(workdir, shown, runs):
+        header += "![seed-0 grids](grids/comparison.png)\n\n"
     with open(os.path.join(workdir, "comparison.md"), "w") as f:
         f.write(header + md)
     return md

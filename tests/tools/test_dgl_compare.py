@@ -7,6 +7,7 @@ import re
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxpapers import config_lib, methods, trainer
 from jaxpapers.lib import dgl
@@ -56,8 +57,10 @@ def test_shards_split_the_seed_and_width_groups_and_variants_continue_their_stag
         final.update({"eval/g_mac_ratio": 0.25, "eval/student_kid_mean": 0.0})
         final.update({"eval/student_precision": 0.5, "eval/student_recall": 0.5})
         json.dump(final, open(os.path.join(rdir, "final_metrics.json"), "w"))
+        grid = np.full((10, 10), 40 * len(trained), np.uint8)  # A grid per run, told apart.
         for who in ("student", "teacher"):
-            open(os.path.join(rdir, f"samples_{who}_step{cfg.num_train_steps}.png"), "wb").close()
+            path = os.path.join(rdir, f"samples_{who}_step{cfg.num_train_steps}.png")
+            Image.fromarray(grid).save(path)
 
     monkeypatch.setattr(trainer, "train", fake_train)
     out = str(tmp_path / "cmp")
@@ -82,6 +85,11 @@ def test_shards_split_the_seed_and_width_groups_and_variants_continue_their_stag
     # Unsharded, nothing is left to train and the table has every group.
     del trained[:]
     assert dgl_compare.compare(teacher_file, out, **args) != md and trained == []
+    # One picture of every seed-0 grid, titled with its FD, referenced by comparison.md.
+    assert "(grids/comparison.png)" in open(os.path.join(out, "comparison.md")).read()
+    pic = np.asarray(Image.open(os.path.join(out, "grids", "comparison.png")).convert("L"))
+    assert pic.shape[0] > 300 and pic.shape[1] > 5 * 250
+    assert {40 * i for i in (1, 2, 3, 4, 5, 6)} <= set(np.unique(pic))  # Seed 0's six grids.
     with pytest.raises(cli.BadInput, match="other settings"):
         dgl_compare.compare(teacher_file, out, **dict(args, stage1=3), shard=(0, 2))
 
@@ -124,7 +132,8 @@ def test_compare_writes_a_table_from_the_runs_and_resumes(teacher_file, tmp_path
     # The same latents and the same init: stage 1 of both variants is the same student, so the
     # seed-0 grids differ only through stage 2's teacher term.
     grids = sorted(os.listdir(os.path.join(out, "grids")))
-    assert grids == ["alpha0.png", "dgl_a0.5.png", "stage1_only.png", "teacher.png"]
+    want = ["alpha0.png", "comparison.png", "dgl_a0.5.png", "stage1_only.png", "teacher.png"]
+    assert grids == want
     # Continuing the shared stage-1 run is the same as training the variant from step 0.
     v = dgl_compare.variants([0.5], uncompressed=False)[1]
     cfg = dgl_compare.run_config(ARG, teacher_file, v, 1, 2, 1, False)
