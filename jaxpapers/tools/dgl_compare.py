@@ -44,7 +44,7 @@ from absl import flags
 
 from jaxpapers.tools import cli
 
-METRICS = (("fd", "FD-FMNIST", 1.0), ("kid_mean", "KID ×10³", 1e3), ("precision", "precision", 1.0))
+METRICS = (("fd", "FD-FMNIST", 1.0), ("kid_mean", "KID", 1.0), ("precision", "precision", 1.0))
 METRICS += (("recall", "recall", 1.0),)
 
 

@@ -166,7 +166,7 @@ class _Timed:
 
 def comparison_table(counts: dict, results: dict) -> str:
     """Markdown: G params and MACs of teacher and student and the metrics each was scored on."""
-    labels = dict(fd="FD", kid_mean="KID ×10³", precision="precision", recall="recall")
+    labels = dict(fd="FD", kid_mean="KID", precision="precision", recall="recall")
     labels.update(class_share_min="smallest class share", images_per_s="sampling images/s")
     names = tuple(labels)
     lines = [
