@@ -1,7 +1,7 @@
 """DGL vs the same student without the teacher term, over seeds and alphas, from one teacher file.
 
     python -m jaxpapers.tools.dgl_compare --teacher=fmnist_teacher.msgpack --seeds=3 \\
-        --alphas=0.1,0.5 --steps=2000 --workdir=/tmp/dgl_compare
+        --alphas=0.1,0.5 --steps=800 --stage1=400 --workdir=/tmp/dgl_compare
 
 Trains, for every seed ``s`` in ``0..seeds-1``, the ``stylegan2_dgl`` student on the teacher
 file ``--teacher`` (a bare name is a file shipped in ``jaxpapers/methods/stylegan2_dgl/weights``):
@@ -53,7 +53,7 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "output directory", required=True)
     flags.DEFINE_integer("seeds", 3, "seeds 0..seeds-1")
     flags.DEFINE_string("alphas", "0.1,0.5", "DGL teacher-term weights (stage 2), comma-separated")
-    flags.DEFINE_integer("steps", 2000, "student steps per run (both stages)")
+    flags.DEFINE_integer("steps", 800, "student steps per run (both stages)")
     flags.DEFINE_integer("stage1", -1, "stage-1 steps (-1: half of --steps)")
     flags.DEFINE_bool("uncompressed", True, "also DGL on the uncompressed (teacher-wide) student")
     flags.DEFINE_string("config", "default", "stylegan2_dgl preset[,key=value...] of every run")
