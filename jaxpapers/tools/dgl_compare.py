@@ -44,8 +44,9 @@ from absl import flags
 
 from jaxpapers.tools import cli
 
-METRICS = (("fd", "FD-FMNIST", 1.0), ("kid_mean", "KID", 1.0), ("precision", "precision", 1.0))
-METRICS += (("recall", "recall", 1.0),)
+# (key, column): KID is the evaluator's raw value on the FmnistCNN features (not ×10³).
+METRICS = (("fd", "FD-FMNIST"), ("kid_mean", "KID"), ("precision", "precision"))
+METRICS += (("recall", "recall"),)
 
 
 def define_flags() -> None:
@@ -61,8 +62,9 @@ def define_flags() -> None:
         "shard",
         "",
         "I/N: train only every N-th (seed, student width) group from the I-th, so that N "
-        "processes (e.g. one per core under `taskset`) share one workdir; 0/2 and 1/2 are the "
-        "compressed and the uncompressed runs. Then run once without --shard for the whole table",
+        "processes (e.g. one per core under `taskset`) share one workdir; with --uncompressed, 0/2 "
+        "and 1/2 are the compressed and the uncompressed runs. Then run once without --shard "
+        "for the whole table",
     )
 
 
@@ -132,8 +134,8 @@ def _finished(workdir: str) -> dict | None:
         return json.load(f)
 
 
-def _mean_std(values: list[float], scale: float) -> str:
-    v = np.asarray(values, np.float64) * scale
+def _mean_std(values: list[float]) -> str:
+    v = np.asarray(values, np.float64)
     if len(v) == 1:
         return f"{v[0]:.2f}"
     return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
@@ -143,10 +145,10 @@ def table(runs: list[dict], names: list[str], baselines: dict, teacher: dict | N
     """The markdown comparison: one row per variant (mean ± sample std over seeds), the paired
     FD difference to the variant's alpha-0 baseline (same seeds) and how many seeds it wins."""
     head = "| variant | alpha | G params / MACs vs teacher | seeds | "
-    head += " | ".join(label for _, label, _ in METRICS) + " | ΔFD vs alpha 0 (paired) | lower FD |"
+    head += " | ".join(label for _, label in METRICS) + " | ΔFD vs alpha 0 (paired) | lower FD |"
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     if teacher:
-        cells = [f"{teacher[k] * s:.2f}" if k in teacher else "" for k, _, s in METRICS]
+        cells = [f"{teacher[k]:.2f}" if k in teacher else "" for k, _ in METRICS]
         lines.append("| teacher (shipped) | — | 1 / 1 | — | " + " | ".join(cells) + " | — | — |")
     by = {n: [r for r in runs if r["variant"] == n] for n in names}
     for n in names:
@@ -155,13 +157,13 @@ def table(runs: list[dict], names: list[str], baselines: dict, teacher: dict | N
             continue
         m0 = rs[0]["metrics"]
         ratio = f"{m0['g_param_ratio']:.3f} / {m0['g_mac_ratio']:.3f}"
-        cells = [_mean_std([r["metrics"][f"student_{k}"] for r in rs], s) for k, _, s in METRICS]
+        cells = [_mean_std([r["metrics"][f"student_{k}"] for r in rs]) for k, _ in METRICS]
         delta, wins = "—", "—"
         base = {r["seed"]: r for r in by.get(baselines[n] or "", [])}
         pairs = [(r, base[r["seed"]]) for r in rs if r["seed"] in base]
         if pairs:
             d = [r["metrics"]["student_fd"] - b["metrics"]["student_fd"] for r, b in pairs]
-            delta = _mean_std(d, 1.0)
+            delta = _mean_std(d)
             wins = f"{sum(x < 0 for x in d)}/{len(d)}"
         row = [n, f"{rs[0]['alpha']:g}", ratio, str(len(rs)), *cells, delta, wins]
         lines.append("| " + " | ".join(row) + " |")
@@ -239,8 +241,11 @@ def compare(
     os.replace(spath + ".tmp", spath)
     runs, teacher_metrics = [], None
 
+    def run_dir(name: str, seed: int) -> str:
+        return os.path.join(workdir, "runs", name, f"seed{seed}")
+
     def run(v: dict, seed: int, run_steps: int, first: bool, resume_from: str = "") -> dict:
-        rdir = os.path.join(workdir, "runs", v["name"], f"seed{seed}")
+        rdir = run_dir(v["name"], seed)
         result = _finished(rdir)
         if result is None:
             print(f"dgl_compare: {v['name']} seed {seed} -> {rdir}", flush=True)
@@ -263,7 +268,7 @@ def compare(
         trunk_dir = ""
         if stage1 > 0:
             run(trunk(wide), seed, stage1, first=False)
-            trunk_dir = os.path.join(workdir, "runs", TRUNKS[wide], f"seed{seed}")
+            trunk_dir = run_dir(TRUNKS[wide], seed)
         for v in (v for v in vs if v["wide"] == wide):
             first = seed == 0 and v is vs[0]
             ev = run(v, seed, steps, first, trunk_dir)
@@ -271,8 +276,7 @@ def compare(
                 teacher_metrics = {
                     k.removeprefix("teacher_"): x for k, x in ev.items() if k.startswith("teacher_")
                 }
-                rdir = os.path.join(workdir, "runs", v["name"], f"seed{seed}")
-                t_grid = os.path.join(rdir, f"samples_teacher_step{steps}.png")
+                t_grid = os.path.join(run_dir(v["name"], seed), f"samples_teacher_step{steps}.png")
                 shutil.copyfile(t_grid, os.path.join(workdir, "grids", "teacher.png"))
     with open(os.path.join(workdir, "runs.json"), "w") as f:
         json.dump(runs, f, indent=2)
